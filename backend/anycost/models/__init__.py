@@ -1,0 +1,1 @@
+"""Networks: the Anycost generator, its encoder, and their arithmetic cost."""

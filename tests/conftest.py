@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ANYCOST_SHARED", REPO.parent / "shared"))
+FIXTURE = SHARED / "fixtures" / "official_format"
+
+
+@pytest.fixture(scope="session")
+def official_fixture() -> Path:
+    if not (FIXTURE / "generator.pt").exists():
+        pytest.fail(f"the official-format fixture is missing: expected it at {FIXTURE}")
+    return FIXTURE
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Keep every test away from the real user's model directory and caches."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.delenv("ANYCOST_MODELS_DIR", raising=False)
+    monkeypatch.delenv("ANYCOST_DOWNLOAD_URL", raising=False)
