@@ -1,0 +1,1 @@
+"""Subcommands of the ``anycost`` CLI, one module each (see ``anycost.cli``)."""

@@ -1,0 +1,54 @@
+"""Tensor ↔ image conversion and safe (atomic) image writing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (N, 3, H, W) in [-1, 1] → uint8 HWC / NHWC."""
+    x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    x = x.permute(0, 2, 3, 1) if x.ndim == 4 else x.permute(1, 2, 0)
+    return x.cpu().numpy()
+
+
+def uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 HWC (RGB) → (1, 3, H, W) float in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).float()
+    return (t / 127.5 - 1.0).unsqueeze(0)
+
+
+def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:
+    """NHWC uint8 → one HWC uint8 contact sheet."""
+    n, h, w, c = images.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = im
+    return out
+
+
+def save_image_atomic(arr: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an image so that ``path`` either holds the whole file or is left untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unknown image extension {path.suffix!r}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(arr).save(tmp, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,1 @@
+"""Reading and writing model files (the project's format and official checkpoints)."""

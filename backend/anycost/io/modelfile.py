@@ -1,0 +1,204 @@
+"""The project's own model format: one ``.safetensors`` file per model.
+
+Tensors are namespaced by component (``generator.style.1.weight``, ``encoder.fc.weight``,
+``directions.smile``, …). The safetensors header metadata carries JSON:
+
+- ``anycost.format`` — ``"anycost-model"``; ``anycost.format_version`` — ``"1"``;
+- ``anycost.components`` — ``{component: config}`` (architecture settings per component);
+- ``anycost.info`` — free-form model information (name, resolutions, channel configs,
+  provenance, licence, …).
+
+Nothing in the file is executable; loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelFileError
+from ..models.encoder import Encoder, EncoderConfig
+from ..models.generator import Generator, GeneratorConfig
+
+FORMAT_NAME = "anycost-model"
+FORMAT_VERSION = "1"
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+@dataclass
+class Component:
+    """One part of a model: its settings and its tensors (keys without the component prefix)."""
+
+    config: dict = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def is_safetensors(path: str | os.PathLike) -> bool:
+    """True when the file starts like a safetensors file (u64 header size, then '{')."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n < 100_000_000 and head[8:9] == b"{"
+
+
+def _state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage: store private contiguous copies.
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_model(path: str | os.PathLike, *, generator: Generator | None = None, encoder: Encoder | None = None,
+               components: dict[str, Component] | None = None, info: dict | None = None) -> Path:
+    """Write a model file atomically (a temporary file in the same folder, then rename)."""
+    from safetensors.torch import save_file
+
+    comps: dict[str, Component] = dict(components or {})
+    if generator is not None:
+        comps["generator"] = Component(generator.config.to_dict(), _state_tensors(generator))
+    if encoder is not None:
+        comps["encoder"] = Component(encoder.config.to_dict(), _state_tensors(encoder))
+    if not comps:
+        raise ValueError("a model file needs at least one component")
+    tensors: dict[str, torch.Tensor] = {}
+    configs: dict[str, dict] = {}
+    for name, comp in comps.items():
+        if "." in name or not name:
+            raise ValueError(f"component names may not contain '.': {name!r}")
+        configs[name] = comp.config
+        for key, t in comp.tensors.items():
+            tensors[f"{name}.{key}"] = t.detach().to("cpu").contiguous()
+    info = dict(info or {})
+    if generator is not None:
+        info.setdefault("resolutions", generator.resolutions)
+        info.setdefault("full_channels", generator.full_channels)
+        info.setdefault("n_style", generator.n_style)
+        info.setdefault("style_dim", generator.style_dim)
+    meta = {
+        "anycost.format": FORMAT_NAME,
+        "anycost.format_version": FORMAT_VERSION,
+        "anycost.components": json.dumps(configs, sort_keys=True),
+        "anycost.info": json.dumps(info, sort_keys=True),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class ModelFile:
+    """A model file read into memory."""
+
+    path: Path
+    info: dict
+    components: dict[str, Component]
+
+    def generator(self, device: str | torch.device = "cpu") -> Generator:
+        comp = self.components.get("generator")
+        if comp is None:
+            raise ModelFileError(f"{self.path} holds no generator (components: {sorted(self.components)})")
+        try:
+            cfg = GeneratorConfig.from_dict(comp.config)
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{self.path}: generator settings are invalid: {e}") from e
+        G = build_and_load(Generator(cfg), comp.tensors, f"{self.path} (generator)")
+        return G.to(device).eval()
+
+    def encoder(self, device: str | torch.device = "cpu") -> Encoder | None:
+        comp = self.components.get("encoder")
+        if comp is None:
+            return None
+        try:
+            cfg = EncoderConfig.from_dict(comp.config)
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{self.path}: encoder settings are invalid: {e}") from e
+        E = build_and_load(Encoder(cfg), comp.tensors, f"{self.path} (encoder)")
+        return E.to(device).eval()
+
+
+def read_model(path: str | os.PathLike) -> ModelFile:
+    """Read a project model file; every failure is a ModelFileError that names the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    if not is_safetensors(path):
+        raise ModelFileError(f"{path} is not a model file in the project's format (.safetensors)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path} is damaged or truncated: {e}") from e
+    if meta.get("anycost.format") != FORMAT_NAME:
+        raise ModelFileError(f"{path} is a safetensors file but not an Anycost model (no anycost metadata)")
+    version = meta.get("anycost.format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} uses model format version {version}; this build reads {FORMAT_VERSION}")
+    try:
+        configs = json.loads(meta.get("anycost.components", "{}"))
+        info = json.loads(meta.get("anycost.info", "{}"))
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path}: metadata is not valid JSON: {e}") from e
+    comps = {name: Component(cfg, {}) for name, cfg in configs.items()}
+    for key, t in tensors.items():
+        name, _, sub = key.partition(".")
+        if name not in comps or not sub:
+            raise ModelFileError(f"{path}: tensor {key!r} belongs to no declared component")
+        comps[name].tensors[sub] = t
+    return ModelFile(path, info, comps)
+
+
+def describe_mismatch(module: torch.nn.Module, state: dict[str, torch.Tensor], limit: int = 8) -> str | None:
+    """A readable list of missing/unexpected keys and shape mismatches, or None when it fits."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+
+    def fmt(title: str, items: list[str]) -> str:
+        more = f" … and {len(items) - limit} more" if len(items) > limit else ""
+        return f"{title} ({len(items)}): " + ", ".join(items[:limit]) + more
+
+    parts = []
+    if missing:
+        parts.append(fmt("missing keys", missing))
+    if unexpected:
+        parts.append(fmt("unexpected keys", unexpected))
+    if shapes:
+        parts.append(fmt("shape mismatches", shapes))
+    return "; ".join(parts)
+
+
+def build_and_load(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
+    problem = describe_mismatch(module, state)
+    if problem:
+        raise ModelFileError(f"{what} does not fit the architecture: {problem}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ModelFileError(f"{what} has non-finite values in {', '.join(bad[:5])}")
+    module.load_state_dict(state, strict=True)
+    return module
