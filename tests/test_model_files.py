@@ -169,3 +169,18 @@ def test_non_finite_weights_refused(tmp_path):
     torch.save({"g_ema": sd}, p)
     with pytest.raises(ModelFileError, match="non-finite"):
         load_generator(p)
+
+
+def test_half_precision_storage(tmp_path):
+    G = _small()
+    full = save_model(tmp_path / "f.safetensors", generator=G)
+    half = save_model(tmp_path / "h.safetensors", generator=G, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    mf = read_model(half)
+    assert mf.info["stored_dtype"] == "float16"
+    G2 = mf.generator()
+    assert all(p.dtype == torch.float32 for p in G2.parameters())
+    w = G.styles_from_seed(0)
+    with torch.no_grad():
+        a, b = G.synthesize(w), G2.synthesize(w)
+    assert (a - b).abs().max() < 0.05 and not torch.equal(a, b)

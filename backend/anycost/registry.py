@@ -18,6 +18,8 @@ from .errors import ModelNotFoundError
 from .models.generator import GeneratorConfig
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "assets" / "models"
+# The model used when none is named: the demo model shipped inside the package.
+DEFAULT_MODEL = "anycost-demo"
 MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 
 
@@ -45,6 +47,8 @@ def _official(name: str, res: int, description: str, channel_configs: str) -> Mo
 KNOWN_MODELS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
+        ModelSpec(DEFAULT_MODEL, "Demo faces 128px trained on the synthetic face dataset (shipped)",
+                  (f"{DEFAULT_MODEL}.safetensors",)),
         _official("anycost-ffhq-config-f", 1024, "Anycost GAN, FFHQ faces 1024px, uniform channel ratios",
                   "uniform"),
         _official("anycost-ffhq-config-f-flexible", 1024,
@@ -127,7 +131,7 @@ def resolve_model(name_or_path: str | os.PathLike, *, allow_download: bool = Tru
         known = ", ".join(sorted(set(KNOWN_MODELS) | set(available_names())))
         raise ModelNotFoundError(f"unknown model {text!r}; known names: {known}. A file path also works.")
     url = download_base_url()
-    hint = (f"put {spec.filenames[-1]} (the official checkpoint) or {spec.filenames[0]} into {where} "
+    hint = (f"put {' or '.join(reversed(spec.filenames))} into {where} "
             f"(or set ANYCOST_MODELS_DIR), or pass --model PATH")
     if not allow_download or not url:
         raise ModelNotFoundError(f"model {text!r} is not installed: {hint}.")

@@ -57,8 +57,13 @@ def _state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model(path: str | os.PathLike, *, generator: Generator | None = None, encoder: Encoder | None = None,
-               components: dict[str, Component] | None = None, info: dict | None = None) -> Path:
-    """Write a model file atomically (a temporary file in the same folder, then rename)."""
+               components: dict[str, Component] | None = None, info: dict | None = None,
+               half: bool = False) -> Path:
+    """Write a model file atomically (a temporary file in the same folder, then rename).
+
+    ``half`` stores floating-point tensors as float16 (half the size; they load back as float32),
+    for shipped models where size matters more than the last bits.
+    """
     from safetensors.torch import save_file
 
     comps: dict[str, Component] = dict(components or {})
@@ -75,8 +80,13 @@ def save_model(path: str | os.PathLike, *, generator: Generator | None = None, e
             raise ValueError(f"component names may not contain '.': {name!r}")
         configs[name] = comp.config
         for key, t in comp.tensors.items():
-            tensors[f"{name}.{key}"] = t.detach().to("cpu").contiguous()
+            t = t.detach().to("cpu")
+            if half and t.is_floating_point():
+                t = t.to(torch.float16)
+            tensors[f"{name}.{key}"] = t.contiguous()
     info = dict(info or {})
+    if half:
+        info["stored_dtype"] = "float16"
     if generator is not None:
         info.setdefault("resolutions", generator.resolutions)
         info.setdefault("full_channels", generator.full_channels)
@@ -162,6 +172,8 @@ def read_model(path: str | os.PathLike) -> ModelFile:
         raise ModelFileError(f"{path}: metadata is not valid JSON: {e}") from e
     comps = {name: Component(cfg, {}) for name, cfg in configs.items()}
     for key, t in tensors.items():
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()  # stored small, computed in float32
         name, _, sub = key.partition(".")
         if name not in comps or not sub:
             raise ModelFileError(f"{path}: tensor {key!r} belongs to no declared component")
