@@ -1,0 +1,1 @@
+"""Training data: the synthetic labelled face set and image-folder datasets."""
