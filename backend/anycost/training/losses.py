@@ -1,0 +1,69 @@
+"""GAN losses and regularisers used by Anycost and few-shot training."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .perceptual import lpips_distance
+
+
+def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
+    """Discriminator side of the non-saturating logistic loss."""
+    return F.softplus(-real_pred.float()).mean() + F.softplus(fake_pred.float()).mean()
+
+
+def g_nonsaturating_loss(fake_pred: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake_pred.float()).mean()
+
+
+def d_hinge_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
+    return F.relu(1.0 - real_pred.float()).mean() + F.relu(1.0 + fake_pred.float()).mean()
+
+
+def g_hinge_loss(fake_pred: torch.Tensor) -> torch.Tensor:
+    return -fake_pred.float().mean()
+
+
+def r1_penalty(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
+    """E‖∇_x D(x)‖² on real images (``real_img`` must require grad and feed ``real_pred``)."""
+    (grad,) = torch.autograd.grad(real_pred.float().sum(), real_img, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def lazy_r1_loss(real_pred: torch.Tensor, real_img: torch.Tensor, gamma: float, every: int) -> torch.Tensor:
+    """R1 applied every ``every`` steps, scaled by ``every`` to keep its average strength (lazy regularisation)."""
+    # 0·pred keeps the discriminator's output in the graph so every parameter sees a gradient.
+    return gamma / 2 * r1_penalty(real_pred, real_img) * every + 0 * real_pred.float().sum()
+
+
+def path_length_penalty(fake_img: torch.Tensor, w_plus: torch.Tensor, mean_path_length: torch.Tensor,
+                        decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """StyleGAN2 path-length regulariser. Returns (penalty, new running mean, path lengths)."""
+    noise = torch.randn_like(fake_img) / math.sqrt(fake_img.shape[2] * fake_img.shape[3])
+    (grad,) = torch.autograd.grad((fake_img.float() * noise).sum(), w_plus, create_graph=True)
+    lengths = torch.sqrt(grad.float().pow(2).sum(2).mean(1))
+    new_mean = mean_path_length + decay * (lengths.mean().detach() - mean_path_length)
+    penalty = (lengths - new_mean).pow(2).mean()
+    return penalty, new_mean.detach(), lengths
+
+
+def image_distance(a: torch.Tensor, b: torch.Tensor, lpips_model: nn.Module | None = None,
+                   lpips_weight: float = 1.0, pixel: str = "mse") -> torch.Tensor:
+    """Pixel loss (MSE or L1) plus LPIPS when a model is given."""
+    a32, b32 = a.float(), b.float()
+    loss = F.mse_loss(a32, b32) if pixel == "mse" else F.l1_loss(a32, b32)
+    if lpips_model is not None and lpips_weight > 0:
+        loss = loss + lpips_weight * lpips_distance(lpips_model, a32, b32).mean()
+    return loss
+
+
+def consistency_loss(sub_img: torch.Tensor, full_img: torch.Tensor, lpips_model: nn.Module | None = None,
+                     lpips_weight: float = 1.0) -> torch.Tensor:
+    """Distillation of a sub-generator towards the full (or teacher) output at the same resolution."""
+    if sub_img.shape != full_img.shape:
+        raise ValueError(f"consistency needs equal shapes, got {tuple(sub_img.shape)} vs {tuple(full_img.shape)}")
+    return image_distance(sub_img, full_img.detach(), lpips_model, lpips_weight, pixel="mse")
