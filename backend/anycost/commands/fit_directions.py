@@ -1,0 +1,130 @@
+"""``anycost fit-directions``: add edit directions to a model file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from .common import add_device, resolve_device
+
+
+def _slots(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out += list(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.append(int(part))
+        return out
+    except ValueError as e:
+        raise InputError(f"--layers must look like 0-5,8 (style slot indices), got {text!r}") from e
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fit-directions", help="add edit directions to a model (labels, SeFa or boundary file)",
+                       description="Compute or import edit directions and write a model file that holds "
+                                   "everything in --model plus the directions (same names are replaced).")
+    p.add_argument("--model", required=True, help="model name or file holding the generator")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--from-labels", action="store_true",
+                     help="fit InterFaceGAN-style boundaries from attribute-classifier scores")
+    how.add_argument("--sefa", type=int, metavar="K", help="the top K SeFa directions (sefa_0 … sefa_K-1)")
+    how.add_argument("--boundaries", metavar="FILE",
+                     help="import a boundary file (.pt official dict, .safetensors or .npy)")
+    p.add_argument("--classifier", default=None,
+                   help="model file holding the classifier (default: the one in --model)")
+    p.add_argument("--attributes", default=None, help="comma-separated subset of classifier attributes")
+    p.add_argument("--samples", type=int, default=2000, help="latents to sample for --from-labels")
+    p.add_argument("--truncation", type=float, default=0.8, help="psi for the sampled latents")
+    p.add_argument("--quantile", type=float, default=0.3, help="top/bottom share used as positives/negatives")
+    p.add_argument("--conditional", action="store_true",
+                   help="make each direction orthogonal to the other fitted attributes")
+    p.add_argument("--target-change", type=float, default=0.25,
+                   help="classifier score change that slider 1 should cause (default 0.25)")
+    p.add_argument("--calibration-samples", type=int, default=32,
+                   help="latents used to measure each direction's effect when choosing its scale")
+    p.add_argument("--layers", default=None, help="style slots the directions act on, e.g. 0-7 (default all)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="W distance at slider 1 (default: measured / 2 std of w along the direction)")
+    p.add_argument("--replace", action="store_true", help="drop the model's existing directions")
+    p.add_argument("--export", default=None, help="also write the new directions to this .safetensors/.npy file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors; may be --model)")
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..directions import Direction, DirectionSet, directions_in_model, load_directions_file, to_component
+    from ..directions.sefa import SPREAD_PER_SLIDER, latent_spread, sefa_directions
+    from ..directions.storage import COMPONENT, save_directions_file
+    from ..io.modelfile import is_safetensors, read_model
+    from ..registry import resolve_model
+    from ..training.model_update import model_parts, update_model
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    device = resolve_device(args.device)
+    source = resolve_model(args.model)
+    G, comps, _ = model_parts(source)
+    if G is None:
+        raise InputError(f"{source} holds no generator")
+    G = G.to(device)
+    layers = _slots(args.layers)
+    if args.sefa is not None:
+        new = sefa_directions(G, args.sefa, layers, scale=args.scale)
+    elif args.boundaries:
+        loaded = load_directions_file(args.boundaries)
+        new = DirectionSet()
+        for d in loaded.values():
+            vec = d.vector
+            if args.scale is not None:
+                scale = args.scale
+            elif d.source == "official" and vec.ndim == 1 and vec.shape[0] == G.style_dim:
+                scale = SPREAD_PER_SLIDER * float(latent_spread(G, vec[None])[0])
+            else:
+                scale = d.scale
+            new.add(Direction(d.name, vec, layers if layers is not None else d.layers, scale, d.slider_range,
+                              d.source, d.info))
+    else:
+        from ..directions.boundaries import directions_from_labels
+        from ..training.classifier import COMPONENT as CLF
+        from ..training.classifier import classifier_from_component, load_classifier
+
+        if args.classifier:
+            clf = load_classifier(args.classifier)
+        elif CLF in comps:
+            clf = classifier_from_component(comps[CLF], str(source))
+        else:
+            raise InputError(f"{source} holds no attribute classifier; pass --classifier FILE "
+                             "(see `anycost train-classifier`)")
+        attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
+        new = directions_from_labels(G, clf.to(device), n_samples=args.samples, attributes=attrs,
+                                     truncation=args.truncation, quantile=args.quantile,
+                                     conditional=args.conditional, target_change=args.target_change,
+                                     n_calibration=max(1, args.calibration_samples), seed=args.seed, progress=print)
+        if layers is not None or args.scale is not None:
+            new = DirectionSet(Direction(d.name, d.vector, layers if layers is not None else d.layers,
+                                         args.scale if args.scale is not None else d.scale, d.slider_range,
+                                         d.source, d.info) for d in new.values())
+    if not new:
+        raise InputError("no directions were produced")
+    for d in new.values():
+        d.check_fits(G.n_style, G.style_dim)
+    existing = DirectionSet()
+    if not args.replace and is_safetensors(source):
+        existing = directions_in_model(read_model(source))
+    merged = existing.merged(new)
+    update_model(source, out, components={COMPONENT: to_component(merged)})
+    if args.export:
+        save_directions_file(args.export, new)
+    for d in new.values():
+        print(f"{d.name:20s} source={d.source:8s} scale={d.scale:.3f} range={list(d.slider_range)}")
+    print(f"wrote {len(new)} direction(s) ({len(merged)} in total) to {out}")
+    return 0

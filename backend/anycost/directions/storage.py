@@ -1,0 +1,145 @@
+"""Reading and writing directions: the model-file component and standalone boundary files.
+
+- Model-file component ``directions``: config ``{"version": 1, "directions": [{"name": …,
+  settings…}, …]}`` (a list, so the order sliders appear in is kept) plus one tensor per
+  direction (key = name).
+- Standalone ``.safetensors``: one tensor per direction, settings as JSON in the header
+  metadata (``anycost.directions``); a plain safetensors file without it is read with defaults.
+- Standalone ``.npy``: one direction (``(D,)``, ``(1, D)`` or ``(n_style, D)``) named after the file.
+- Official boundary files (``.pt``/``.pth``): ``torch.save`` of ``{"NN_Name": tensor (1, D)}``;
+  read with ``weights_only=True`` (see ``official``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError, ModelFileError
+from ..io.modelfile import Component, is_safetensors
+from .direction import Direction, DirectionSet
+
+COMPONENT = "directions"
+COMPONENT_VERSION = 1
+_META_KEY = "anycost.directions"
+
+
+def to_component(directions: Iterable[Direction]) -> Component:
+    dirs = list(directions.values()) if isinstance(directions, DirectionSet) else list(directions)
+    return Component(
+        config={"version": COMPONENT_VERSION, "directions": [{"name": d.name, **d.config()} for d in dirs]},
+        tensors={d.name: d.vector.contiguous().clone() for d in dirs},
+    )
+
+
+def from_component(comp: Component, where: str = "model file") -> DirectionSet:
+    cfg = comp.config or {}
+    if cfg.get("version", COMPONENT_VERSION) != COMPONENT_VERSION:
+        raise ModelFileError(f"{where}: directions format version {cfg.get('version')} is not supported")
+    settings = cfg.get("directions", [])
+    if not isinstance(settings, list) or not all(isinstance(s, dict) and "name" in s for s in settings):
+        raise ModelFileError(f"{where}: the directions settings are not a list of named entries")
+    missing = sorted(s["name"] for s in settings if s["name"] not in comp.tensors)
+    if missing:
+        raise ModelFileError(f"{where}: directions without a vector: {', '.join(map(str, missing))}")
+    out = DirectionSet()
+    for s in settings:
+        name = s["name"]
+        try:
+            if name in out:
+                raise InputError(f"duplicate direction name {name!r}")
+            out.add(Direction.from_config(name, comp.tensors[name], {k: v for k, v in s.items() if k != "name"}))
+        except InputError as e:
+            raise ModelFileError(f"{where}: {e}") from e
+    return out
+
+
+def directions_in_model(model_file) -> DirectionSet:
+    """Directions stored in a read model file (an empty set when there are none)."""
+    comp = model_file.components.get(COMPONENT)
+    return DirectionSet() if comp is None else from_component(comp, str(model_file.path))
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_directions_file(path: str | os.PathLike, directions: Iterable[Direction]) -> Path:
+    """Write a standalone direction file: ``.safetensors`` (any number) or ``.npy`` (exactly one)."""
+    path = Path(path)
+    dirs = list(directions.values()) if isinstance(directions, DirectionSet) else list(directions)
+    if not dirs:
+        raise InputError("no directions to save")
+    if path.suffix == ".npy":
+        if len(dirs) != 1:
+            raise InputError(f"a .npy file holds one direction; got {len(dirs)} (use .safetensors)")
+        arr = dirs[0].vector.numpy()
+        return _atomic_write(path, lambda tmp: np.save(tmp, arr[None] if arr.ndim == 1 else arr))
+    if path.suffix != ".safetensors":
+        raise InputError(f"direction files are .safetensors or .npy, not {path.suffix or 'no suffix'!r}")
+    from safetensors.torch import save_file
+
+    comp = to_component(dirs)
+    meta = {_META_KEY: json.dumps(comp.config, sort_keys=True)}
+    return _atomic_write(path, lambda tmp: save_file(comp.tensors, tmp, metadata=meta))
+
+
+def load_directions_file(path: str | os.PathLike, *, source: str = "file") -> DirectionSet:
+    """Read a standalone direction file of any supported kind (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"direction file not found: {path}")
+    if path.suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise ModelFileError(f"{path} is not a plain numeric .npy array: {e}") from e
+        if arr.dtype.kind not in "fiu":
+            raise ModelFileError(f"{path} does not hold numbers (dtype {arr.dtype})")
+        name = path.stem.lower().replace(" ", "_")
+        try:
+            return DirectionSet([Direction(name, torch.from_numpy(np.asarray(arr, np.float32)), source=source)])
+        except InputError as e:
+            raise ModelFileError(f"{path}: {e}") from e
+    if is_safetensors(path):
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise ModelFileError(f"{path} is damaged or truncated: {e}") from e
+        if _META_KEY in meta:
+            try:
+                cfg = json.loads(meta[_META_KEY])
+            except json.JSONDecodeError as e:
+                raise ModelFileError(f"{path}: direction settings are not valid JSON: {e}") from e
+            return from_component(Component(cfg, tensors), str(path))
+        if "anycost.components" in meta:
+            from ..io.modelfile import read_model
+
+            return directions_in_model(read_model(path))
+        try:
+            return DirectionSet(Direction(k.lower(), v, source=source) for k, v in tensors.items())
+        except InputError as e:
+            raise ModelFileError(f"{path}: {e}") from e
+    from .official import load_official_boundaries
+
+    return load_official_boundaries(path)

@@ -1,0 +1,302 @@
+"""Training a W+ encoder against a frozen Anycost generator.
+
+Each step samples latents (random truncation, optional style mixing), renders them, and
+teaches the encoder to map the rendered image back to its W+ code:
+
+- latent loss: MSE between the predicted and the true W+;
+- image loss: MSE (+ LPIPS when its backbone weights are available offline) between the
+  image rendered from the prediction and the target;
+- consistency loss: the prediction rendered by a random cheaper sub-generator (fewer
+  channels, lower resolution) must match the full generator's target downsampled, so the
+  code also previews well at any cost.
+
+The encoder sees each target at a random resolution (it resizes its input itself), so it
+copes with faces of any size. Optionally, a folder of real images adds steps with image
+losses only (no true latent exists for them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import AnycostError, InputError
+from ..models.channels import STANDARD_RATIOS
+from ..models.encoder import Encoder, EncoderConfig
+from ..models.generator import Generator
+
+_LPIPS_WARNED = False
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def load_lpips(device: torch.device | str = "cpu", net: str = "alex") -> torch.nn.Module | None:
+    """LPIPS when its backbone weights are already in the torch cache, else None (warned once).
+
+    Nothing is downloaded: the backbone checkpoint must already be in ``torch.hub.get_dir()``.
+    """
+    global _LPIPS_WARNED
+    try:
+        import lpips
+        import torchvision.models as tvm
+    except ImportError as e:
+        reason = f"the lpips package is not importable ({e})"
+    else:
+        weights = {"alex": tvm.AlexNet_Weights.IMAGENET1K_V1, "vgg": tvm.VGG16_Weights.IMAGENET1K_V1,
+                   "squeeze": tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1}[net]
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+        if cached.is_file():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = lpips.LPIPS(net=net, verbose=False)
+                return model.to(device).eval().requires_grad_(False)
+            except Exception as e:  # a damaged cache file must not stop training
+                reason = f"loading LPIPS failed ({type(e).__name__}: {e})"
+        else:
+            reason = f"its {net} backbone weights are not in the torch cache ({cached})"
+    if not _LPIPS_WARNED:
+        warnings.warn(f"LPIPS is unavailable: {reason}; using pixel (MSE) losses only", stacklevel=2)
+        _LPIPS_WARNED = True
+    return None
+
+
+def build_encoder(G: Generator, *, depth: int = 18, width: int = 32, input_size: int | None = None) -> Encoder:
+    """An encoder sized for ``G`` with ``mean_latent`` set to G's mean w."""
+    size = input_size or min(G.resolution, 256)
+    E = Encoder(EncoderConfig(n_style=G.n_style, style_dim=G.style_dim, depth=depth, width=width,
+                              input_size=size))
+    with torch.no_grad():
+        E.mean_latent.copy_(G.mean_w().reshape(-1).to(E.mean_latent))
+    return E
+
+
+@dataclass
+class EncoderTrainConfig:
+    steps: int = 2000
+    batch: int = 8
+    lr: float = 1e-4
+    latent_weight: float = 1.0
+    image_weight: float = 1.0
+    lpips_weight: float = 0.8
+    consistency_weight: float = 0.5
+    truncation: tuple[float, float] = (0.5, 1.0)  # psi drawn uniformly per sample
+    mix_prob: float = 0.5  # chance a sample mixes two latents at a random slot
+    loss_res: int | None = None  # resolution of the image losses (default: min(G's, 256))
+    min_input_res: int = 16  # smallest resolution the encoder is shown a target at
+    real_folder: str | None = None
+    real_ratio: float = 0.0  # fraction of steps that use real images (image losses only)
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint: str | None = None
+    checkpoint_every: int = 200
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(t) for t in self.truncation)
+        if not 0 <= lo <= hi <= 1:
+            raise InputError(f"truncation range must satisfy 0 ≤ lo ≤ hi ≤ 1, got {self.truncation}")
+        self.truncation = (lo, hi)
+        if self.steps < 0 or self.batch < 1 or self.lr <= 0:
+            raise InputError("steps must be ≥ 0, batch ≥ 1 and lr > 0")
+        if not 0 <= self.real_ratio <= 1 or not 0 <= self.mix_prob <= 1:
+            raise InputError("real_ratio and mix_prob must be in [0, 1]")
+        if self.real_ratio > 0 and not self.real_folder:
+            raise InputError("real_ratio > 0 needs a folder of real images")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def sample_w_plus(G: Generator, n: int, gen: torch.Generator, truncation: tuple[float, float],
+                  mix_prob: float) -> torch.Tensor:
+    """Random W+ codes: mapped z, per-sample truncation, style mixing for some samples."""
+    dev = next(G.parameters()).device
+    z = torch.randn(2, n, G.style_dim, generator=gen).to(dev)
+    w = G.mapping(z)  # (2, n, D)
+    psi = (truncation[0] + (truncation[1] - truncation[0]) * torch.rand(n, 1, generator=gen)).to(dev)
+    mean = G.mean_w().to(dev)
+    w = mean + psi * (w - mean)
+    slots = torch.arange(G.n_style, device=dev)
+    cross = torch.randint(1, max(2, G.n_style), (n, 1), generator=gen).to(dev)
+    mix = (torch.rand(n, 1, generator=gen) < mix_prob).to(dev)
+    take_second = (slots[None] >= cross) & mix  # (n, n_style)
+    return torch.where(take_second[..., None], w[1][:, None], w[0][:, None])
+
+
+def _checkpoint_payload(E: Encoder, opt: torch.optim.Optimizer, state: TrainState, cfg: EncoderTrainConfig) -> dict:
+    return {"encoder": E.state_dict(), "optimizer": opt.state_dict(), "step": state.step,
+            "encoder_config": E.config.to_dict(), "train_config": {k: (list(v) if isinstance(v, tuple) else v)
+                                                                   for k, v in asdict(cfg).items()},
+            "history": state.history[-1000:]}
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """Atomic torch.save of plain tensors and containers (loads with weights_only=True)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    from ..io.checkpoint import _torch_load
+
+    obj = _torch_load(Path(path))
+    if not isinstance(obj, dict) or "encoder" not in obj or "step" not in obj:
+        raise InputError(f"{path} is not an encoder training checkpoint")
+    return obj
+
+
+class _RealImages:
+    """Random batches from an image folder, loaded lazily at the loss resolution."""
+
+    def __init__(self, folder: str, size: int):
+        from .image_folder import list_images
+
+        self.paths = list_images(folder)
+        self.size = size
+
+    def batch(self, n: int, rng: random.Random) -> torch.Tensor:
+        from .image_folder import load_image
+
+        return torch.stack([load_image(rng.choice(self.paths), self.size) for _ in range(n)])
+
+
+def train_encoder(G: Generator, E: Encoder, cfg: EncoderTrainConfig, *, resume: bool = False,
+                  progress: bool = True, log: Callable[[int, dict], None] | None = None,
+                  log_every: int = 50) -> TrainState:
+    """Train ``E`` in place against ``G`` (frozen); returns the step count and loss history."""
+    if (E.config.n_style, E.config.style_dim) != (G.n_style, G.style_dim):
+        raise InputError(f"encoder predicts {E.config.n_style}×{E.config.style_dim} styles, "
+                         f"the generator needs {G.n_style}×{G.style_dim}")
+    device = torch.device(cfg.device)
+    G = G.to(device).eval().requires_grad_(False)
+    E = E.to(device).train()
+    opt = torch.optim.Adam(E.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    state = TrainState()
+    if resume and cfg.checkpoint and Path(cfg.checkpoint).is_file():
+        ck = load_checkpoint(cfg.checkpoint)
+        if ck["encoder_config"] != E.config.to_dict():
+            raise InputError(f"checkpoint {cfg.checkpoint} is for encoder settings {ck['encoder_config']}, "
+                             f"not {E.config.to_dict()}")
+        E.load_state_dict(ck["encoder"])
+        opt.load_state_dict(ck["optimizer"])
+        state = TrainState(int(ck["step"]), list(ck.get("history", [])))
+    loss_res = cfg.loss_res or min(G.resolution, 256)
+    if loss_res not in G.resolutions:
+        raise InputError(f"loss resolution must be one of {G.resolutions}, got {loss_res}")
+    input_res = [r for r in G.resolutions if cfg.min_input_res <= r <= loss_res] or [loss_res]
+    sub_res = [r for r in G.resolutions if r <= loss_res]
+    lpips_fn = load_lpips(device) if cfg.lpips_weight > 0 else None
+    real = _RealImages(cfg.real_folder, loss_res) if cfg.real_folder and cfg.real_ratio > 0 else None
+
+    def image_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        mse = F.mse_loss(pred, target)
+        parts = {"img_mse": float(mse.detach())}
+        loss = cfg.image_weight * mse
+        if lpips_fn is not None and pred.shape[-1] >= 32:
+            lp = lpips_fn(pred, target).mean()
+            parts["lpips"] = float(lp.detach())
+            loss = loss + cfg.lpips_weight * lp
+        return loss, parts
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=state.step, desc="encoder", unit="step", dynamic_ncols=True)
+    try:
+        while state.step < cfg.steps:
+            # Per-step seeding makes a resumed run draw the same batches as an uninterrupted one.
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
+            rng = random.Random(cfg.seed * 1_000_003 + state.step)
+            parts: dict[str, float] = {}
+            if real is not None and rng.random() < cfg.real_ratio:
+                target = real.batch(cfg.batch, rng).to(device)
+                pred = E(_resize(target, rng.choice(input_res)))
+                loss, parts = image_loss(G.synthesize(pred, res=loss_res), target)
+                parts["real"] = 1.0
+            else:
+                with torch.no_grad():
+                    w_plus = sample_w_plus(G, cfg.batch, gen, cfg.truncation, cfg.mix_prob)
+                    target = G.synthesize(w_plus, res=loss_res)
+                pred = E(_resize(target, rng.choice(input_res)))
+                lat = F.mse_loss(pred, w_plus)
+                loss = cfg.latent_weight * lat
+                parts["latent"] = float(lat.detach())
+                if cfg.image_weight > 0 or lpips_fn is not None:
+                    il, ip = image_loss(G.synthesize(pred, res=loss_res), target)
+                    loss, parts = loss + il, {**parts, **ip}
+                if cfg.consistency_weight > 0:
+                    r = rng.choice(sub_res)
+                    ratio = rng.choice([q for q in STANDARD_RATIOS if q < 1] or [1.0])
+                    sub = G.synthesize(pred, res=r, channels=ratio)
+                    cons = F.mse_loss(sub, _resize(target, r))
+                    loss = loss + cfg.consistency_weight * cons
+                    parts["consistency"] = float(cons.detach())
+            if not math.isfinite(float(loss.detach())):
+                raise AnycostError(f"encoder training diverged at step {state.step} (loss {float(loss)}); "
+                                   "lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            parts["loss"] = float(loss.detach())
+            state.history.append({"step": state.step, **{k: round(v, 6) for k, v in parts.items()}})
+            state.step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.4f}")
+            if log is not None and (state.step % log_every == 0 or state.step == cfg.steps):
+                log(state.step, parts)
+            if cfg.checkpoint and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
+                save_checkpoint(cfg.checkpoint, _checkpoint_payload(E, opt, state, cfg))
+    finally:
+        if bar is not None:
+            bar.close()
+    E.eval()
+    return state
+
+
+@torch.no_grad()
+def evaluate_encoder(G: Generator, E: Encoder, *, n: int = 64, seed: int = 12345, res: int | None = None,
+                     truncation: float = 0.7, batch: int = 16) -> dict[str, float]:
+    """Held-out reconstruction quality on fresh samples: latent MSE and image MSE (full and ¼ cost)."""
+    E.eval()
+    dev = next(G.parameters()).device
+    res = res or min(G.resolution, 256)
+    w = G.truncate(G.mapping(G.sample_z(n, seed, device=dev)), truncation)
+    wp = G.to_w_plus(w)
+    lat = img = sub = 0.0
+    small = G.resolutions[max(0, len(G.resolutions) - 3)]
+    for chunk in wp.split(batch):
+        target = G.synthesize(chunk, res=res)
+        pred = E(target.to(next(E.parameters()).device)).to(dev)
+        lat += float(F.mse_loss(pred, chunk, reduction="sum"))
+        img += float(F.mse_loss(G.synthesize(pred, res=res), target, reduction="sum"))
+        sub += float(F.mse_loss(G.synthesize(pred, res=small, channels=0.5), _resize(target, small),
+                                reduction="sum"))
+    return {"latent_mse": lat / wp.numel(), "image_mse": img / (n * 3 * res * res),
+            "sub_image_mse": sub / (n * 3 * small * small), "mean_latent_mse":
+            float(F.mse_loss(E.mean_latent.expand_as(wp).to(dev), wp))}

@@ -1,0 +1,37 @@
+"""Adding components to an existing model while keeping everything else in it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..io.modelfile import Component, is_safetensors, read_model, save_model
+from ..models.encoder import Encoder
+from ..models.generator import Generator
+
+
+def model_parts(path: str | os.PathLike) -> tuple[Generator | None, dict[str, Component], dict]:
+    """(generator or None, all components, info) of a model file or an official checkpoint."""
+    path = Path(path)
+    if is_safetensors(path):
+        mf = read_model(path)
+        G = mf.generator() if "generator" in mf.components else None
+        return G, dict(mf.components), dict(mf.info)
+    from ..io.checkpoint import load_generator
+
+    return load_generator(path), {}, {"source_checkpoint": path.name}
+
+
+def update_model(source: str | os.PathLike, out: str | os.PathLike, *, encoder: Encoder | None = None,
+                 components: dict[str, Component] | None = None, info: dict | None = None) -> Path:
+    """Write ``out`` = ``source`` plus/with replaced components (atomic; ``out`` may equal ``source``).
+
+    ``source`` may be an official checkpoint: its generator is carried over into the new file.
+    """
+    G, comps, old_info = model_parts(source)
+    comps.pop("generator", None)
+    if encoder is not None:
+        comps.pop("encoder", None)
+    comps.update(components or {})
+    merged = {**old_info, **(info or {})}
+    return save_model(out, generator=G, encoder=encoder, components=comps, info=merged)

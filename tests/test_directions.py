@@ -1,0 +1,346 @@
+"""Edit directions (labels, SeFa, official boundary files), their storage, and the attribute classifier."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from anycost import Generator
+from anycost.directions import (
+    Direction,
+    DirectionSet,
+    directions_in_model,
+    from_component,
+    load_directions_file,
+    load_official_boundaries,
+    save_directions_file,
+    sefa_directions,
+    to_component,
+)
+from anycost.directions.boundaries import (
+    condition_normal,
+    directions_from_labels,
+    fit_boundary,
+    measure_score_change,
+    sample_w,
+)
+from anycost.errors import InputError, ModelFileError
+from anycost.io.modelfile import Component, read_model, save_model
+from anycost.training.classifier import (
+    AttributeClassifier,
+    ClassifierConfig,
+    ClassifierTrainConfig,
+    LabelledData,
+    evaluate_classifier,
+    load_classifier,
+    load_labelled_folder,
+    save_classifier,
+    train_classifier,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "backend")}
+
+
+def tiny_generator(res: int = 16, seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(resolution=res, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32).eval()
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    return tiny_generator()
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anycost", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+class BrightnessScorer(nn.Module):
+    """A fixed labeller: score = sigmoid(k · mean brightness). Same interface as AttributeClassifier."""
+
+    def __init__(self, k: float = 4.0):
+        super().__init__()
+        self.config = ClassifierConfig(["brightness"], input_size=16)
+        self.k = nn.Parameter(torch.tensor(k), requires_grad=False)
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.config.attributes
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.k * x.mean(dim=(1, 2, 3)))[:, None]
+
+
+# ---------------------------------------------------------------- Direction and apply()
+def test_apply_several_sliders_and_layers():
+    D = 8
+    a = Direction("smile", torch.ones(D), scale=2.0)
+    b = Direction("age", torch.arange(D, dtype=torch.float32), layers=[0, 2], scale=0.5)
+    c = Direction("full", torch.full((4, D), 3.0), source="sefa")
+    ds = DirectionSet([a, b, c])
+    w = torch.randn(2, 4, D)
+    out = ds.apply(w, {"smile": 0.5, "age": -1.0, "full": 0.0})
+    expect = w + 0.5 * 2.0 * torch.ones(D)
+    expect[:, [0, 2]] += -1.0 * 0.5 * torch.arange(D, dtype=torch.float32)
+    assert torch.allclose(out, expect)
+    assert torch.equal(w, ds.apply(w, {}))  # no sliders, no change
+    assert torch.allclose(ds.apply(w[0], {"full": 1.0}), w[0] + 3.0)  # (n_style, D) works too
+    assert torch.allclose(a.apply(w, 1.0), w + 2.0)
+    with pytest.raises(InputError, match="unknown direction"):
+        ds.apply(w, {"nose": 1.0})
+    with pytest.raises(InputError, match="finite"):
+        ds.apply(w, {"smile": float("nan")})
+    with pytest.raises(InputError, match="style_dim"):
+        ds.apply(torch.randn(1, 4, D + 1), {"smile": 1.0})
+    with pytest.raises(InputError, match="slot"):
+        Direction("x", torch.ones(D), layers=[9]).offset(4, D)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"name": "Bad Name"}, {"vector": torch.ones(2, 3, 4)}, {"vector": torch.tensor([float("inf")])},
+    {"slider_range": (1.0, -1.0)}, {"source": "magic"}, {"layers": [-1]},
+])
+def test_invalid_directions_are_refused(kwargs):
+    base = {"name": "ok", "vector": torch.ones(4)}
+    with pytest.raises(InputError):
+        Direction(**{**base, **kwargs})
+
+
+def test_component_and_standalone_round_trips(G, tmp_path):
+    ds = DirectionSet([
+        Direction("smile", torch.randn(32), layers=[0, 1, 2], scale=1.5, slider_range=(-2, 2), source="labels",
+                  info={"fit_accuracy": 0.9}),
+        Direction("sefa_0", torch.randn(G.n_style, 32), source="sefa"),
+    ])
+    path = save_model(tmp_path / "m.safetensors", generator=G, components={"directions": to_component(ds)})
+    back = directions_in_model(read_model(path))
+    assert list(back) == ["smile", "sefa_0"]
+    for name, d in ds.items():
+        e = back[name]
+        assert torch.equal(d.vector, e.vector) and d.config() == e.config()
+    f = save_directions_file(tmp_path / "dirs.safetensors", ds)
+    again = load_directions_file(f)
+    assert list(again) == list(ds) and again["smile"].scale == 1.5 and again["smile"].layers == [0, 1, 2]
+    npy = save_directions_file(tmp_path / "Smile.npy", [ds["smile"]])
+    one = load_directions_file(npy)
+    assert list(one) == ["smile"] and torch.allclose(one["smile"].vector, ds["smile"].vector)
+    with pytest.raises(InputError, match="one direction"):
+        save_directions_file(tmp_path / "two.npy", ds)
+    broken = Component({"version": 1, "directions": [{"name": "smile"}, {"name": "gone"}]},
+                       {"smile": torch.ones(32)})
+    with pytest.raises(ModelFileError, match="without a vector"):
+        from_component(broken)
+
+
+# ---------------------------------------------------------------- SeFa
+def test_sefa_orthonormal_deterministic_ranked(G):
+    a = sefa_directions(G, 5)
+    b = sefa_directions(tiny_generator(), 5)  # same weights, separately built
+    assert list(a) == [f"sefa_{i}" for i in range(5)]
+    V = torch.stack([d.vector for d in a.values()])
+    assert torch.allclose(V @ V.T, torch.eye(5), atol=1e-5)
+    for name in a:
+        assert torch.allclose(a[name].vector, b[name].vector, atol=1e-6)
+        assert a[name].source == "sefa" and a[name].scale > 0
+    ev = [d.info["eigenvalue"] for d in a.values()]
+    assert ev == sorted(ev, reverse=True)
+    # The top direction changes the modulation the most among unit vectors.
+    mod = torch.cat([m.conv.modulation.weight for m in [G.conv1, *G.convs]])
+    mod = mod / mod.norm(dim=1, keepdim=True)
+    rand = torch.nn.functional.normalize(torch.randn(64, 32), dim=1)
+    assert (mod @ V[0]).norm() >= (mod @ rand.T).norm(dim=0).max()
+    part = sefa_directions(G, 2, layers=[0, 1])
+    assert part["sefa_0"].layers == [0, 1]
+    with pytest.raises(InputError):
+        sefa_directions(G, 0)
+    with pytest.raises(InputError):
+        sefa_directions(G, 2, layers=[99])
+
+
+# ---------------------------------------------------------------- InterFaceGAN fitting
+def test_fit_boundary_recovers_planted_direction(G):
+    w = sample_w(G, 3000, truncation=1.0, seed=1).cpu()
+    torch.manual_seed(2)
+    truth = torch.nn.functional.normalize(torch.randn(32), dim=0)
+    proj = (w - w.mean(0)) @ truth
+    scores = torch.sigmoid(4 * proj / proj.std())
+    normal, stats = fit_boundary(w, scores)
+    assert float(normal @ truth) > 0.9
+    assert abs(float(normal.norm()) - 1) < 1e-5 and stats["fit_accuracy"] > 0.95
+    with pytest.raises(InputError):
+        fit_boundary(w, torch.zeros(len(w)))
+
+
+def test_conditioning_removes_other_directions():
+    torch.manual_seed(0)
+    a, b, c = (torch.nn.functional.normalize(torch.randn(16), dim=0) for _ in range(3))
+    v = condition_normal(a, [b, c])
+    assert abs(float(v @ b)) < 1e-5 and abs(float(v @ c)) < 1e-5 and float(v @ a) > 0
+    with pytest.raises(InputError):
+        condition_normal(b, [b])
+
+
+def test_directions_from_labels_move_the_score(G):
+    scorer = BrightnessScorer()
+    ds = directions_from_labels(G, scorer, n_samples=200, n_calibration=8)
+    d = ds["brightness"]
+    assert d.source == "labels" and d.scale > 0 and abs(float(d.vector.norm()) - 1) < 1e-5
+    assert d.info["fit_accuracy"] > 0.8
+    # Measured on fresh latents: slider +1 brightens, −1 darkens, by a clear margin.
+    w = sample_w(G, 16, seed=99)
+    assert measure_score_change(G, scorer, d, 0, w) > 0.1
+    assert d.info["score_change_at_1"] > 0.1
+
+
+# ---------------------------------------------------------------- official boundary files
+class NotATensor:
+    def __init__(self):
+        self.payload = "code"
+
+
+def test_official_boundaries_load_and_pickles_are_refused(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    raw = {"15_Eyeglasses": torch.randn(1, 512, generator=g), "31_Smiling": torch.randn(1, 512, generator=g),
+           "00_5_o_Clock_Shadow": torch.randn(1, 512, generator=g)}
+    f = tmp_path / "boundaries.pt"
+    torch.save(raw, f)
+    ds = load_official_boundaries(f)
+    assert set(ds) == {"eyeglasses", "smiling", "5_o_clock_shadow"}
+    e = ds["eyeglasses"]
+    assert e.source == "official" and e.layers is None and e.vector.shape == (512,)
+    assert torch.allclose(e.vector, raw["15_Eyeglasses"][0] / raw["15_Eyeglasses"].norm())
+    assert list(load_directions_file(f)) == list(ds)  # dispatch by content
+    evil = tmp_path / "evil.pt"
+    torch.save({"15_Eyeglasses": NotATensor()}, evil)
+    with pytest.raises(ModelFileError, match="refused"):
+        load_official_boundaries(evil)
+    ckpt = tmp_path / "generator.pt"
+    torch.save({"g_ema": {"style.1.weight": torch.zeros(2, 2)}}, ckpt)
+    with pytest.raises(ModelFileError, match="not a boundary file"):
+        load_directions_file(ckpt)
+    odd = tmp_path / "odd.pt"
+    torch.save({"15_Eyeglasses": torch.randn(3, 4, 5)}, odd)
+    with pytest.raises(ModelFileError, match="shape"):
+        load_official_boundaries(odd)
+
+
+# ---------------------------------------------------------------- classifier
+def test_classifier_learns_separable_attribute(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    n = 160
+    bright = (torch.rand(n, generator=g) > 0.5).float()
+    red = torch.rand(n, generator=g)
+    imgs = torch.rand(n, 3, 24, 24, generator=g) * 0.6 - 0.8 + bright[:, None, None, None] * 0.8
+    imgs[:, 0] += (red[:, None, None] - 0.5) * 1.0
+    # "yaw" is left/right: flips during training must mirror its label, or it cannot be learnt.
+    yaw = (torch.rand(n, generator=g) > 0.5).float()
+    imgs[..., :12] += 0.5 * yaw[:, None, None, None]
+    imgs[..., 12:] += 0.5 * (1 - yaw)[:, None, None, None]
+    data = LabelledData(imgs.clamp(-1, 1), torch.stack([bright, red, yaw], 1), ["bright", "red", "yaw"])
+    train, val = data.split(0.25)
+    clf = train_classifier(train, ClassifierTrainConfig(steps=100, batch=32, lr=5e-3), input_size=16, width=8)
+    m = evaluate_classifier(clf, val)
+    assert m["bright"]["accuracy"] > 0.95 and m["yaw"]["accuracy"] > 0.9
+    baseline = float((val.labels[:, 1] - train.labels[:, 1].mean()).abs().mean())
+    assert m["red"]["mae"] < 0.8 * baseline
+    out = save_classifier(tmp_path / "clf.safetensors", clf, metrics={"x": 1})
+    again = load_classifier(out)
+    x = torch.rand(3, 3, 40, 40) * 2 - 1  # any size
+    assert torch.allclose(clf.predict(x), again.predict(x), atol=1e-6)
+    assert again.attributes == ["bright", "red", "yaw"]
+
+
+def test_labelled_folder_formats(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "labels.csv").write_text("file,a,b\n0.png,0,1\n1.png,0.5,0.5\n2.png,1,0\n")
+    d = load_labelled_folder(tmp_path, size=16)
+    assert d.images.shape == (3, 3, 16, 16) and d.attributes == ["a", "b"]
+    assert torch.allclose(d.labels[:, 0], torch.tensor([0, 0.5, 1]))
+    meta = {"attributes": ["a"], "files": ["0.png", "2.png"], "labels": [[0.25], [0.75]]}
+    (tmp_path / "l.json").write_text(json.dumps(meta))
+    d = load_labelled_folder(tmp_path, tmp_path / "l.json")
+    assert d.images.shape[0] == 2
+    (tmp_path / "bad.csv").write_text("file,a\n0.png,7\n")
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        load_labelled_folder(tmp_path, tmp_path / "bad.csv")
+
+
+# ---------------------------------------------------------------- CLI end to end
+def test_cli_end_to_end(G, tmp_path, capsys):
+    model = save_model(tmp_path / "m.safetensors", generator=G, info={"name": "tiny"})
+    torch.manual_seed(0)
+    clf = AttributeClassifier(ClassifierConfig(["smile", "age"], input_size=16, width=8))
+    with torch.no_grad():
+        clf.head.weight.mul_(200)  # an untrained head scores almost constantly; widen its spread
+    save_classifier(tmp_path / "clf.safetensors", clf)
+
+    r = cli("fit-directions", "--model", str(model), "--sefa", "3", "--layers", "0-3", "-o",
+            str(tmp_path / "a.safetensors"))
+    assert r.returncode == 0, r.stderr
+    bfile = tmp_path / "b.pt"
+    torch.save({"15_Eyeglasses": torch.randn(1, 32), "31_Smiling": torch.randn(1, 32)}, bfile)
+    r = cli("fit-directions", "--model", str(tmp_path / "a.safetensors"), "--boundaries", str(bfile), "-o",
+            str(tmp_path / "b.safetensors"), "--export", str(tmp_path / "official.safetensors"))
+    assert r.returncode == 0, r.stderr
+    r = cli("fit-directions", "--model", str(tmp_path / "b.safetensors"), "--from-labels", "--classifier",
+            str(tmp_path / "clf.safetensors"), "--samples", "48", "--calibration-samples", "4",
+            "--attributes", "smile", "-o", str(tmp_path / "c.safetensors"))
+    assert r.returncode == 0, r.stderr
+
+    r = cli("directions", "--model", str(tmp_path / "c.safetensors"), "--json")
+    assert r.returncode == 0, r.stderr
+    listed = {d["name"]: d for d in json.loads(r.stdout)["directions"]}
+    assert set(listed) == {"sefa_0", "sefa_1", "sefa_2", "eyeglasses", "smiling", "smile"}
+    assert listed["sefa_1"]["layers"] == [0, 1, 2, 3] and listed["sefa_1"]["source"] == "sefa"
+    assert listed["eyeglasses"]["source"] == "official" and listed["smile"]["source"] == "labels"
+    assert listed["smile"]["range"] == [-1.0, 1.0]
+    mf = read_model(tmp_path / "c.safetensors")
+    assert mf.info["name"] == "tiny" and "generator" in mf.components
+    r = cli("directions", "--model", str(tmp_path / "official.safetensors"))
+    assert r.returncode == 0 and "eyeglasses" in r.stdout and "official" in r.stdout
+
+    # Clear errors (exit status 2), nothing written; run in-process to save interpreter start-ups.
+    from anycost.cli import main
+
+    def fails(*args: str) -> str:
+        assert main(list(args)) == 2
+        return capsys.readouterr().err
+
+    capsys.readouterr()
+    assert "classifier" in fails("fit-directions", "--model", str(model), "--from-labels", "-o",
+                                 str(tmp_path / "x.safetensors"))
+    evil = tmp_path / "evil.pt"
+    torch.save({"15_Eyeglasses": NotATensor()}, evil)
+    assert "refused" in fails("fit-directions", "--model", str(model), "--boundaries", str(evil), "-o",
+                              str(tmp_path / "y.safetensors"))
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"15_Eyeglasses": torch.randn(1, 512)}, wrong)
+    assert "style_dim" in fails("fit-directions", "--model", str(model), "--boundaries", str(wrong), "-o",
+                                str(tmp_path / "z.safetensors"))
+    assert "--model" in fails("directions")
+    assert not any((tmp_path / n).exists() for n in ("x.safetensors", "y.safetensors", "z.safetensors"))
+
+
+def test_cli_train_classifier_synthetic(tmp_path):
+    out = tmp_path / "clf.safetensors"
+    r = cli("train-classifier", "--synthetic", "48", "--res", "32", "--input-size", "32", "--width", "8",
+            "--steps", "5", "--batch", "16", "--quiet", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["held_out"] > 0 and "eyeglasses" in summary["per_attribute"]
+    clf = load_classifier(out)
+    assert "smile" in clf.attributes
+    assert read_model(out).components["classifier"].config["metrics"]["held_out"] == summary["held_out"]
