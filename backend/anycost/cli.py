@@ -14,6 +14,13 @@ from .errors import AnycostError
 COMMAND_MODULES = [
     "generate",
     "models",
+    "edit",
+    "train",
+    "data",
+    "train_encoder",
+    "train_classifier",
+    "fit_directions",
+    "directions",
 ]
 
 

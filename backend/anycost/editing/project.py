@@ -1,0 +1,229 @@
+"""Projection: an image → a W+ latent that the generator renders back as that image.
+
+The encoder gives an instant answer; refinement then optimises W+ directly. Refinement is
+progressive: ``Projector.iter_project`` yields intermediate latents and images so a caller
+(the editor, the service) can show them while it runs, within a step or time budget, and
+stops early when cancelled.
+
+The loss is pixel MSE + LPIPS (when its weights are available locally) on the full
+generator, a term on a sampled sub-generator so cheap previews of the result stay faithful
+(consistency-aware projection), and a pull towards the encoder's answer that keeps the
+latent where edit directions behave.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..models.encoder import Encoder
+from ..models.generator import Generator
+
+CancelCheck = Callable[[], bool] | threading.Event | None
+
+
+@dataclass
+class ProjectionStep:
+    """One progress report of a projection."""
+
+    step: int  # 0 = the encoder's answer (or the mean latent), then refinement steps
+    w_plus: torch.Tensor  # (1, n_style, style_dim), detached
+    image: torch.Tensor  # (1, 3, R, R) in [-1, 1], the full render of w_plus
+    loss: float
+    psnr: float  # of ``image`` against the target, dB (images in [-1, 1])
+    elapsed: float  # seconds since the projection started
+    final: bool = False
+    cancelled: bool = False
+
+
+@dataclass
+class ProjectionSettings:
+    steps: int = 100
+    time_budget: float | None = None  # seconds for refinement; None = steps only
+    lr: float = 0.03
+    optimizer: str = "adam"  # 'adam' or 'lbfgs'
+    mse_weight: float = 1.0
+    lpips_weight: float = 0.5
+    encoder_reg: float = 1e-3  # pull towards the encoder's W+
+    consistency_weight: float = 0.3  # loss on a sampled sub-generator
+    consistency_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    report_every: int = 10  # yield an intermediate result every N steps
+    seed: int = 0
+    use_lpips: bool = True
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
+    mse = F.mse_loss(a.float(), b.float()).item()
+    return float("inf") if mse == 0 else 10.0 * math.log10(4.0 / mse)
+
+
+def _is_cancelled(cancel: CancelCheck) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel())
+
+
+@contextmanager
+def _frozen(*modules: torch.nn.Module | None):
+    """Disable parameter gradients for the duration (restored afterwards)."""
+    saved = []
+    for m in modules:
+        if m is None:
+            continue
+        for p in m.parameters():
+            saved.append((p, p.requires_grad))
+            p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+class Projector:
+    def __init__(self, G: Generator, encoder: Encoder | None = None, *, lpips_model=None,
+                 settings: ProjectionSettings | None = None):
+        self.G = G
+        self.encoder = encoder
+        self.settings = settings or ProjectionSettings()
+        self._lpips = lpips_model
+        self._lpips_loaded = lpips_model is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.G.parameters()).device
+
+    def lpips(self):
+        if not self._lpips_loaded and self.settings.use_lpips:
+            from ..training.perceptual import backbone_path, load_lpips
+
+            # VGG-LPIPS suits inversion best; take whichever backbone is cached (one warning if none)
+            net = "vgg" if backbone_path("vgg").is_file() else "alex"
+            self._lpips = load_lpips(net, self.device)
+            self._lpips_loaded = True
+        return self._lpips if self.settings.use_lpips else None
+
+    def prepare_target(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1] at any size → the generator's resolution."""
+        if image.ndim != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"target must be (1, 3, H, W), got {tuple(image.shape)}")
+        r = self.G.resolution
+        image = image.to(self.device, torch.float32)
+        if image.shape[-1] != r or image.shape[-2] != r:
+            image = F.interpolate(image, size=(r, r), mode="bicubic", align_corners=False, antialias=True)
+        return image.clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode(self, target: torch.Tensor) -> torch.Tensor:
+        """The instant answer: the encoder's W+, or the mean latent without an encoder."""
+        target = self.prepare_target(target)
+        if self.encoder is None:
+            return self.G.to_w_plus(self.G.mean_w()).clone()
+        self.encoder.eval()
+        return self.encoder(target).float()
+
+    def _render(self, w: torch.Tensor, **kw) -> torch.Tensor:
+        return self.G.synthesize(w, noise="const", **kw)
+
+    def iter_project(self, target: torch.Tensor, *, w_init: torch.Tensor | None = None,
+                     cancel: CancelCheck = None, settings: ProjectionSettings | None = None
+                     ) -> Iterator[ProjectionStep]:
+        """Yield the encoder's answer, refinement progress every ``report_every`` steps, then the final step."""
+        s = settings or self.settings
+        t0 = time.perf_counter()
+        target = self.prepare_target(target)
+        w0 = (self.encode(target) if w_init is None else w_init.to(self.device, torch.float32)).detach()
+        with torch.no_grad():
+            img0 = self._render(w0)
+        first = ProjectionStep(0, w0.clone(), img0, F.mse_loss(img0, target).item(), psnr(img0, target),
+                               time.perf_counter() - t0, final=s.steps <= 0)
+        yield first
+        if s.steps <= 0:
+            return
+        if _is_cancelled(cancel):
+            first.cancelled = True
+            return
+
+        lp = self.lpips() if s.lpips_weight > 0 else None
+        w = w0.clone().requires_grad_(True)
+        rng = torch.Generator().manual_seed(s.seed)
+        low_res = [r for r in self.G.resolutions if r >= min(32, self.G.resolution)]
+
+        def loss_fn() -> torch.Tensor:
+            img = self._render(w)
+            loss = s.mse_weight * F.mse_loss(img, target)
+            if lp is not None:
+                loss = loss + s.lpips_weight * lp(img, target).mean()
+            if s.encoder_reg > 0:
+                loss = loss + s.encoder_reg * (w - w0).square().sum(-1).mean()
+            if s.consistency_weight > 0 and s.consistency_ratios:
+                ratio = s.consistency_ratios[int(torch.randint(len(s.consistency_ratios), (1,), generator=rng))]
+                res = low_res[int(torch.randint(len(low_res), (1,), generator=rng))]
+                sub = self._render(w, res=res, channels=ratio)
+                tgt = target if res == target.shape[-1] else F.interpolate(
+                    target, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
+                loss = loss + s.consistency_weight * F.mse_loss(sub, tgt)
+            return loss
+
+        if s.optimizer == "adam":
+            opt = torch.optim.Adam([w], lr=s.lr, betas=(0.9, 0.999))
+        elif s.optimizer == "lbfgs":
+            opt = torch.optim.LBFGS([w], lr=1.0, max_iter=1, history_size=10, line_search_fn="strong_wolfe")
+        else:
+            raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {s.optimizer!r}")
+
+        t_refine = time.perf_counter()
+        step = 0
+        last = 0.0
+        with _frozen(self.G, self.encoder):
+            while step < s.steps:
+                if _is_cancelled(cancel):
+                    yield self._report(step, w, target, last, t0, final=True, cancelled=True)
+                    return
+                if s.time_budget is not None and time.perf_counter() - t_refine >= s.time_budget:
+                    break
+                if s.optimizer == "adam":
+                    # cosine decay with a short warm-up, as optimisation-based inversion usually does
+                    frac = step / max(1, s.steps)
+                    for g in opt.param_groups:
+                        g["lr"] = s.lr * min(1.0, (step + 1) / 5) * 0.5 * (1 + math.cos(math.pi * frac))
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn()
+                    loss.backward()
+                    opt.step()
+                    last = float(loss.detach())
+                else:
+                    def closure() -> torch.Tensor:
+                        opt.zero_grad(set_to_none=True)
+                        loss = loss_fn()
+                        loss.backward()
+                        return loss
+
+                    last = float(opt.step(closure).detach())
+                step += 1
+                if step % max(1, s.report_every) == 0 and step < s.steps:
+                    yield self._report(step, w, target, last, t0)
+        yield self._report(step, w, target, last, t0, final=True)
+
+    def project(self, target: torch.Tensor, **kw) -> ProjectionStep:
+        """Run ``iter_project`` to the end and return its final step."""
+        steps = list(self.iter_project(target, **kw))
+        return steps[-1]
+
+    @torch.no_grad()
+    def _report(self, step: int, w: torch.Tensor, target: torch.Tensor, loss: float, t0: float,
+                final: bool = False, cancelled: bool = False) -> ProjectionStep:
+        wd = w.detach().clone()
+        img = self._render(wd)
+        return ProjectionStep(step, wd, img, loss, psnr(img, target), time.perf_counter() - t0,
+                              final=final, cancelled=cancelled)

@@ -1,0 +1,254 @@
+"""The headless editing API: an ``Editor`` holds a model; an ``EditSession`` holds one region.
+
+    editor = Editor("anycost-demo")
+    session = editor.open("portrait.png")          # align + instant encoder projection
+    session.project(steps=100)                     # optional refinement
+    session.set(smile=0.8, age=-0.4)               # sliders in [-1, 1]
+    preview = session.render("preview")            # cheap sub-generator, aligned crop
+    rgba = session.result()                        # full render pasted back, region size
+
+Everything the service and the CLI do goes through these two classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
+from ..errors import InputError
+from ..io.checkpoint import load_generator
+from ..io.modelfile import is_safetensors, read_model
+from ..models.encoder import Encoder
+from ..models.generator import Generator
+from .align import Alignment, align_face
+from .paste import paste_back
+from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
+from .region import Region
+from .render import DEFAULT_PREVIEW_BUDGET_MS, FULL, Cost, parse_cost, pick_preview_cost
+
+
+class Editor:
+    """A loaded model (generator, optional encoder, directions) that opens editing sessions."""
+
+    def __init__(self, model: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
+                 preview_budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS, use_lpips: bool = True,
+                 directions: str | os.PathLike | None = None):
+        from ..registry import DEFAULT_MODEL, KNOWN_MODELS, resolve_model
+
+        name = DEFAULT_MODEL if model is None else model
+        self.path = resolve_model(name)
+        self.device = torch.device(device)
+        spec = KNOWN_MODELS.get(str(name))
+        self.info: dict = {}
+        self.encoder: Encoder | None = None
+        if is_safetensors(self.path):
+            mf = read_model(self.path)
+            self.generator: Generator = mf.generator(self.device)
+            self.encoder = mf.encoder(self.device)
+            self.directions: DirectionSet = directions_in_model(mf)
+            self.info = mf.info
+        else:
+            self.generator = load_generator(self.path, device=self.device,
+                                            expect=spec.architecture if spec else None)
+            self.directions = DirectionSet()
+        self.name = str(self.info.get("name", Path(self.path).stem))
+        self.preview_budget_ms = preview_budget_ms
+        self.projection = ProjectionSettings(use_lpips=use_lpips)
+        self._projector = Projector(self.generator, self.encoder, settings=self.projection)
+        self._preview_cost: Cost | None = None
+        if directions is not None:
+            self.load_directions(directions)
+
+    @property
+    def is_face_model(self) -> bool:
+        return bool(self.info.get("face", True))
+
+    def load_directions(self, path: str | os.PathLike) -> DirectionSet:
+        """Add directions from a file (project .safetensors/.npy, or an official boundary .pt)."""
+        p = Path(path)
+        loaded = load_official_boundaries(p) if p.suffix in (".pt", ".pth") else load_directions_file(p)
+        for d in loaded.values():
+            d.check_fits(self.generator.n_style, self.generator.style_dim)
+        self.directions = self.directions.merged(loaded)
+        return loaded
+
+    def preview_cost(self) -> Cost:
+        """The sub-generator that fits the preview budget on this machine (measured once)."""
+        if self._preview_cost is None:
+            self._preview_cost = pick_preview_cost(self.generator, self.preview_budget_ms)
+        return self._preview_cost
+
+    def cost(self, spec: str | Cost | None) -> Cost:
+        if spec is None or spec == "full":
+            return FULL
+        if isinstance(spec, Cost):
+            return spec.check(self.generator)
+        if str(spec).strip().lower() == "preview":
+            return self.preview_cost()
+        return parse_cost(str(spec), self.generator)
+
+    def open(self, image: Region | str | os.PathLike | np.ndarray, mask: np.ndarray | str | os.PathLike | None = None,
+             *, align: bool = True, landmarks=None) -> EditSession:
+        """Start editing a region: align it and take the encoder's instant projection."""
+        if isinstance(image, Region):
+            region = image if mask is None else Region(image.rgba, _mask_array(mask, image))
+        elif isinstance(image, np.ndarray):
+            region = Region.from_array(image, None if mask is None else np.asarray(mask))
+        else:
+            region = Region.from_file(image, mask_path=mask if not isinstance(mask, np.ndarray) else None)
+            if isinstance(mask, np.ndarray):
+                region = Region(region.rgba, _mask_array(mask, region))
+        use_landmarks = align and self.is_face_model
+        alignment = align_face(region, self.generator.resolution, use_landmarks=use_landmarks,
+                               landmarks=landmarks)
+        return EditSession(self, region, alignment)
+
+
+def _mask_array(mask, region: Region) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.dtype == bool:
+        m = m.astype(np.uint8) * 255
+    if m.dtype != np.uint8 or m.shape != (region.height, region.width):
+        raise InputError(f"the mask must be a {region.width} × {region.height} uint8 array")
+    return m
+
+
+class EditSession:
+    """One region being edited: its alignment, its projected latent and the current sliders."""
+
+    def __init__(self, editor: Editor, region: Region, alignment: Alignment):
+        self.editor = editor
+        self.region = region
+        self.alignment = alignment
+        G = editor.generator
+        self.target = torch.from_numpy(alignment.image).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+        self.target = self.target.to(editor.device)
+        self.w_base: torch.Tensor = editor._projector.encode(self.target)
+        self.w_encoder = self.w_base.clone()
+        self.sliders: dict[str, float] = {}
+        self._shape = (G.n_style, G.style_dim)
+        self.last_projection: ProjectionStep | None = None
+        self._references: dict[str, torch.Tensor] = {}  # unedited renders per cost, for colour matching
+
+    @property
+    def notice(self) -> str | None:
+        """A sentence for the user when alignment fell back to a plain crop."""
+        return self.alignment.notice
+
+    # ---------------------------------------------------------------- projection
+    def iter_project(self, steps: int | None = None, *, time_budget: float | None = None,
+                     cancel: CancelCheck = None, **overrides) -> Iterator[ProjectionStep]:
+        """Refine the projection from the encoder's answer, yielding progress; the session follows along."""
+        base = self.editor.projection
+        fields = {**base.__dict__, **overrides}
+        if steps is not None:
+            fields["steps"] = int(steps)
+        if time_budget is not None:
+            fields["time_budget"] = float(time_budget)
+        settings = ProjectionSettings(**fields)
+        for step in self.editor._projector.iter_project(self.target, w_init=self.w_encoder, cancel=cancel,
+                                                        settings=settings):
+            self.w_base = step.w_plus
+            self._references.clear()
+            self.last_projection = step
+            yield step
+
+    def project(self, steps: int | None = None, **kw) -> ProjectionStep:
+        last = None
+        for last in self.iter_project(steps, **kw):  # noqa: B007 - the last step is the answer
+            pass
+        assert last is not None
+        return last
+
+    def set_latent(self, w_plus: torch.Tensor | np.ndarray) -> None:
+        w = torch.as_tensor(np.asarray(w_plus) if not isinstance(w_plus, torch.Tensor) else w_plus).float()
+        if w.ndim == 2:
+            w = w[None]
+        if tuple(w.shape) != (1, *self._shape):
+            raise InputError(f"latent has shape {tuple(w.shape)}; this model needs (1, {self._shape[0]}, "
+                             f"{self._shape[1]}) (or without the leading 1)")
+        if not torch.isfinite(w).all():
+            raise InputError("latent has non-finite values")
+        self.w_base = w.to(self.editor.device)
+        self._references.clear()
+
+    def save_latent(self, path: str | os.PathLike) -> Path:
+        """Save the projected latent (without slider edits) as .npy, atomically."""
+        from ..directions.storage import _atomic_write
+
+        arr = self.w_base.detach().cpu().numpy()[0]
+        return _atomic_write(Path(path), lambda tmp: np.save(tmp, arr))
+
+    def load_latent(self, path: str | os.PathLike) -> None:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read latent file {path}: {e}") from e
+        self.set_latent(arr)
+
+    # ---------------------------------------------------------------- sliders
+    def set(self, **values: float) -> None:
+        self.set_sliders(values)
+
+    def set_sliders(self, values: Mapping[str, float], *, replace: bool = False) -> None:
+        """Set slider values in [-1, 1] (scaled per direction); unknown names list the valid ones."""
+        dirs = self.editor.directions
+        if values and not len(dirs):
+            raise InputError(f"model {self.editor.name!r} has no edit directions; load a direction file")
+        checked = {}
+        for name, v in values.items():
+            if name not in dirs:
+                raise InputError(f"unknown slider {name!r}; valid sliders: {', '.join(dirs) or 'none'}")
+            v = float(v)
+            lo, hi = dirs[name].slider_range
+            if not (np.isfinite(v) and lo <= v <= hi):
+                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {v!r}")
+            checked[name] = v
+        self.sliders = checked if replace else {**self.sliders, **checked}
+
+    def reset(self) -> None:
+        self.sliders = {}
+
+    def latent(self, sliders: Mapping[str, float] | None = None) -> torch.Tensor:
+        """W+ of the projection with the slider edits applied."""
+        values = self.sliders if sliders is None else sliders
+        values = {k: v for k, v in values.items() if v}
+        if not values:
+            return self.w_base
+        return self.editor.directions.apply(self.w_base, values)
+
+    # ---------------------------------------------------------------- rendering
+    @torch.inference_mode()
+    def render(self, cost: str | Cost | None = "preview", sliders: Mapping[str, float] | None = None) -> torch.Tensor:
+        """The edited aligned crop at ``cost``: (1, 3, r, r) in [-1, 1]."""
+        c = self.editor.cost(cost)
+        return self.editor.generator.synthesize(self.latent(sliders), noise="const", **c.render_kwargs())
+
+    def reference(self, cost: str | Cost | None = "full") -> torch.Tensor:
+        """The unedited render at ``cost`` (cached): colour matching is fitted on it, so that
+        matching removes the reconstruction's colour cast without undoing deliberate colour edits."""
+        c = self.editor.cost(cost)
+        key = c.label()
+        if key not in self._references:
+            self._references[key] = self.render(c, sliders={})
+        return self._references[key]
+
+    def composite(self, image: torch.Tensor, *, color_match: bool = True, feather: float | None = None,
+                  reference: torch.Tensor | None = None) -> np.ndarray:
+        """Paste an aligned render back into the region: RGBA (H, W, 4) uint8 of the region's size."""
+        kw = {} if feather is None else {"feather": feather}
+        ref = None if reference is None or not color_match else reference[0].detach().cpu()
+        return paste_back(self.region, self.alignment, image[0].detach().cpu(), color_match=color_match,
+                          reference=ref, **kw)
+
+    def result(self, cost: str | Cost | None = "full", *, color_match: bool = True) -> np.ndarray:
+        """Render at ``cost`` (full by default) and paste back: what Apply puts on the canvas."""
+        c = self.editor.cost(cost)
+        ref = self.reference(c) if color_match else None
+        return self.composite(self.render(c), color_match=color_match, reference=ref)
+
