@@ -10,6 +10,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+# Formats an output image may be written in (by extension).
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """An output image path with a writable format, or an InputError that says which are."""
+    from .errors import InputError
+
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InputError(f"output must be an image file ({', '.join(OUTPUT_SUFFIXES)}), got {p}")
+    return p
+
 
 def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:
     """(3, H, W) or (N, 3, H, W) in [-1, 1] → uint8 HWC / NHWC."""

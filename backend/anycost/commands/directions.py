@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import InputError
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("directions", help="list a model's edit directions with their slider ranges",
                        description="List the edit directions stored in a model file (or a boundary / "
                                    "direction file) with slider range, scale, style slots and source.")
-    p.add_argument("--model", default=None, help="model name, model file, or direction/boundary file")
+    p.add_argument("--model", default=None,
+                   help="model name, model file, or direction/boundary file (default: the shipped demo model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -20,11 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..directions import directions_in_model, load_directions_file
     from ..io.modelfile import is_safetensors, read_model
-    from ..registry import resolve_model
+    from ..registry import DEFAULT_MODEL, resolve_model
 
-    if not args.model:
-        raise InputError("pass --model NAME_OR_FILE (see `anycost models` for the installed models)")
-    path = resolve_model(args.model)
+    path = resolve_model(args.model or DEFAULT_MODEL)
     if is_safetensors(path):
         from safetensors import safe_open
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from ..errors import AnycostError, InputError
 from .common import add_device, resolve_device
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model name or file (default: the shipped demo model)")
@@ -85,7 +83,7 @@ def _refine(session, args: argparse.Namespace, label: str) -> None:
 def run_edit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..imageio import save_image_atomic
+    from ..imageio import check_output_path, save_image_atomic
 
     sliders = parse_sliders(args.set)
     inputs = [Path(p) for p in args.inputs]
@@ -96,8 +94,8 @@ def run_edit(args: argparse.Namespace) -> int:
             raise InputError("with several inputs, -o must be a folder")
         if args.mask or args.load_latent:
             raise InputError("--mask and --load-latent apply to a single input")
-    elif out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise InputError(f"output must be an image file ({', '.join(IMAGE_SUFFIXES)}), got {out}")
+    else:
+        check_output_path(out)
     if args.refine_steps < 0:
         raise InputError("--refine-steps must be ≥ 0")
     editor = _editor(args, args.directions)

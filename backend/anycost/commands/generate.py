@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import InputError
 from .common import add_device, parse_channels, resolve_device
@@ -30,16 +29,14 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..imageio import make_grid, save_image_atomic, tensor_to_uint8
+    from ..imageio import check_output_path, make_grid, save_image_atomic, tensor_to_uint8
     from ..registry import load_registered_generator
 
     if args.n < 1:
         raise InputError("--n must be at least 1")
     if not 0 <= args.truncation <= 1:
         raise InputError("--truncation must be in [0, 1]")
-    out = Path(args.output)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"):
-        raise InputError(f"output must be an image file (.png, .jpg, …), got {out}")
+    out = check_output_path(args.output)
     device = resolve_device(args.device)
     G = load_registered_generator(args.model, device=str(device))
     channels = parse_channels(args.channels)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError, ModelFileError
-from ..io.checkpoint import _torch_load
+from ..io.checkpoint import load_weights_only
 from .direction import Direction, DirectionSet
 
 # W distance of slider 1.0 for a unit boundary normal when no generator is at hand to
@@ -37,7 +37,7 @@ def load_official_boundaries(path: str | os.PathLike, *, scale: float = DEFAULT_
     to all slots), so ``layers`` defaults to all slots.
     """
     path = Path(path)
-    obj = _torch_load(path)  # weights_only=True; raises ModelFileError for pickled objects
+    obj = load_weights_only(path)  # weights_only=True; raises ModelFileError for pickled objects
     if not isinstance(obj, dict) or not obj:
         raise ModelFileError(f"{path} is not a boundary file: expected a dict of name → tensor, "
                              f"found {type(obj).__name__}")

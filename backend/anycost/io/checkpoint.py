@@ -26,7 +26,8 @@ from .modelfile import build_and_load, is_safetensors, read_model
 PathLike = str | os.PathLike
 
 
-def _torch_load(path: Path) -> object:
+def load_weights_only(path: Path) -> object:
+    """``torch.load`` restricted to tensors and plain containers; every failure is a ModelFileError."""
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     if path.stat().st_size == 0:
@@ -97,7 +98,7 @@ def load_generator(path: PathLike, *, device: str | torch.device = "cpu",
             raise ModelFileError(f"{path} is a {G.resolution}px generator with widths {G.channels}, "
                                  f"not the expected {expect.resolution}px architecture")
     else:
-        obj = _torch_load(path)
+        obj = load_weights_only(path)
         sd = _as_state_dict(obj, ("g_ema",), path, "generator")
         G = generator_from_state_dict(sd, path, expect)
     return G.to(device)
@@ -130,7 +131,7 @@ def load_encoder(path: PathLike, *, device: str | torch.device = "cpu") -> Encod
         if E is None:
             raise ModelFileError(f"{path} holds no encoder")
     else:
-        sd = _as_state_dict(_torch_load(path), ("state_dict",), path, "encoder")
+        sd = _as_state_dict(load_weights_only(path), ("state_dict",), path, "encoder")
         E = Encoder(infer_encoder_config(sd, path))
         build_and_load(E, sd, f"{path} (encoder)")
     return E.to(device).eval()

@@ -161,9 +161,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    from ..io.checkpoint import _torch_load
+    from ..io.checkpoint import load_weights_only
 
-    obj = _torch_load(Path(path))
+    obj = load_weights_only(Path(path))
     if not isinstance(obj, dict) or "encoder" not in obj or "step" not in obj:
         raise InputError(f"{path} is not an encoder training checkpoint")
     return obj

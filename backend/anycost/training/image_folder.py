@@ -22,35 +22,29 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from ..data.folder import IMAGE_EXTENSIONS, fit_square, scan_images, to_rgb
 from ..errors import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 LABEL_FILE_NAMES = ("labels.csv", "labels.json", "attributes.csv", "attributes.json")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files under ``folder`` (recursive, stable order); an error naming the folder when none."""
+    files = scan_images(folder)
     if not files:
-        raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise InputError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in {folder}")
     return files
 
 
 def load_image(path: Path, size: int | None) -> torch.Tensor:
-    """One RGB image → (3, size, size) in [-1, 1] (centre-cropped to a square, then resized)."""
+    """One image in any mode → (3, size, size) in [-1, 1] (centre-cropped to a square, then resized)."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            s = min(w, h)
-            if w != h:
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            if size is not None and s != size:
+            im = fit_square(to_rgb(im), "crop", (255, 255, 255))
+            if size is not None and im.size[0] != size:
                 im = im.resize((size, size), Image.Resampling.LANCZOS)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise InputError(f"cannot read image {path}: {e}") from e
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 127.5 - 1.0
 
