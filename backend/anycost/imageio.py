@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .fsutil import atomic_write
 
 # Formats an output image may be written in (by extension).
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -51,17 +52,7 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
 
 def save_image_atomic(arr: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an image so that ``path`` either holds the whole file or is left untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:
-        raise ValueError(f"unknown image extension {path.suffix!r}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(arr).save(tmp, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        raise ValueError(f"unknown image extension {Path(path).suffix!r}")
+    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format=fmt))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ModelFileError
+from ..fsutil import atomic_write
 from ..io.modelfile import Component, is_safetensors
 from .direction import Direction, DirectionSet
 
@@ -66,19 +66,6 @@ def directions_in_model(model_file) -> DirectionSet:
     return DirectionSet() if comp is None else from_component(comp, str(model_file.path))
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_directions_file(path: str | os.PathLike, directions: Iterable[Direction]) -> Path:
     """Write a standalone direction file: ``.safetensors`` (any number) or ``.npy`` (exactly one)."""
     path = Path(path)
@@ -89,14 +76,14 @@ def save_directions_file(path: str | os.PathLike, directions: Iterable[Direction
         if len(dirs) != 1:
             raise InputError(f"a .npy file holds one direction; got {len(dirs)} (use .safetensors)")
         arr = dirs[0].vector.numpy()
-        return _atomic_write(path, lambda tmp: np.save(tmp, arr[None] if arr.ndim == 1 else arr))
+        return atomic_write(path, lambda tmp: np.save(tmp, arr[None] if arr.ndim == 1 else arr))
     if path.suffix != ".safetensors":
         raise InputError(f"direction files are .safetensors or .npy, not {path.suffix or 'no suffix'!r}")
     from safetensors.torch import save_file
 
     comp = to_component(dirs)
     meta = {_META_KEY: json.dumps(comp.config, sort_keys=True)}
-    return _atomic_write(path, lambda tmp: save_file(comp.tensors, tmp, metadata=meta))
+    return atomic_write(path, lambda tmp: save_file(comp.tensors, tmp, metadata=meta))
 
 
 def load_directions_file(path: str | os.PathLike, *, source: str = "file") -> DirectionSet:

@@ -21,6 +21,7 @@ import torch
 
 from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
 from ..errors import InputError
+from ..fsutil import atomic_write
 from ..io.checkpoint import load_generator
 from ..io.modelfile import is_safetensors, read_model
 from ..models.encoder import Encoder
@@ -179,10 +180,8 @@ class EditSession:
 
     def save_latent(self, path: str | os.PathLike) -> Path:
         """Save the projected latent (without slider edits) as .npy, atomically."""
-        from ..directions.storage import _atomic_write
-
         arr = self.w_base.detach().cpu().numpy()[0]
-        return _atomic_write(Path(path), lambda tmp: np.save(tmp, arr))
+        return atomic_write(path, lambda tmp: np.save(tmp, arr), suffix=".npy")
 
     def load_latent(self, path: str | os.PathLike) -> None:
         try:

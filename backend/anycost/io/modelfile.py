@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import ModelFileError
+from ..fsutil import atomic_write
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
 
@@ -98,17 +98,7 @@ def save_model(path: str | os.PathLike, *, generator: Generator | None = None, e
         "anycost.components": json.dumps(configs, sort_keys=True),
         "anycost.info": json.dumps(info, sort_keys=True),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta), suffix=".tmp")
 
 
 @dataclass

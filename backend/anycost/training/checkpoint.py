@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+from ..fsutil import atomic_write
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -49,17 +49,7 @@ def _as_tuple(x):
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".tmp")
 
 
 def checkpoint_path(out_dir: str | os.PathLike, step: int) -> Path:

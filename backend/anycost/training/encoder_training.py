@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from ..errors import AnycostError, InputError
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator
+from .checkpoint import save_atomic
 
 _LPIPS_WARNED = False
 
@@ -148,16 +148,7 @@ def _checkpoint_payload(E: Encoder, opt: torch.optim.Optimizer, state: TrainStat
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """Atomic torch.save of plain tensors and containers (loads with weights_only=True)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_atomic(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
