@@ -18,9 +18,12 @@ COMMAND_MODULES = [
     "train",
     "data",
     "train_encoder",
+    "train_autoencoder",
     "train_classifier",
     "fit_directions",
     "directions",
+    "serve",
+    "client",
 ]
 
 

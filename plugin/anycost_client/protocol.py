@@ -49,9 +49,9 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "progress": frozenset({"stage", "step", "steps", "psnr", "notice", "box"}),
     "ready": frozenset({"directions", "notice", "box", "method", "cost"}),
     "preview": frozenset({"cost", "render_ms", "box"}),
-    "result": frozenset({"render_ms"}),
+    "result": frozenset({"render_ms", "box", "cost"}),
     "done": frozenset({"what"}),
-    "pong": frozenset({"server_time"}),
+    "pong": frozenset({"server_time", "sessions"}),
     "error": frozenset({"code", "message", "fatal"}),
 }
 CLIENT_TYPES = frozenset({"hello", "open", "edit", "commit", "cancel", "close", "ping"})

@@ -1,0 +1,128 @@
+"""``anycost serve``: the backend for host plugins and scripts, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ..errors import InputError
+from .common import add_device, resolve_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the editing backend for Krita/GIMP plugins and scripts",
+        description="Serve editing sessions over ZeroMQ. By default it listens on a free loopback TCP port "
+                    "and writes a connection file (endpoint + signing key, mode 0600) that clients find on "
+                    "their own. Logs are JSON lines on stderr. Stop with Ctrl-C or SIGTERM.")
+    p.add_argument("--model", default=None, help="model name or file (default: the shipped demo model)")
+    p.add_argument("--directions", help="extra direction file (.safetensors/.npy, or an official boundary .pt)")
+    add_device(p)
+    p.add_argument("--bind", default=None,
+                   help="endpoint to listen on (default: tcp://127.0.0.1:<free port>); ipc://PATH also works. "
+                        "A non-loopback address requires CURVE (--curve-server-key, --allowed-clients)")
+    p.add_argument("--preview-budget-ms", type=float, default=None,
+                   help="latency budget of one preview render; picks the sub-generator (default 150)")
+    p.add_argument("--session-timeout", type=float, default=60.0,
+                   help="seconds of client silence after which a session is collected (default 60)")
+    p.add_argument("--connection-file", default=None,
+                   help="where to write the connection file (default: $XDG_RUNTIME_DIR/anycost/backend-PID.json)")
+    p.add_argument("--reuse-connection-file", action="store_true",
+                   help="if --connection-file exists, listen on its endpoint with its key, so that clients of a "
+                        "previous backend (restarted by a supervisor) reconnect on their own")
+    p.add_argument("--max-sessions", type=int, default=16, help="sessions held at once (default 16)")
+    p.add_argument("--max-region-pixels", type=int, default=64 * 1024 * 1024,
+                   help="largest region accepted, in pixels (default 64 Mpx)")
+    p.add_argument("--max-frame-bytes", type=int, default=256 * 1024 * 1024,
+                   help="largest binary frame accepted (default 256 MiB)")
+    p.add_argument("--rate", type=float, default=200.0, help="messages per second per client (default 200)")
+    p.add_argument("--no-lpips", action="store_true", help="pixel losses only during refinement")
+    p.add_argument("--curve-server-key", metavar="FILE", help="CURVE secret key file of the server")
+    p.add_argument("--allowed-clients", metavar="DIR", help="folder of CURVE public keys of allowed clients")
+    p.add_argument("--gen-curve-keys", metavar="DIR",
+                   help="write a CURVE key pair (NAME.key, NAME.key_secret) into DIR and exit; see --key-name")
+    p.add_argument("--key-name", default="server", help="file name stem for --gen-curve-keys (default: server)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..service import log as logmod
+    from ..service.log import log
+
+    logmod.threshold = logmod.LEVELS[args.log_level]
+    if args.gen_curve_keys:
+        from ..service.auth import generate_curve_keys
+
+        public, secret = generate_curve_keys(args.gen_curve_keys, args.key_name)
+        print(f"public key: {public}\nsecret key: {secret} (keep it private)")
+        return 0
+    for name in ("session_timeout", "max_sessions", "max_region_pixels", "max_frame_bytes", "rate"):
+        if getattr(args, name) <= 0:
+            raise InputError(f"--{name.replace('_', '-')} must be positive")
+
+    from anycost_client.protocol import Limits
+
+    from ..editing.session import Editor
+    from ..service.limits import ServiceLimits
+    from ..service.server import Server, ServerConfig
+
+    limits = ServiceLimits(wire=Limits(max_frame_bytes=args.max_frame_bytes),
+                           max_region_pixels=args.max_region_pixels, max_sessions=args.max_sessions,
+                           rate=args.rate, burst=2 * args.rate)
+    config = ServerConfig(bind=args.bind, session_timeout=args.session_timeout, limits=limits,
+                          connection_file=Path(args.connection_file) if args.connection_file else None,
+                          curve_secret_file=args.curve_server_key, allowed_clients=args.allowed_clients)
+    kw = {} if args.preview_budget_ms is None else {"preview_budget_ms": args.preview_budget_ms}
+    log("info", "loading", model=args.model, device=args.device)
+    editor = Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
+                    directions=args.directions, **kw)
+    preview = editor.preview_cost()  # measured once, before clients wait on it
+    log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
+        directions=list(editor.directions), preview_cost=f"{preview.res}:{preview.channels}")
+    key = None
+    if args.reuse_connection_file:
+        key = _reuse(args, config)
+    server = Server(editor, config, key=key)
+
+    def stop(signum, _frame) -> None:
+        log("info", "signal", signal=signal.Signals(signum).name)
+        server.stop_event.set()
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        server.serve_forever()
+    finally:
+        server.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    sys.stderr.flush()
+    return 0
+
+
+def _reuse(args: argparse.Namespace, config) -> bytes | None:
+    from pathlib import Path
+
+    from anycost_client.connection_file import ConnectionFileError, read_connection_file
+
+    if not args.connection_file:
+        raise InputError("--reuse-connection-file needs --connection-file PATH")
+    path = Path(args.connection_file)
+    if not path.exists():
+        return None
+    if path.stat().st_mode & 0o077:
+        raise InputError(f"{path} is readable by other users; refusing to reuse its key (chmod 600 it)")
+    try:
+        info = read_connection_file(path)
+    except ConnectionFileError as e:
+        raise InputError(str(e)) from e
+    if config.bind is None:
+        config.bind = info["endpoint"]
+    key = info["key_bytes"]
+    if len(key) < 16:
+        raise InputError(f"{path}: the key is too short to sign with")
+    return key

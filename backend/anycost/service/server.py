@@ -1,0 +1,394 @@
+"""The socket loop: a ROUTER that validates, authenticates and routes messages, never rendering.
+
+Everything slow happens in the render worker; this thread answers pings, accepts new messages,
+enforces limits and collects sessions whose client went silent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from anycost_client import protocol as P
+from anycost_client.protocol import Message, ProtocolError, ReplayGuard, decode, encode, error_message
+
+from .. import __version__
+from ..errors import InputError
+from .auth import is_loopback_endpoint, write_connection_file
+from .limits import RateLimiter, ServiceLimits
+from .log import log
+from .sessions import CommitRequest, EditRequest, OpenRequest, Scheduler, Session
+from .worker import RenderWorker, cost_spec
+
+CAPABILITIES = ["open", "edit", "commit", "cancel", "close", "ping", "progress-frames", "latest-wins",
+                "channel-order-bgra", "mask"]
+QUALITIES = ("preview", "full")
+
+
+@dataclass
+class ServerConfig:
+    bind: str | None = None  # None = a free loopback TCP port
+    connection_file: Path | None = None
+    session_timeout: float = 60.0
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
+    curve_secret_file: str | None = None
+    allowed_clients: str | None = None
+
+
+class Server:
+    def __init__(self, editor, config: ServerConfig, key: bytes | None = None):
+        self.editor = editor
+        self.config = config
+        self.key = key if key is not None else os.urandom(32)
+        self.limits = config.limits
+        self.ctx = zmq.Context()
+        self.scheduler = Scheduler()
+        self.replay = ReplayGuard(self.limits.wire)
+        self.rate = RateLimiter(self.limits.rate, self.limits.burst)
+        self.error_rate = RateLimiter(20.0, 40.0)
+        self.stop_event = threading.Event()
+        self.endpoint: str | None = None
+        self.connection_path: Path | None = None
+        self.curve_public: bytes | None = None
+        self._auth = None
+        self.started = time.time()
+        self.messages = 0
+        from ..editing.render import candidate_costs
+
+        # every uniform sub-generator a client may ask for as 'quality', cheapest first
+        self._levels = [cost_spec(c, editor.generator) for c in candidate_costs(editor.generator)]
+
+    # ------------------------------------------------------------------ setup
+    def _bind(self) -> None:
+        cfg = self.config
+        endpoint = cfg.bind
+        secure = cfg.curve_secret_file is not None
+        if endpoint and not is_loopback_endpoint(endpoint) and not secure:
+            raise InputError(
+                f"refusing to listen on {endpoint}: a non-loopback address is reachable from other machines, "
+                "so it needs CURVE encryption. Pass --curve-server-key FILE and --allowed-clients DIR "
+                "(make keys with 'anycost serve --gen-curve-keys DIR'), or bind tcp://127.0.0.1.")
+        if secure and not cfg.allowed_clients:
+            raise InputError("--curve-server-key needs --allowed-clients DIR (the public keys of the clients "
+                             "allowed to connect)")
+        router = self.ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its identity
+        router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # zmq drops peers sending frames far beyond our limit before they reach Python
+        wire = self.limits.wire
+        router.setsockopt(zmq.MAXMSGSIZE, 2 * wire.max_frame_bytes + wire.max_header_bytes)
+        router.setsockopt(zmq.SNDHWM, 1000)
+        router.setsockopt(zmq.RCVHWM, 1000)
+        if secure:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            from .auth import load_curve_server_keys
+
+            public, secret = load_curve_server_keys(cfg.curve_secret_file)
+            if not Path(cfg.allowed_clients).is_dir():
+                raise InputError(f"--allowed-clients {cfg.allowed_clients} is not a directory")
+            self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.start()
+            self._auth.configure_curve(domain="*", location=os.fspath(cfg.allowed_clients))
+            router.setsockopt(zmq.CURVE_SERVER, 1)
+            router.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            router.setsockopt(zmq.CURVE_SECRETKEY, secret)
+            self.curve_public = public
+        if endpoint is None:
+            port = router.bind_to_random_port("tcp://127.0.0.1")
+            endpoint = f"tcp://127.0.0.1:{port}"
+        else:
+            try:
+                router.bind(endpoint)
+            except zmq.ZMQError as e:
+                router.close(0)
+                raise InputError(f"cannot listen on {endpoint}: {e}") from e
+            endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
+        self.router = router
+        self.endpoint = endpoint
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self._out_endpoint = f"inproc://anycost-out-{id(self)}"
+        self.pull.bind(self._out_endpoint)
+
+    def start(self) -> None:
+        self._bind()
+        self.worker = RenderWorker(self.editor, self.scheduler, self.ctx, self._out_endpoint, self.key,
+                                   max_region_pixels=self.limits.max_region_pixels)
+        self.worker.start()
+        info = {
+            "endpoint": self.endpoint, "key": self.key.hex(), "signature_scheme": "hmac-sha256",
+            "pid": os.getpid(), "protocol_version": P.PROTOCOL_VERSION,
+            "supported_versions": list(P.SUPPORTED_VERSIONS), "transport": self.endpoint.split("://")[0],
+            "model": self.editor.name, "server": f"anycost {__version__}",
+            "curve_server_key": self.curve_public.decode() if self.curve_public else None,
+        }
+        self.connection_path = write_connection_file(self.config.connection_file, info)
+        log("info", "listening", endpoint=self.endpoint, connection_file=str(self.connection_path),
+            model=self.editor.name, pid=os.getpid(), curve=bool(self.curve_public))
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for sid in list(self.scheduler.sessions):
+            self.scheduler.remove(sid)
+        if getattr(self, "worker", None) is not None:
+            self.worker.stop_event.set()
+            self.scheduler.wake()
+            self.worker.join(timeout=10)
+        if self.connection_path is not None:
+            self.connection_path.unlink(missing_ok=True)
+            self.connection_path = None
+        if self._auth is not None:
+            self._auth.stop()
+        for sock in (getattr(self, "router", None), getattr(self, "pull", None)):
+            if sock is not None:
+                sock.close(0)
+        self.ctx.term()
+        log("info", "stopped")
+
+    # ------------------------------------------------------------------ loop
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.pull, zmq.POLLIN)
+        next_sweep = time.monotonic() + 0.5
+        while not self.stop_event.is_set():
+            try:
+                events = dict(poller.poll(200))
+            except zmq.ZMQError as e:
+                if e.errno == zmq.EINTR:
+                    continue
+                raise
+            if self.pull in events:
+                for _ in range(64):  # forward worker replies, a bounded batch per turn
+                    try:
+                        parts = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self.router.send_multipart(parts, copy=False)
+            if self.router in events:
+                for _ in range(64):
+                    try:
+                        parts = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    self._on_parts(parts)
+            now = time.monotonic()
+            if now >= next_sweep:
+                next_sweep = now + 0.5
+                self._collect(now)
+
+    def _collect(self, now: float) -> None:
+        for sid in self.scheduler.expired(self.config.session_timeout, now):
+            s = self.scheduler.remove(sid)
+            if s is not None:
+                log("info", "session_collected", sid=sid, reason="client silent",
+                    timeout=self.config.session_timeout)
+
+    # ------------------------------------------------------------------ replies
+    def _send(self, peer: bytes, msg: Message) -> None:
+        self.router.send_multipart([peer, *encode(msg, self.key)], copy=False)
+
+    def _error(self, peer: bytes, code: str, text: str, request_id=None, sid=None, seq=None,
+               fatal: bool = False) -> None:
+        if not self.error_rate.allow(peer):
+            return  # a peer flooding bad messages gets silence, not a flood back
+        m = error_message(code, text, request_id=request_id, session_id=sid, fatal=fatal)
+        m.seq = seq
+        self._send(peer, m)
+
+    # ------------------------------------------------------------------ dispatch
+    def _on_parts(self, frames: list) -> None:
+        self.messages += 1
+        peer = bytes(frames[0].buffer)
+        parts = [f.buffer for f in frames[1:]]
+        if not self.rate.allow(peer):
+            self._error(peer, P.E_RATE, f"too many messages: the limit is {self.limits.rate:g} per second")
+            return
+        try:
+            msg = decode(parts, self.key, limits=self.limits.wire, replay=self.replay, expect=P.CLIENT_TYPES)
+        except ProtocolError as e:
+            log("warning", "rejected", code=e.code, reason=e.message, peer=peer.hex()[:16])
+            self._error(peer, e.code, e.message, e.request_id, e.session_id)
+            return
+        self.scheduler.touch_peer(peer)
+        try:
+            getattr(self, f"_on_{msg.type}")(peer, msg)
+        except InputError as e:
+            self._error(peer, P.E_INPUT, str(e), msg.request_id, msg.session_id, msg.seq)
+        except Exception as e:  # a handler bug must not take the backend down
+            log("error", "handler_failed", type=msg.type, error=repr(e))
+            self._error(peer, P.E_INTERNAL, f"internal error handling {msg.type!r}: {e}", msg.request_id,
+                        msg.session_id, msg.seq)
+
+    def _on_ping(self, peer: bytes, msg: Message) -> None:
+        self._send(peer, Message("pong", {"server_time": time.time(), "sessions": self.scheduler.count()},
+                                 request_id=msg.request_id))
+
+    def _on_hello(self, peer: bytes, msg: Message) -> None:
+        offered = msg.get("versions", [msg.version])
+        if not isinstance(offered, list):
+            offered = [msg.version]
+        common = sorted({v for v in offered if isinstance(v, int) and not isinstance(v, bool)}
+                        & set(P.SUPPORTED_VERSIONS))
+        if not common:
+            self._error(peer, P.E_VERSION, f"no common protocol version: client offers {offered[:8]}, this backend "
+                                           f"speaks {list(P.SUPPORTED_VERSIONS)}; update the older side",
+                        msg.request_id, fatal=True)
+            return
+        ed = self.editor
+        G = ed.generator
+        preview = ed.preview_cost()
+        directions = {n: {"range": list(d.slider_range)} for n, d in ed.directions.items()}
+        welcome = Message("welcome", {
+            "server": f"anycost {__version__}",
+            "capabilities": CAPABILITIES,
+            "models": [{"name": ed.name, "resolution": G.resolution, "resolutions": list(G.resolutions),
+                        "face": ed.is_face_model, "encoder": ed.encoder is not None}],
+            "directions": directions,
+            "costs": {"preview": cost_spec(preview, G), "full": f"{G.resolution}:1",
+                      "preview_budget_ms": ed.preview_budget_ms, "levels": self._levels},
+            "limits": self.limits.describe(),
+            "session_timeout": self.config.session_timeout,
+        }, request_id=msg.request_id, version=common[-1])
+        self._send(peer, welcome)
+
+    def _on_open(self, peer: bytes, msg: Message) -> None:
+        lim = self.limits
+        if self.scheduler.count() >= lim.max_sessions:
+            self._error(peer, P.E_BUSY, f"the backend already holds {lim.max_sessions} sessions; close one or "
+                                        "try again later", msg.request_id)
+            return
+        if self.scheduler.count(peer) >= lim.max_sessions_per_peer:
+            self._error(peer, P.E_BUSY, f"this client already holds {lim.max_sessions_per_peer} sessions",
+                        msg.request_id)
+            return
+        model = msg.get("model")
+        if model not in (None, "", self.editor.name):
+            self._error(peer, P.E_MODEL, f"this backend serves model {self.editor.name!r}, not {model!r}",
+                        msg.request_id)
+            return
+        if not msg.frames or msg.frames[0].fmt != "RGBA8":
+            raise InputError("open needs the region's pixels as an RGBA8 frame")
+        frame = msg.frames[0]
+        mask = msg.frames[1] if len(msg.frames) > 1 else None
+        if mask is not None and mask.fmt != "A8":
+            raise InputError("the second frame of open (the selection mask) must be A8")
+        if mask is not None and (mask.width, mask.height) != (frame.width, frame.height):
+            raise InputError(f"the selection mask is {mask.width}×{mask.height} pixels but the region is "
+                             f"{frame.width}×{frame.height}; they must be the same size")
+        if frame.width * frame.height > lim.max_region_pixels:
+            self._error(peer, P.E_TOO_LARGE, f"the region is {frame.width}×{frame.height} pixels; this backend "
+                                             f"accepts at most {lim.max_region_pixels} pixels", msg.request_id)
+            return
+        options = msg.get("options") or {}
+        if not isinstance(options, dict):
+            raise InputError("open options must be a map")
+        order = str(options.get("channel_order", "RGBA")).upper()
+        if order not in ("RGBA", "BGRA"):
+            raise InputError(f"channel_order must be RGBA or BGRA, got {order!r}")
+        steps = options.get("refine_steps", 0)
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps <= 10_000:
+            raise InputError("refine_steps must be an integer in 0..10000")
+        budget = options.get("time_budget")
+        if budget is not None and not (isinstance(budget, int | float) and math.isfinite(budget) and budget >= 0):
+            raise InputError("time_budget must be a non-negative number of seconds")
+        sid = self.scheduler.new_sid()
+        s = Session(sid, peer, OpenRequest(msg.request_id, frame, mask, options), channel_order=order)
+        s.opening = self.worker.open_job(s)
+        self.scheduler.add(s)
+        log("info", "session_opened", sid=sid, size=f"{frame.width}x{frame.height}", refine_steps=steps,
+            peer=peer.hex()[:16])
+
+    def _session(self, peer: bytes, msg: Message) -> Session | None:
+        s = self.scheduler.get(msg.session_id, peer)
+        if s is None:
+            self._error(peer, P.E_NO_SESSION, f"no session {msg.session_id!r} (closed, collected after "
+                                              f"{self.config.session_timeout:g} s of silence, or never opened)",
+                        msg.request_id, msg.session_id, msg.seq)
+        return s
+
+    def _sliders(self, s: Session, raw) -> dict[str, float]:
+        """Validate and merge slider values into the session's state; returns a snapshot."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise InputError("sliders must be a map of name → number")
+        dirs = self.editor.directions
+        merged = dict(s.sliders)
+        for name, v in raw.items():
+            if not isinstance(name, str) or name not in dirs:
+                raise InputError(f"unknown slider {str(name)[:40]!r}; valid sliders: {', '.join(dirs) or 'none'}")
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise InputError(f"slider {name!r} needs a finite number")
+            lo, hi = dirs[name].slider_range
+            if not lo <= v <= hi:
+                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {v!r}")
+            merged[name] = float(v)
+        s.sliders = merged
+        return dict(merged)
+
+    def _quality(self, q) -> str:
+        if q is None:
+            return "preview"
+        if not isinstance(q, str):
+            raise InputError("quality must be 'preview', 'full' or a cost like '256:0.5'")
+        self.editor.cost(q)  # validates (InputError on nonsense)
+        return q
+
+    def _on_edit(self, peer: bytes, msg: Message) -> None:
+        s = self._session(peer, msg)
+        if s is None:
+            return
+        if msg.seq is None:
+            raise InputError("edit needs a 'seq' (increasing per session)")
+        quality = self._quality(msg.get("quality"))
+        req = EditRequest(msg.request_id, msg.seq, self._sliders(s, msg.get("sliders")), quality)
+        old = self.scheduler.submit_edit(s, req)
+        if old is not None:
+            self._cancelled(s, old, "superseded by a newer edit")
+
+    def _on_commit(self, peer: bytes, msg: Message) -> None:
+        s = self._session(peer, msg)
+        if s is None:
+            return
+        options = msg.get("options") or {}
+        if not isinstance(options, dict):
+            raise InputError("commit options must be a map")
+        cost = options.get("cost", "full")
+        self._quality(cost)
+        req = CommitRequest(msg.request_id, msg.seq, self._sliders(s, msg.get("sliders")), cost)
+        old = self.scheduler.submit_commit(s, req)
+        if old is not None:
+            self._cancelled(s, old, "superseded by a newer commit")
+
+    def _cancelled(self, s: Session, req: CommitRequest, why: str) -> None:
+        self._error(s.peer, P.E_CANCELLED, f"commit cancelled: {why}", req.request_id, s.sid, req.seq)
+
+    def _on_cancel(self, peer: bytes, msg: Message) -> None:
+        s = self._session(peer, msg)
+        if s is None:
+            return
+        target = msg.get("target") or "all"
+        if target not in ("all", "refine", "commit", "edit"):
+            raise InputError("cancel target must be 'all', 'refine', 'commit' or 'edit'")
+        old = self.scheduler.cancel(s, target)
+        if old is not None:
+            self._cancelled(s, old, "cancelled by the client")
+        self._send(peer, Message("done", {"what": "cancel"}, request_id=msg.request_id, session_id=s.sid,
+                                 seq=msg.seq))
+
+    def _on_close(self, peer: bytes, msg: Message) -> None:
+        s = self._session(peer, msg)
+        if s is None:
+            return
+        self.scheduler.remove(s.sid)
+        log("info", "session_closed", sid=s.sid, edits=s.edits_received, previews=s.previews_rendered)
+        self._send(peer, Message("done", {"what": "close"}, request_id=msg.request_id, session_id=s.sid))

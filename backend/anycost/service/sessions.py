@@ -1,0 +1,216 @@
+"""Session state and the fair, latest-wins scheduler the render worker takes its work from.
+
+Each session holds at most one pending edit and one pending commit: a newer edit replaces the
+pending one (so a slider storm never builds a queue), a commit drops the pending edit, and a newer
+edit or commit cancels a pending commit. Long work (refinement, full renders) watches a cancel
+event. The socket thread submits; the render worker ``take``s one unit of work at a time, visiting
+sessions round-robin so one session's refinement cannot starve another's previews.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from anycost_client.protocol import Frame
+
+
+@dataclass
+class OpenRequest:
+    request_id: Any
+    frame: Frame
+    mask: Frame | None
+    options: dict
+
+
+@dataclass
+class EditRequest:
+    request_id: Any
+    seq: int
+    sliders: dict[str, float]
+    quality: str
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class CommitRequest:
+    request_id: Any
+    seq: int | None
+    sliders: dict[str, float]
+    cost: str = "full"
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Session:
+    sid: str
+    peer: bytes
+    open_request: OpenRequest
+    channel_order: str = "RGBA"
+    created: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+    edit: Any = None  # anycost.editing.session.EditSession once encoded
+    opening: Iterator[None] | None = None  # the open/refine job, advanced one step per unit
+    refine_cancel: threading.Event = field(default_factory=threading.Event)
+    sliders: dict[str, float] = field(default_factory=dict)  # merged slider state the client asked for
+    pending_edit: EditRequest | None = None
+    pending_commit: CommitRequest | None = None
+    running_commit: CommitRequest | None = None
+    closed: bool = False
+    ready: bool = False
+    previews_rendered: int = 0
+    edits_received: int = 0
+
+
+@dataclass
+class Unit:
+    kind: str  # 'open' (one step of the open job), 'preview', 'commit'
+    session: Session
+    request: Any = None
+
+
+class Scheduler:
+    """Thread-safe: the socket thread calls the submit methods, the worker calls ``take``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.sessions: dict[str, Session] = {}
+        self._order: deque[str] = deque()
+        self._counter = itertools.count(1)
+
+    # ------------------------------------------------------------------ socket thread
+    def new_sid(self) -> str:
+        return f"s{next(self._counter)}-{secrets.token_hex(6)}"
+
+    def add(self, session: Session) -> None:
+        with self._cond:
+            self.sessions[session.sid] = session
+            self._order.append(session.sid)
+            self._cond.notify_all()
+
+    def get(self, sid: str | None, peer: bytes) -> Session | None:
+        with self._cond:
+            s = self.sessions.get(sid) if sid else None
+            return s if s is not None and s.peer == peer and not s.closed else None
+
+    def count(self, peer: bytes | None = None) -> int:
+        with self._cond:
+            return sum(1 for s in self.sessions.values() if peer is None or s.peer == peer)
+
+    def touch_peer(self, peer: bytes, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            for s in self.sessions.values():
+                if s.peer == peer:
+                    s.last_seen = now
+
+    def submit_edit(self, s: Session, req: EditRequest) -> CommitRequest | None:
+        """Latest wins. Returns a pending commit this edit superseded (the caller tells the client)."""
+        with self._cond:
+            s.pending_edit = req
+            s.edits_received += 1
+            superseded = self._cancel_commit(s)
+            self._cond.notify_all()
+            return superseded
+
+    def submit_commit(self, s: Session, req: CommitRequest) -> CommitRequest | None:
+        with self._cond:
+            s.pending_edit = None  # a commit supersedes pending previews
+            superseded = self._cancel_commit(s)
+            s.pending_commit = req
+            s.refine_cancel.set()  # the user wants the result now: stop refining where it is
+            self._cond.notify_all()
+            return superseded
+
+    def cancel(self, s: Session, target: str) -> CommitRequest | None:
+        with self._cond:
+            superseded = None
+            if target in ("all", "refine"):
+                s.refine_cancel.set()
+            if target in ("all", "commit"):
+                superseded = self._cancel_commit(s)
+            if target in ("all", "edit"):
+                s.pending_edit = None
+            self._cond.notify_all()
+            return superseded
+
+    def _cancel_commit(self, s: Session) -> CommitRequest | None:
+        old = s.pending_commit or s.running_commit
+        if old is not None:
+            old.cancel.set()
+        s.pending_commit = None
+        return old
+
+    def remove(self, sid: str) -> Session | None:
+        with self._cond:
+            s = self.sessions.pop(sid, None)
+            if s is not None:
+                s.closed = True
+                s.refine_cancel.set()
+                self._cancel_commit(s)
+                s.pending_edit = None
+                try:
+                    self._order.remove(sid)
+                except ValueError:
+                    pass
+            self._cond.notify_all()
+            return s
+
+    def expired(self, timeout: float, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            return [sid for sid, s in self.sessions.items() if now - s.last_seen > timeout]
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ worker thread
+    def _unit_of(self, s: Session) -> Unit | None:
+        if s.closed:
+            return None
+        if s.opening is not None:
+            # previews interleave with refinement steps once the encoder's latent exists;
+            # a pending commit first lets the (cancelled) refinement wind down and send 'ready'
+            if s.pending_edit is not None and s.edit is not None and s.pending_commit is None:
+                req, s.pending_edit = s.pending_edit, None
+                return Unit("preview", s, req)
+            return Unit("open", s)
+        if s.pending_commit is not None:
+            req, s.pending_commit = s.pending_commit, None
+            s.running_commit = req
+            return Unit("commit", s, req)
+        if s.pending_edit is not None and s.edit is not None:
+            req, s.pending_edit = s.pending_edit, None
+            return Unit("preview", s, req)
+        return None
+
+    def take(self, timeout: float | None = None, stop: threading.Event | None = None) -> Unit | None:
+        """The next unit of work, visiting sessions round-robin; None after ``timeout`` or on stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if stop is not None and stop.is_set():
+                    return None
+                for _ in range(len(self._order)):
+                    sid = self._order[0]
+                    self._order.rotate(-1)
+                    s = self.sessions.get(sid)
+                    unit = self._unit_of(s) if s is not None else None
+                    if unit is not None:
+                        return unit
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def finish_commit(self, s: Session, req: CommitRequest) -> None:
+        with self._cond:
+            if s.running_commit is req:
+                s.running_commit = None

@@ -1,0 +1,235 @@
+"""The render worker: one thread per device doing projection, previews and full renders.
+
+It takes one unit of work at a time from the ``Scheduler`` and hands its replies to the socket
+thread through an inproc PUSH socket (ZeroMQ sockets are not shared between threads).
+
+Pixels going back are always pasted back into the region (region coordinates, the channel order
+the client sent) and cropped to the bounding box of the pixels that differ from the region:
+``box`` = [x, y, w, h]. Pixels outside the box are the region's own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import zmq
+
+from anycost_client.protocol import (
+    E_INPUT,
+    E_INTERNAL,
+    E_MODEL,
+    Frame,
+    Message,
+    encode,
+    error_message,
+)
+
+from ..errors import AnycostError, ModelFileError
+from .log import log
+from .sessions import CommitRequest, EditRequest, Scheduler, Session, Unit
+
+PROGRESS_FRAME_INTERVAL = 0.25  # seconds between refinement preview frames
+
+
+def cost_spec(cost, G) -> str:
+    """A cost as text that ``parse_cost`` reads back: 'RES:RATIO' or 'RES:flexible'."""
+    res = cost.res or G.resolution
+    if cost.channels is None:
+        return f"{res}:1"
+    if isinstance(cost.channels, float):
+        return f"{res}:{cost.channels:g}"
+    return f"{res}:flexible"
+
+
+def changed_box(rgba: np.ndarray, original: np.ndarray) -> tuple[int, int, int, int] | None:
+    """[x, y, w, h] of the pixels of ``rgba`` that differ from ``original``; None if none do."""
+    diff = np.any(rgba != original, axis=2)
+    rows = np.flatnonzero(diff.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(diff[rows[0]: rows[-1] + 1].any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def rgba_frame(rgba: np.ndarray, channel_order: str) -> Frame:
+    if channel_order == "BGRA":
+        rgba = rgba[..., [2, 1, 0, 3]]
+    h, w = rgba.shape[:2]
+    return Frame(np.ascontiguousarray(rgba).tobytes(), w, h, "RGBA8")
+
+
+class RenderWorker(threading.Thread):
+    def __init__(self, editor, scheduler: Scheduler, ctx: zmq.Context, out_endpoint: str, key: bytes,
+                 *, max_region_pixels: int, on_done: Callable[[Session], None] | None = None):
+        super().__init__(name="anycost-render", daemon=True)
+        self.editor = editor
+        self.scheduler = scheduler
+        self.ctx = ctx
+        self.out_endpoint = out_endpoint
+        self.key = key
+        self.max_region_pixels = max_region_pixels
+        self.stop_event = threading.Event()
+        self.renders = 0
+        self._push: zmq.Socket | None = None
+        self._lock = threading.Lock()  # guards the PUSH socket against the socket thread's 'notify'
+
+    # ------------------------------------------------------------------ plumbing
+    def send(self, s: Session, msg: Message) -> None:
+        if s.closed:
+            return
+        msg.session_id = s.sid
+        parts = encode(msg, self.key)
+        assert self._push is not None
+        self._push.send_multipart([s.peer, *parts], copy=False)
+
+    def error(self, s: Session, code: str, text: str, request_id=None, seq: int | None = None,
+              fatal: bool = False) -> None:
+        m = error_message(code, text, request_id=request_id, session_id=s.sid, fatal=fatal)
+        m.seq = seq
+        self.send(s, m)
+
+    def run(self) -> None:
+        self._push = self.ctx.socket(zmq.PUSH)
+        self._push.setsockopt(zmq.LINGER, 0)
+        self._push.connect(self.out_endpoint)
+        try:
+            while not self.stop_event.is_set():
+                unit = self.scheduler.take(timeout=0.5, stop=self.stop_event)
+                if unit is not None:
+                    self._run_unit(unit)
+        finally:
+            self._push.close(0)
+
+    def _run_unit(self, unit: Unit) -> None:
+        s = unit.session
+        rid = unit.request.request_id if unit.request is not None else s.open_request.request_id
+        seq = getattr(unit.request, "seq", None)
+        try:
+            if unit.kind == "open":
+                assert s.opening is not None
+                try:
+                    next(s.opening)
+                except StopIteration:
+                    s.opening = None
+                    self.scheduler.wake()
+            elif unit.kind == "preview":
+                self._preview(s, unit.request)
+            elif unit.kind == "commit":
+                try:
+                    self._commit(s, unit.request)
+                finally:
+                    self.scheduler.finish_commit(s, unit.request)
+        except AnycostError as e:
+            code = E_MODEL if isinstance(e, ModelFileError) else E_INPUT
+            self._fail(s, unit, code, str(e), rid, seq)
+        except Exception as e:  # the backend lives on; the client gets a sentence and the log the details
+            log("error", "render_failed", sid=s.sid, kind=unit.kind, error=repr(e),
+                trace=traceback.format_exc(limit=8))
+            self._fail(s, unit, E_INTERNAL, f"internal error while rendering ({type(e).__name__}: {e})", rid, seq)
+
+    def _fail(self, s: Session, unit: Unit, code: str, text: str, rid, seq) -> None:
+        fatal = unit.kind == "open"  # a session that failed to open is gone
+        self.error(s, code, text, rid, seq, fatal=fatal)
+        if fatal:
+            s.opening = None
+            self.scheduler.remove(s.sid)
+            log("info", "session_failed", sid=s.sid, code=code)
+
+    # ------------------------------------------------------------------ work
+    def open_job(self, s: Session) -> Iterator[None]:
+        """Align, encode and refine, yielding after each step so other sessions get their turn."""
+        from ..editing.region import Region
+
+        req = s.open_request
+        opts = req.options
+        ed = self.editor
+        rid = req.request_id
+        f, m = req.frame, req.mask
+        region = Region.from_rgba_bytes(f.data, f.width, f.height, stride=f.stride, channel_order=s.channel_order,
+                                        mask_bytes=None if m is None else m.data,
+                                        mask_stride=None if m is None else m.stride,
+                                        max_pixels=self.max_region_pixels)
+        self.send(s, Message("progress", {"stage": "align"}, request_id=rid))
+        yield
+        es = ed.open(region, align=bool(opts.get("align", True)))
+        self.send(s, Message("progress", {"stage": "align", "notice": es.notice}, request_id=rid))
+        steps = int(opts.get("refine_steps", 0))
+        budget = opts.get("time_budget")
+        last_frame = 0.0
+        for step in es.iter_project(steps, time_budget=budget, cancel=s.refine_cancel, report_every=1):
+            if s.edit is None:
+                s.edit = es  # previews may run between refinement steps from here on
+            if s.closed:
+                return
+            stage = "encode" if step.step == 0 else "refine"
+            now = time.monotonic()
+            fields = {"stage": stage, "step": step.step, "steps": steps, "psnr": round(step.psnr, 3)}
+            frames = []
+            if step.step == 0 or step.final or now - last_frame >= PROGRESS_FRAME_INTERVAL:
+                rgba = es.composite(step.image, reference=None, color_match=False)
+                box = changed_box(rgba, region.rgba)
+                if box is not None:
+                    x, y, w, h = box
+                    frames = [rgba_frame(rgba[y: y + h, x: x + w], s.channel_order)]
+                    fields["box"] = list(box)
+                last_frame = now
+            self.send(s, Message("progress", fields, frames, request_id=rid))
+            yield
+        if s.closed:
+            return
+        s.edit = es
+        s.ready = True
+        dirs = {name: {"range": list(d.slider_range)} for name, d in ed.directions.items()}
+        last = es.last_projection
+        self.send(s, Message("ready", {
+            "directions": dirs, "notice": es.notice, "method": es.alignment.method,
+            "cost": cost_spec(ed.preview_cost(), ed.generator),
+        }, request_id=rid))
+        log("info", "session_ready", sid=s.sid, refine_steps=0 if last is None else last.step,
+            psnr=None if last is None else round(last.psnr, 2))
+
+    def _render_pasted(self, s: Session, cost) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+        es = s.edit
+        img = es.render(cost)
+        rgba = es.composite(img, reference=es.reference(cost))
+        return rgba, changed_box(rgba, es.region.rgba)
+
+    def _preview(self, s: Session, req: EditRequest) -> None:
+        es = s.edit
+        t0 = time.perf_counter()
+        es.set_sliders(req.sliders, replace=True)
+        cost = self.editor.cost(req.quality or "preview")
+        rgba, box = self._render_pasted(s, cost)
+        frames = []
+        if box is not None:
+            x, y, w, h = box
+            frames = [rgba_frame(rgba[y: y + h, x: x + w], s.channel_order)]
+        ms = (time.perf_counter() - t0) * 1000
+        s.previews_rendered += 1
+        self.renders += 1
+        self.send(s, Message("preview", {"cost": cost_spec(cost, self.editor.generator), "render_ms": round(ms, 3),
+                                         "box": list(box) if box else None}, frames,
+                             request_id=req.request_id, seq=req.seq))
+
+    def _commit(self, s: Session, req: CommitRequest) -> None:
+        es = s.edit
+        if req.cancel.is_set():
+            return
+        t0 = time.perf_counter()
+        es.set_sliders(req.sliders, replace=True)
+        cost = self.editor.cost(req.cost)
+        rgba, box = self._render_pasted(s, cost)
+        if req.cancel.is_set():  # superseded while rendering: the socket thread already answered
+            return
+        ms = (time.perf_counter() - t0) * 1000
+        self.renders += 1
+        self.send(s, Message("result", {"render_ms": round(ms, 3), "box": list(box) if box else None,
+                                        "cost": cost_spec(cost, self.editor.generator)},
+                             [rgba_frame(rgba, s.channel_order)], request_id=req.request_id, seq=req.seq))
+        self.send(s, Message("done", {"what": "commit"}, request_id=req.request_id, seq=req.seq))
+        log("info", "commit", sid=s.sid, render_ms=round(ms, 1))
+

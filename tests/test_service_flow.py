@@ -1,0 +1,411 @@
+"""The backend service end to end: a real backend process, real sockets, the real client library."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zmq
+from service_support import REPO, Backend, make_directions, noise_rgba, raw_socket, recv, request
+
+from anycost_client import protocol as P
+from anycost_client.client import BackendError, Client
+from anycost_client.connection import Connection
+
+TIMEOUT = 3.0  # session timeout of the test backend, seconds
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory, official_fixture):
+    tmp = tmp_path_factory.mktemp("service")
+    dirs = make_directions(official_fixture / "generator.pt", tmp / "dirs.safetensors")
+    b = Backend(tmp, official_fixture / "generator.pt", dirs, "--session-timeout", str(TIMEOUT),
+                "--max-frame-bytes", "2000000", "--max-region-pixels", "200000", "--max-sessions", "4",
+                "--rate", "100")
+    yield b
+    assert b.stop() == 0, "clean shutdown on SIGTERM"
+    assert not b.conn.exists(), "the connection file is removed on clean shutdown"
+
+
+@pytest.fixture
+def client(backend):
+    c = Client.connect(backend.conn, timeout=60)
+    yield c
+    c.close()
+
+
+def _sessions(client: Client) -> int:
+    return client.ping()["sessions"]
+
+
+def test_connection_file_is_private(backend):
+    assert backend.conn.stat().st_mode & 0o777 == 0o600
+    assert backend.info["endpoint"].startswith("tcp://127.0.0.1:")
+    assert len(bytes.fromhex(backend.info["key"])) == 32
+    assert backend.info["protocol_version"] == P.PROTOCOL_VERSION
+
+
+def test_full_flow(client):
+    w = client.welcome
+    assert set(w["directions"]) == {"sefa_0", "sefa_1", "sefa_2"}
+    assert w["directions"]["sefa_0"]["range"] == [-1.0, 1.0]
+    assert w["session_timeout"] == TIMEOUT and w["limits"]["max_region_pixels"] == 200000
+    assert w["models"][0]["resolution"] == 64 and "preview" in w["costs"]
+    assert "64:1" in w["costs"]["levels"] and "32:0.5" in w["costs"]["levels"]
+
+    width, height = 96, 80
+    rgba = noise_rgba(width, height)
+    stages = []
+    progress_frames = []
+
+    def progress(m: P.Message) -> None:
+        stages.append(m.get("stage"))
+        if m.frames:
+            x, y, bw, bh = m.get("box")
+            assert (m.frames[0].width, m.frames[0].height) == (bw, bh)
+            assert 0 <= x and x + bw <= width and 0 <= y and y + bh <= height
+            progress_frames.append(m)
+
+    session = client.open(rgba, width, height, refine_steps=3, align=False, progress=progress)
+    assert stages[0] == "align" and "encode" in stages and stages.count("refine") == 3
+    assert progress_frames, "refinement shows something on the canvas"
+    assert session.ready.get("method") == "center-crop" and session.notice
+    assert set(session.directions) == {"sefa_0", "sefa_1", "sefa_2"}
+    assert _sessions(client) == 1
+
+    p0 = session.edit(sefa_0=0.8)
+    p1 = session.edit(sefa_0=-0.8)
+    assert (p0.seq, p1.seq) == (0, 1)
+    cheap = session.edit(quality="32:0.5")
+    assert cheap.cost == "32:0.5" and cheap.seq == 2
+    x, y, bw, bh = p1.box
+    assert 0 <= x and x + bw <= width and 0 <= y and y + bh <= height
+    assert len(p1.rgba) == bw * bh * 4 and p1.render_ms > 0 and p1.cost
+    assert p0.rgba != p1.rgba, "different sliders give different previews"
+
+    r = session.commit(sefa_1=0.5)
+    assert (r.width, r.height) == (width, height) and len(r.rgba) == width * height * 4
+    out = np.frombuffer(r.rgba, np.uint8).reshape(height, width, 4)
+    src = np.frombuffer(rgba, np.uint8).reshape(height, width, 4)
+    bx, by, bw, bh = r.box
+    outside = np.ones((height, width), bool)
+    outside[by: by + bh, bx: bx + bw] = False
+    assert np.array_equal(out[outside], src[outside]), "pixels outside the box are the region's own"
+    assert not np.array_equal(out, src)
+
+    session.close()
+    assert _sessions(client) == 0
+    with pytest.raises(BackendError) as e:
+        session.state.closed = False
+        client.conn.edit(session.state, {"sefa_0": 0.1})
+        client._wait(lambda m: m.type == "error", 10, what="error")  # noqa: SLF001
+        raise BackendError(P.E_NO_SESSION, "closed")
+    assert e.value.code == P.E_NO_SESSION
+
+
+def test_bgra_and_mask(client):
+    w, h = 64, 64
+    rgba = noise_rgba(w, h, seed=3)
+    mask = np.zeros((h, w), np.uint8)
+    mask[:, w // 2:] = 255
+    bgra = np.frombuffer(rgba, np.uint8).reshape(h, w, 4)[..., [2, 1, 0, 3]].copy()
+    with client.open(bgra.tobytes(), w, h, mask=mask.tobytes(), channel_order="BGRA", align=False) as s:
+        r = s.commit(sefa_0=1.0)
+    out = np.frombuffer(r.rgba, np.uint8).reshape(h, w, 4)
+    assert np.array_equal(out[:, : w // 2 - 2], bgra[:, : w // 2 - 2]), "unselected pixels stay, in BGRA"
+    assert not np.array_equal(out[:, w // 2:], bgra[:, w // 2:])
+
+
+def test_slider_storm_latest_wins(backend):
+    """60 edits/s for 2 s: previews never queue up, and the last one shown answers the last edit."""
+    shown: list[P.Message] = []
+    conn = Connection(backend.endpoint, backend.key, on_message=shown.append)
+    try:
+        w = h = 440  # the largest region the test backend accepts: paste-back makes a preview cost ~50+ ms
+        state = conn.open_session(noise_rgba(w, h, 1), w, h, align=False, refine_steps=0)
+        deadline = time.monotonic() + 60
+        while not state.ready and time.monotonic() < deadline:
+            conn.sock.poll(100)
+            conn.process_events()
+        assert state.ready
+        shown.clear()
+        edits = 0
+        t0 = time.monotonic()
+        while edits < 120:  # 60 edits/s for 2 s, paced by the clock
+            conn.edit(state, {"sefa_0": (edits % 40) / 20 - 1})
+            edits += 1
+            conn.process_events()
+            time.sleep(max(0.0, t0 + edits / 60 - time.monotonic()))
+        last = state.last_sent_seq
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            previews = [m for m in shown if m.type == "preview"]
+            if previews and previews[-1].seq == last:
+                break
+            conn.sock.poll(100)
+            conn.process_events()
+        previews = [m for m in shown if m.type == "preview"]
+        assert not [m for m in shown if m.type == "error"]
+        assert previews[-1].seq == last, "the last preview shown answers the last edit"
+        seqs = [m.seq for m in previews]
+        assert seqs == sorted(set(seqs)), "no stale preview reaches the UI"
+        rendered = len(previews) + state.dropped_previews
+        ms = sorted(m.get("render_ms") for m in previews)
+        assert rendered < edits / 2, f"{rendered} previews for {edits} edits (render ms p50 {ms[len(ms) // 2]})"
+        conn.close_session(state)
+    finally:
+        conn.close()
+
+
+def test_abuse_is_answered_and_backend_lives_on(backend, client):
+    key, ep = backend.key, backend.endpoint
+    # wrong key: refused (the reply is signed with the real key, which this peer cannot check)
+    bad = raw_socket(ep)
+    bad.send_multipart(P.encode(P.Message("ping", request_id=1), b"x" * 32))
+    assert recv(bad, None).get("code") == P.E_BAD_SIGNATURE
+    # unsigned
+    bad.send_multipart(P.encode(P.Message("ping", request_id=1), None))
+    assert recv(bad, None).get("code") == P.E_BAD_SIGNATURE
+    # garbage frames
+    bad.send_multipart([b"\x00garbage"])
+    assert recv(bad, None).get("code") == P.E_BAD_MESSAGE
+    bad.send_multipart([b"sig", b"\xc1\xc1not msgpack"])
+    assert recv(bad, None).get("code") == P.E_BAD_SIGNATURE
+    bad.close()
+
+    s = raw_socket(ep)
+    # replay: the same signed bytes twice
+    parts = P.encode(P.Message("ping", request_id=5), key)
+    s.send_multipart(parts)
+    assert recv(s, key).type == "pong"
+    s.send_multipart(parts)
+    assert recv(s, key).get("code") == P.E_REPLAY
+    # unknown type (signed properly, so only the type is wrong)
+    header = {"t": "format_disk", "v": 1, "id": 6, "ts": time.time(), "nonce": os.urandom(12)}
+    import msgpack
+
+    raw = msgpack.packb(header, use_bin_type=True)
+    s.send_multipart([P.sign(key, raw), raw])
+    err = recv(s, key)
+    assert err.get("code") == P.E_UNKNOWN_TYPE and err.request_id == 6
+    # a server-only type from a client
+    s.send_multipart(P.encode(P.Message("pong", request_id=7), key))
+    assert recv(s, key).get("code") == P.E_UNKNOWN_TYPE
+    # wrong protocol version: in a hello, and on any other message
+    hello = P.Message("hello", {"versions": [99]}, request_id=8, version=99)
+    err = request(s, key, hello)
+    assert err.get("code") == P.E_VERSION and err.get("fatal") and err.request_id == 8
+    assert request(s, key, P.Message("ping", request_id=9, version=99)).get("code") == P.E_VERSION
+    # version negotiation picks the highest common version
+    assert request(s, key, P.Message("hello", {"versions": [1, 7]}, request_id=10)).version == 1
+    # oversize frame (declared honestly) and an oversize region
+    big = P.Frame(b"\0" * (800 * 800 * 4), 800, 800)
+    err = request(s, key, P.Message("open", {"options": {}}, [big], request_id=11))
+    assert err.get("code") == P.E_TOO_LARGE
+    region = P.Frame(b"\0" * (500 * 500 * 4), 500, 500)
+    err = request(s, key, P.Message("open", {"options": {}}, [region], request_id=12))
+    assert err.get("code") == P.E_TOO_LARGE and "pixels" in err.get("message")
+    # a frame whose length does not match its descriptor
+    lying = P.encode(P.Message("open", {"options": {}}, [P.Frame(b"\0" * 64 * 64 * 4, 64, 64)], request_id=13), key)
+    lying[2] = b"\0" * 100
+    s.send_multipart(lying)
+    assert recv(s, key).get("code") == P.E_BAD_MESSAGE
+    # bad input inside a valid message
+    err = request(s, key, P.Message("open", {"options": {"channel_order": "CMYK"}},
+                                    [P.Frame(noise_rgba(64, 64), 64, 64)], request_id=14))
+    assert err.get("code") == P.E_INPUT
+    err = request(s, key, P.Message("open", {"options": {}}, [P.Frame(noise_rgba(8, 8), 8, 8)], request_id=15))
+    assert err.get("code") == P.E_INPUT and err.get("fatal"), "a region too small to edit is refused"
+    err = request(s, key, P.Message("edit", {"sliders": {"x": 1}}, session_id="nope", seq=0, request_id=16))
+    assert err.get("code") == P.E_NO_SESSION
+    # a raw TCP peer speaking no ZMTP at all
+    import socket as pysocket
+
+    host, port = ep.removeprefix("tcp://").rsplit(":", 1)
+    with pysocket.create_connection((host, int(port)), timeout=5) as raw_tcp:
+        raw_tcp.sendall(os.urandom(4096))
+    # flooding: rate limited, the flooder only
+    for i in range(400):
+        s.send_multipart(P.encode(P.Message("ping", request_id=100 + i), key))
+    codes = []
+    while s.poll(1000):
+        codes.append(P.decode(s.recv_multipart(), key).get("code"))
+    assert P.E_RATE in codes
+    s.close()
+
+    # meanwhile a well-behaved client is served as usual
+    assert client.ping()["sessions"] == 0
+    with client.open(noise_rgba(64, 64), 64, 64, align=False) as session:
+        with pytest.raises(BackendError) as e:
+            session.edit(nonexistent=0.5)
+        assert e.value.code == P.E_INPUT and "sefa_0" in e.value.message
+        with pytest.raises(BackendError) as e:
+            session.edit(sefa_0=5.0)
+        assert e.value.code == P.E_INPUT
+        assert session.edit(sefa_0=0.5).box
+    # max sessions
+    sessions = [client.open(noise_rgba(64, 64), 64, 64, align=False) for _ in range(4)]
+    with pytest.raises(BackendError) as e:
+        client.open(noise_rgba(64, 64), 64, 64, align=False)
+    assert e.value.code == P.E_BUSY
+    for x in sessions:
+        x.close()
+    assert backend.proc.poll() is None
+
+
+CLIENT_SCRIPT = r"""
+import sys, time
+from anycost_client.client import Client
+c = Client.connect(sys.argv[1])
+s = c.open(bytes(range(256)) * (96 * 96 * 4 // 256), 96, 96, align=False)
+print("ready", s.sid, flush=True)
+i = 0
+while True:
+    s.edit_nowait(sefa_0=(i % 10) / 10)
+    i += 1
+    time.sleep(0.01)
+"""
+
+
+def test_killed_client_is_collected(backend, client):
+    proc = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(backend.conn)], stdout=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready"), line
+        sid = line.split()[1]
+        assert _sessions(client) == 1
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        # others are served while the dead client's session waits out its timeout
+        with client.open(noise_rgba(64, 64), 64, 64, align=False) as s:
+            assert s.edit(sefa_1=0.3).box
+        deadline = time.monotonic() + TIMEOUT + 5
+        while _sessions(client) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert _sessions(client) == 0
+        assert any(e.get("event") == "session_collected" and e.get("sid") == sid for e in backend.events())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_cli_client_commands(backend, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "in.png"
+    Image.fromarray(np.frombuffer(noise_rgba(72, 72, 5), np.uint8).reshape(72, 72, 4), "RGBA").save(src)
+    base = [sys.executable, "-m", "anycost", "client", "--connection-file", str(backend.conn)]
+    out = subprocess.run([*base, "ping"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "pong" in out.stdout, out.stderr
+    dst = tmp_path / "out.png"
+    out = subprocess.run([*base, "edit", str(src), "-o", str(dst), "--no-align", "--set", "sefa_0=0.7"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    a, b = np.asarray(Image.open(src)), np.asarray(Image.open(dst))
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    out = subprocess.run([*base, "edit", str(src), "-o", str(dst), "--set", "nope=1"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "unknown slider" in out.stderr
+
+
+def test_refuses_public_bind_without_curve(tmp_path, official_fixture):
+    out = subprocess.run([sys.executable, "-m", "anycost", "serve", "--model", str(official_fixture / "generator.pt"),
+                          "--bind", "tcp://0.0.0.0:0", "--connection-file", str(tmp_path / "c.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "CURVE" in out.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_fd_is_edge_triggered_and_process_events_drains(backend):
+    got: list[P.Message] = []
+    conn = Connection(backend.endpoint, backend.key, on_message=got.append)
+    try:
+        assert isinstance(conn.fd, int)
+        for _ in range(5):
+            conn.ping()
+        deadline = time.monotonic() + 10
+        while sum(m.type == "pong" for m in got) < 5 and time.monotonic() < deadline:
+            zmq.select([conn.fd], [], [], 0.2)
+            conn.process_events()
+        assert sum(m.type == "pong" for m in got) == 5 and conn.status.value == "connected"
+    finally:
+        conn.close()
+
+
+def _pump(conn: Connection, got: list, until, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        conn.sock.poll(100)
+        conn.process_events()
+    assert until(), f"timed out; got {[m.type for m in got]}"
+
+
+def test_refinement_is_cancellable_and_interleaves_previews(backend):
+    got: list[P.Message] = []
+    conn = Connection(backend.endpoint, backend.key, on_message=got.append)
+    types = lambda: [m.type for m in got]  # noqa: E731
+    try:
+        # a commit during a long refinement stops it, then renders the result
+        st = conn.open_session(noise_rgba(64, 64), 64, 64, align=False, refine_steps=500)
+        _pump(conn, got, lambda: any(m.get("stage") == "refine" for m in got))
+        conn.edit(st, {"sefa_0": 0.5})
+        _pump(conn, got, lambda: "preview" in types())
+        assert "ready" not in types(), "a preview is served between refinement steps"
+        conn.commit(st, {"sefa_0": 0.5})
+        _pump(conn, got, lambda: "done" in types())
+        t = types()
+        assert t.index("ready") < t.index("result") < t.index("done")
+        last_refine = max(m.get("step") for m in got if m.get("stage") == "refine")
+        assert last_refine < 500
+        conn.close_session(st)
+
+        # a cancel stops refinement and acknowledges; the session is ready to edit
+        got.clear()
+        st = conn.open_session(noise_rgba(64, 64), 64, 64, align=False, refine_steps=500)
+        _pump(conn, got, lambda: any(m.get("stage") == "refine" for m in got))
+        conn.cancel(st, "refine")
+        _pump(conn, got, lambda: "ready" in types() and "done" in types())
+        assert max(m.get("step") for m in got if m.get("stage") == "refine") < 500
+        conn.edit(st, {"sefa_2": -0.5})
+        _pump(conn, got, lambda: "preview" in types())
+        conn.close_session(st)
+    finally:
+        conn.close()
+
+
+def test_session_state_drops_stale_previews():
+    from anycost_client.connection import SessionState
+
+    def preview(seq: int) -> P.Message:
+        return P.Message("preview", {"cost": "64:1", "render_ms": 1.0}, seq=seq)
+
+    st = SessionState(open_request=1)
+    for _ in range(5):
+        st.next_seq()  # edits 0..4 sent
+    assert st.accept(preview(2)), "during a drag the newest preview that arrived is shown"
+    assert not st.accept(preview(1)), "never back in time"
+    assert not st.accept(preview(2))
+    assert st.accept(preview(4))
+    strict = SessionState(open_request=2, strict=True)
+    for _ in range(5):
+        strict.next_seq()
+    assert not strict.accept(preview(3)) and strict.accept(preview(4))
+    assert strict.dropped_previews == 1
+
+
+def test_long_refinement_outlives_the_session_timeout(client):
+    """The client pings while it waits, so a refinement longer than the timeout is not collected."""
+    t0 = time.monotonic()
+    session = client.open(noise_rgba(64, 64), 64, 64, align=False, refine_steps=10_000, time_budget=TIMEOUT + 1.5)
+    assert time.monotonic() - t0 > TIMEOUT
+    assert session.edit(sefa_0=0.2).box
+    session.close()
