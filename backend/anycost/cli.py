@@ -18,7 +18,6 @@ COMMAND_MODULES = [
     "train",
     "data",
     "train_encoder",
-    "train_autoencoder",
     "train_classifier",
     "fit_directions",
     "directions",
