@@ -12,13 +12,13 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from anycost_client.connection_file import default_runtime_dir, find_connection_file, read_connection_file
 
 from ..errors import InputError
+from ..fsutil import atomic_write
 
 __all__ = [
     "default_runtime_dir", "find_connection_file", "read_connection_file", "new_key", "write_connection_file",
@@ -59,15 +59,13 @@ def write_connection_file(path: Path | None, info: dict) -> Path:
         path = d / f"backend-{os.getpid()}.json"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".conn-", suffix=".json", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
+
+    def write(tmp: str) -> None:
+        os.chmod(tmp, 0o600)  # before the secret goes in (mkstemp already creates 0600; be explicit)
+        with open(tmp, "w") as f:
             json.dump(info, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write, suffix=".json")
     return path
 
 
