@@ -184,3 +184,14 @@ def test_half_precision_storage(tmp_path):
     with torch.no_grad():
         a, b = G.synthesize(w), G2.synthesize(w)
     assert (a - b).abs().max() < 0.05 and not torch.equal(a, b)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        p = save_model(tmp_path / "m.safetensors", generator=_small())
+    finally:
+        os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o644

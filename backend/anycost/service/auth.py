@@ -60,12 +60,11 @@ def write_connection_file(path: Path | None, info: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
-    def write(tmp: str) -> None:
-        os.chmod(tmp, 0o600)  # before the secret goes in (mkstemp already creates 0600; be explicit)
+    def write(tmp: str) -> None:  # mkstemp made it 0600 before the secret goes in
         with open(tmp, "w") as f:
             json.dump(info, f, indent=1)
 
-    atomic_write(path, write, suffix=".json")
+    atomic_write(path, write, suffix=".json", mode=0o600)
     return path
 
 
