@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "train",
     "data",
     "train_encoder",
+    "train_autoencoder",
     "train_classifier",
     "fit_directions",
     "directions",

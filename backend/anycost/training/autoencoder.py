@@ -1,0 +1,575 @@
+"""Supervised Anycost training: a regularised autoencoder (encoder E → W+ → Anycost generator G).
+
+Adversarial training is far too slow without a GPU; reconstruction is not. Each step encodes a
+batch of real images, perturbs the shared latent with Gaussian noise and decodes it with the
+sandwich of sub-generators (full, smallest, one random uniform/flexible config) at a sampled
+output resolution, each judged against the real image downsampled to that resolution.
+
+The latent is kept sampleable: the encoder's W+ is split into a shared w (slot mean) and a
+per-slot residual that is penalised; w gets fixed-size noise and a KL-like pull towards a unit
+Gaussian, so the set of encoded latents is a smooth, roughly Gaussian cloud. After training the
+cloud's mean and covariance are measured and G's mapping network is fitted by regression so that
+``mapping(z)`` for z ~ N(0, I) reproduces that Gaussian: random seeds then decode to faces, and the
+model file works like any other (generator + encoder) in the editor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..models.channels import STANDARD_RATIOS
+from ..models.encoder import Encoder, EncoderConfig
+from ..models.generator import Generator, GeneratorConfig
+from ..models.layers import EqualLinear
+from .checkpoint import (
+    capture_rng,
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng,
+    save_atomic,
+)
+from .data import open_data
+from .perceptual import load_lpips, lpips_distance
+from .subnets import SubnetSampler
+
+CKPT_FORMAT = "anycost-train-checkpoint"
+CKPT_KIND = "autoencoder"
+HELDOUT_START = 10 ** 9  # synthetic-face indices from here on are never used for training
+
+
+@dataclass
+class AutoencoderConfig:
+    data: str = "synth:faces"
+    out: str = "runs/autoencoder"
+    res: int = 128
+    min_res: int = 32
+    steps: int = 3000
+    batch: int = 8
+    # generator
+    style_dim: int = 256
+    n_mlp: int = 4
+    channel_multiplier: float = 0.5
+    channel_max: int = 128
+    ratios: list[float] = field(default_factory=lambda: list(STANDARD_RATIOS))
+    flexible_prob: float = 0.5
+    # encoder
+    enc_depth: int = 10
+    enc_width: int = 32
+    enc_input: int = 64
+    # optimisation
+    lr: float = 2e-3
+    enc_lr: float = 1e-3
+    lpips_weight: float = 0.5
+    sandwich: bool = True
+    # latent regularisation
+    noise_std: float = 0.2
+    kl_weight: float = 5e-4
+    residual_weight: float = 5e-2
+    # noise and KL ramp up from zero over this fraction of steps, so the decoder learns to use w
+    # before noise hides it (otherwise the latent collapses, as in a VAE without KL annealing)
+    warmup: float = 0.25
+    # multi-resolution curriculum: the largest output resolution grows over this fraction of steps
+    curriculum: float = 0.3
+    top_prob: float = 0.5
+    # prior fit
+    prior_samples: int = 2000
+    mapping_steps: int = 100
+    # bookkeeping
+    seed: int = 0
+    device: str = "cpu"
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 250
+    keep_last: int = 2
+
+    def validate(self) -> None:
+        if self.res < 8 or self.res & (self.res - 1) or self.res > 1024:
+            raise InputError(f"--res must be a power of two in 8..1024, got {self.res}")
+        if self.min_res > self.res or self.min_res < 8 or self.min_res & (self.min_res - 1):
+            raise InputError(f"--min-res must be a power of two in 8..{self.res}, got {self.min_res}")
+        for name in ("steps", "batch", "style_dim", "n_mlp", "channel_max", "enc_width", "enc_input",
+                     "prior_samples"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if self.batch < 2:
+            raise InputError("--batch must be at least 2 (the encoder uses batch normalisation)")
+        if self.enc_depth not in (10, 18, 34, 50):
+            raise InputError("--enc-depth must be one of 10, 18, 34, 50")
+        if not self.ratios or any(not 0 < float(r) <= 1 for r in self.ratios):
+            raise InputError("channel ratios must lie in (0, 1]")
+        if self.noise_std < 0 or self.kl_weight < 0 or self.residual_weight < 0 or self.lpips_weight < 0:
+            raise InputError("noise and loss weights must be non-negative")
+        if not 0 <= self.warmup < 1:
+            raise InputError("--warmup must be in [0, 1)")
+        if not 0 <= self.curriculum < 1 or not 0 < self.top_prob <= 1:
+            raise InputError("--curriculum must be in [0, 1) and --top-prob in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AutoencoderConfig:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1]."""
+    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+class AutoencoderTrainer:
+    def __init__(self, cfg: AutoencoderConfig, data=None, *, quiet: bool = False):
+        cfg.validate()
+        self.cfg = cfg
+        self.quiet = quiet
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for but no CUDA device is available")
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+        self.G = Generator(GeneratorConfig(resolution=cfg.res, style_dim=cfg.style_dim, n_mlp=cfg.n_mlp,
+                                           channel_multiplier=cfg.channel_multiplier,
+                                           channel_max=cfg.channel_max)).to(self.device)
+        self.E = Encoder(EncoderConfig(n_style=self.G.n_style, style_dim=cfg.style_dim, depth=cfg.enc_depth,
+                                       width=cfg.enc_width, input_size=min(cfg.enc_input, cfg.res))).to(self.device)
+        init_encoder_head(self.E)
+        self.subnets = SubnetSampler(self.G, cfg.ratios, cfg.flexible_prob, n_random=1)
+        # The mapping network is fitted after training (fit_prior); here only synthesis layers learn.
+        synth = [p for n, p in self.G.named_parameters() if not n.startswith("style.")]
+        self.opt = torch.optim.Adam([
+            {"params": synth, "lr": cfg.lr},
+            {"params": self.E.parameters(), "lr": cfg.enc_lr},
+        ], betas=(0.5, 0.99))
+        self.resolutions = [r for r in self.G.resolutions if r >= cfg.min_res]
+        self.step = 0
+        # Running statistics of the shared latent, for monitoring and in-training samples.
+        self.w_mean = torch.zeros(cfg.style_dim, device=self.device)
+        self.w_var = torch.ones(cfg.style_dim, device=self.device)
+        self.sched = random.Random(cfg.seed)
+        torch.manual_seed(cfg.seed * 7919 + 17)
+        self.lpips = load_lpips("alex", self.device) if cfg.lpips_weight > 0 else None
+        self.data = data if data is not None else open_data(cfg.data, cfg.res, self.resolutions, cfg.batch,
+                                                            cfg.seed)
+        self.prior: dict[str, torch.Tensor] | None = None
+        self.shifted = False
+
+    # ------------------------------------------------------------------ pieces
+    def sample_res(self) -> int:
+        """Curriculum: the top resolution unlocks step by step; the current top is drawn with ``top_prob``."""
+        cfg = self.cfg
+        n = len(self.resolutions)
+        if cfg.curriculum > 0 and n > 1:
+            frac = min(1.0, self.step / max(1.0, cfg.curriculum * cfg.steps))
+            n_open = 1 + int(frac * (n - 1) + 1e-9)
+        else:
+            n_open = n
+        open_res = self.resolutions[:n_open]
+        if len(open_res) == 1 or self.sched.random() < cfg.top_prob:
+            return open_res[-1]
+        return self.sched.choice(open_res[:-1])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images → (shared w (N, D), per-slot residual (N, n_style, D))."""
+        w_plus = self.E(x)
+        w = w_plus.mean(1)
+        return w, w_plus - w.unsqueeze(1)
+
+    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        loss = F.mse_loss(fake, real)
+        if self.lpips is not None and self.cfg.lpips_weight > 0:
+            loss = loss + self.cfg.lpips_weight * lpips_distance(self.lpips, fake, real).mean()
+        return loss
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.G.train()
+        self.E.train()
+        batch = self.data.next_batch()
+        res = self.sample_res()
+        chans = self.subnets.sandwich(self.sched) if cfg.sandwich else [self.subnets.full]
+        top = batch[cfg.res].to(self.device)
+        real = batch[res].to(self.device)
+
+        ramp = min(1.0, self.step / max(1.0, cfg.warmup * cfg.steps)) if cfg.warmup > 0 else 1.0
+        w, resid = self.encode(top)
+        w_noisy = w + ramp * cfg.noise_std * torch.randn_like(w)
+        w_plus = w_noisy.unsqueeze(1) + resid
+        kl = 0.5 * w.pow(2).mean()
+        res_pen = resid.pow(2).mean()
+        rec = []
+        for ch in chans:
+            fake = self.G.synthesize(w_plus, res=res, channels=None if ch == self.subnets.full else ch,
+                                     noise="const", impl="reference")
+            rec.append(self.recon_loss(fake, real))
+        rec_total = torch.stack(rec).mean()
+        loss = rec_total + ramp * cfg.kl_weight * kl + cfg.residual_weight * res_pen
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+        with torch.no_grad():
+            wd = w.detach()
+            self.w_mean.lerp_(wd.mean(0), 0.02)
+            self.w_var.lerp_(wd.var(0, unbiased=False) + (wd.mean(0) - self.w_mean).pow(2), 0.02)
+        self.step += 1
+        logs = {"res": float(res), "loss/total": float(loss.detach()), "loss/recon": float(rec[0].detach()),
+                "loss/kl": float(kl.detach()), "loss/residual": float(res_pen.detach()),
+                "w_std": float(self.w_var.mean().sqrt())}
+        if len(rec) > 1:
+            logs["loss/recon_smallest"] = float(rec[1].detach())
+            logs["loss/recon_random"] = float(torch.stack(rec[2:]).mean().detach())
+        return logs
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def heldout(self, n: int = 16) -> tuple[torch.Tensor, int]:
+        """Held-out images (synthetic faces never trained on, or the first training batch of a folder)."""
+        if self.cfg.data.startswith("synth:"):
+            from ..data.synth_faces import render_batch
+            from .data import _to_tensor
+
+            imgs, _ = render_batch(self.cfg.seed, n, self.cfg.res, start=HELDOUT_START)
+            return _to_tensor(imgs).to(self.device), n
+        state = self.data.state_dict()
+        x = self.data.next_batch()[self.cfg.res][:n].to(self.device)
+        self.data.load_state_dict(state)
+        return x, len(x)
+
+    @torch.no_grad()
+    def evaluate(self, n: int = 16) -> dict[str, float]:
+        """Reconstruction PSNR (dB) of held-out images at every resolution, full and smallest width."""
+        self.G.eval()
+        self.E.eval()
+        x, _ = self.heldout(n)
+        w_plus = self.E(x)
+        out = {}
+        for res in self.resolutions:
+            real = x if res == x.shape[-1] else F.interpolate(x, size=(res, res), mode="area")
+            for name, ch in (("full", None), ("smallest", self.subnets.smallest)):
+                fake = self.G.synthesize(w_plus, res=res, channels=ch, noise="const", impl="reference")
+                out[f"psnr/{name}@{res}"] = psnr(fake, real)
+        return out
+
+    # ------------------------------------------------------------------ prior
+    @torch.no_grad()
+    def encoded_latents(self, n: int) -> torch.Tensor:
+        """Shared w of ``n`` training images (eval mode; batches from a separate stream)."""
+        self.E.eval()
+        ws = []
+        if self.cfg.data.startswith("synth:"):
+            from ..data.synth_faces import render_batch
+            from .data import _to_tensor
+
+            for start in range(0, n, 64):
+                k = min(64, n - start)
+                imgs, _ = render_batch(self.cfg.seed, k, self.cfg.res, start=start)
+                ws.append(self.encode(_to_tensor(imgs).to(self.device))[0])
+        else:
+            state = self.data.state_dict()
+            got = 0
+            while got < n:
+                x = self.data.next_batch()[self.cfg.res].to(self.device)
+                ws.append(self.encode(x)[0])
+                got += len(x)
+            self.data.load_state_dict(state)
+        return torch.cat(ws)[:n]
+
+    @torch.no_grad()
+    def fit_prior(self) -> dict[str, torch.Tensor]:
+        """Mean and covariance of the latents the decoder was trained on (encoded w plus its noise)."""
+        w = self.encoded_latents(self.cfg.prior_samples).double()
+        mu = w.mean(0)
+        d = w - mu
+        cov = d.T @ d / max(1, len(w) - 1) + (self.cfg.noise_std ** 2) * torch.eye(w.shape[1], dtype=w.dtype,
+                                                                                 device=w.device)
+        chol = torch.linalg.cholesky(cov + 1e-6 * torch.eye(w.shape[1], dtype=w.dtype, device=w.device))
+        self.prior = {"mean": mu.float(), "chol": chol.float()}
+        return self.prior
+
+    @torch.no_grad()
+    def shift_latents(self, margin: float = 6.0) -> torch.Tensor:
+        """Move the latent cloud to positive values: w' = w + shift, absorbed exactly by the model.
+
+        Every style modulation is affine in w, so its bias takes ``-W·shift`` and the encoder's
+        ``mean_latent`` takes ``+shift``: images and reconstructions are unchanged. With all latents
+        positive, the mapping network's leaky-ReLU layers can represent the affine prior exactly.
+        """
+        mu, chol = self.prior["mean"], self.prior["chol"]
+        std = chol.pow(2).sum(1).sqrt()
+        shift = (margin * std - mu).clamp_min(0)
+        for name, m in self.G.named_modules():
+            if name.endswith("modulation") and isinstance(m, EqualLinear):
+                m.bias.sub_((m.weight * m.scale) @ shift / m.lr_mul)
+        self.E.mean_latent.add_(shift)
+        self.prior["mean"] = mu + shift
+        self.w_mean.add_(shift)
+        return shift
+
+    def fit_mapping(self, steps: int | None = None, batch: int = 256, margin: float = 6.0) -> dict[str, float]:
+        """Make G's mapping network produce the fitted prior: mapping(z) ≈ μ + L·ẑ.
+
+        ẑ is the pixel-normalised z (unit variance per entry). The latent space is first shifted
+        positive (``shift_latents``); the layers are then set to the affine map directly (the
+        first layer adds a margin so every pre-activation stays positive, the middle ones pass
+        through, the last applies L and μ) and refined by regression. Returns the regression
+        error relative to the prior's total variance, for the network before and after.
+        """
+        if self.prior is None:
+            self.fit_prior()
+        style = self.G.style
+        g = torch.Generator().manual_seed(self.cfg.seed + 4242)
+        z_eval = torch.randn(2048, self.G.style_dim, generator=g).to(self.device)
+
+        def target(z: torch.Tensor) -> torch.Tensor:
+            zn = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
+            return self.prior["mean"] + zn @ self.prior["chol"].T
+
+        def rel_err(z: torch.Tensor) -> torch.Tensor:
+            return (style(z) - target(z)).pow(2).sum(1).mean() / self.prior["chol"].pow(2).sum()
+
+        if not self.shifted:
+            self.shift_latents(margin)
+            self.shifted = True
+        with torch.no_grad():
+            before = float(rel_err(z_eval))
+            set_affine_mapping(style, self.prior["mean"], self.prior["chol"], margin)
+        steps = self.cfg.mapping_steps if steps is None else steps
+        style.train()
+        # EqualLinear scales its learning rate by lr_mul; small steps, the start is already the answer.
+        opt = torch.optim.Adam(style.parameters(), lr=1e-4 / self.G.config.lr_mlp, betas=(0.9, 0.99))
+        for _ in range(steps):
+            loss = rel_err(torch.randn(batch, self.G.style_dim, generator=g).to(self.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        style.eval()
+        with torch.no_grad():
+            after = float(rel_err(z_eval))
+            mu = self.prior["mean"]
+            mean_err = float((style(z_eval).mean(0) - mu).norm() / self.prior["chol"].pow(2).sum().sqrt())
+        self.G._mean_w_cache.clear()  # the mapping changed; cached means are stale
+        return {"mapping/rel_err_before": before, "mapping/rel_err_after": after, "mapping/mean_err": mean_err}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "format": CKPT_FORMAT, "kind": CKPT_KIND, "version": 1, "config": self.cfg.to_dict(),
+            "step": self.step, "G": self.G.state_dict(), "E": self.E.state_dict(), "opt": self.opt.state_dict(),
+            "w_mean": self.w_mean.cpu(), "w_var": self.w_var.cpu(), "sched_rng": self.sched.getstate(),
+            "rng": capture_rng(), "data": self.data.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != CKPT_KIND:
+            raise InputError("the checkpoint is not from autoencoder training")
+        try:
+            self.G.load_state_dict(state["G"])
+            self.E.load_state_dict(state["E"])
+            self.opt.load_state_dict(state["opt"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise InputError(f"the checkpoint does not fit these model settings: {e}") from e
+        self.step = int(state["step"])
+        self.w_mean.copy_(state["w_mean"])
+        self.w_var.copy_(state["w_var"])
+        self.sched.setstate(_tuple(state["sched_rng"]))
+        restore_rng(state["rng"])
+        self.data.load_state_dict(state["data"])
+
+    def save_checkpoint(self) -> Path:
+        path = save_atomic(self.state_dict(), checkpoint_path(self.out, self.step))
+        prune_checkpoints(self.out, self.cfg.keep_last)
+        return path
+
+    def resume(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path else latest_checkpoint(self.out)
+        if path is None:
+            raise InputError(f"--resume: no checkpoint found in {self.out / 'checkpoints'}")
+        self.load_state_dict(load_checkpoint(path))
+        return path
+
+    # ------------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def recon_grid(self, n: int = 8) -> Path:
+        """Held-out reals (top row) and their reconstructions at every ratio, at every resolution."""
+        from PIL import Image
+
+        from .reporting import to_uint8
+
+        self.G.eval()
+        self.E.eval()
+        x, _ = self.heldout(n)
+        w_plus = self.E(x)
+        blocks = []
+        for res in self.resolutions:
+            real = x if res == x.shape[-1] else F.interpolate(x, size=(res, res), mode="area")
+            rows = [real]
+            for r in sorted(self.cfg.ratios, reverse=True):
+                rows.append(self.G.synthesize(w_plus, res=res, channels=None if r == 1 else float(r),
+                                              noise="const", impl="reference"))
+            rows = [F.interpolate(t, size=(self.cfg.res, self.cfg.res), mode="nearest") for t in rows]
+            blocks += [np.concatenate([to_uint8(im) for im in t], axis=1) for t in rows]
+        path = self.out / "samples" / f"recon-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.png")
+        Image.fromarray(np.concatenate(blocks, axis=0)).save(tmp)
+        tmp.replace(path)
+        return path
+
+    def export(self, path: str | Path | None = None, extra: dict | None = None) -> Path:
+        from ..io.modelfile import save_model
+
+        cfg = self.cfg
+        path = Path(path) if path else self.out / "model.safetensors"
+        E = self.E
+        if self.prior is not None:
+            # Fold the prior mean into the encoder's mean_latent (same outputs) for tools that read it.
+            with torch.no_grad():
+                mu = self.prior["mean"]
+                self.E.fc.bias.sub_(mu.repeat(self.G.n_style) - self.E.mean_latent.repeat(self.G.n_style))
+                self.E.mean_latent.copy_(mu)
+        info = {
+            "name": self.out.name or "anycost-autoencoder",
+            "face": True,
+            "channel_ratios": sorted(float(r) for r in cfg.ratios),
+            "channels_sorted": True,
+            "training": {
+                "tool": "anycost train-autoencoder", "method": "regularised autoencoder (no adversarial loss)",
+                "data": cfg.data, "steps": self.step, "batch": cfg.batch, "seed": cfg.seed,
+                "kimg": round(self.step * cfg.batch / 1000, 3), "lpips": self.lpips is not None,
+                "noise_std": cfg.noise_std, "kl_weight": cfg.kl_weight,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **(extra or {}),
+            },
+        }
+        return save_model(path, generator=self.G.eval(), encoder=E.eval(), info=info, half=True)
+
+    def run(self, progress: bool = True) -> dict:
+        """Train to ``steps``, fit the prior and the mapping, write grids and the model file."""
+        from tqdm import tqdm
+
+        from .reporting import LossLog, sample_grids
+
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        log = LossLog(self.out)
+        log.truncate(self.step)
+        if self.lpips is None and cfg.lpips_weight > 0:
+            warnings.warn("training with pixel MSE only (no LPIPS)", RuntimeWarning, stacklevel=2)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress or self.quiet, dynamic_ncols=True)
+        t_last, imgs = time.perf_counter(), 0
+        t0, n0 = time.perf_counter(), self.step
+        while self.step < cfg.steps:
+            logs = self.train_step()
+            imgs += cfg.batch
+            s = self.step
+            if cfg.log_every and s % cfg.log_every == 0:
+                now = time.perf_counter()
+                logs["img_per_s"] = imgs / max(now - t_last, 1e-9)
+                t_last, imgs = now, 0
+                log.append({"step": s, "kimg": s * cfg.batch / 1000, **logs})
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()
+                                 if k in ("loss/recon", "loss/recon_smallest", "res", "img_per_s")})
+            if cfg.sample_every and s % cfg.sample_every == 0:
+                self.recon_grid()
+            if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.update(1)
+        bar.close()
+        img_per_s = (self.step - n0) * cfg.batch / max(time.perf_counter() - t0, 1e-9)
+        if not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            self.save_checkpoint()
+        return self.finish(log, img_per_s, sample_grids)
+
+    def finish(self, log=None, img_per_s: float | None = None, sample_grids=None) -> dict:
+        """Prior + mapping fit, evaluation, grids and the model file (also for a stopped run)."""
+        if sample_grids is None:
+            from .reporting import sample_grids
+        self.fit_prior()
+        mapping = self.fit_mapping()
+        metrics = {**self.evaluate(), **mapping}
+        if img_per_s is not None:
+            metrics["img_per_s"] = img_per_s
+        if log is not None:
+            log.append({"step": self.step, **metrics})
+            log.plot()
+        self.recon_grid()
+        sample_grids(self.G.eval(), self.out, self.step, self.cfg.ratios)
+        path = self.export(extra={"metrics": {k: round(v, 5) for k, v in metrics.items()}})
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        return {"model": str(path), "steps": self.step, **metrics}
+
+
+def finish_from_checkpoint(out: str | Path, device: str = "cpu", quiet: bool = True) -> dict:
+    """Fit the prior and write the model file from a run's latest checkpoint (e.g. a stopped run)."""
+    from .reporting import LossLog
+
+    path = latest_checkpoint(out)
+    if path is None:
+        raise InputError(f"no checkpoint found in {Path(out) / 'checkpoints'}")
+    state = load_checkpoint(path)
+    if state.get("kind") != CKPT_KIND:
+        raise InputError(f"{path} is not from autoencoder training")
+    cfg = AutoencoderConfig.from_dict(state["config"])
+    cfg.out, cfg.device = str(out), str(device)
+    trainer = AutoencoderTrainer(cfg, quiet=quiet)
+    trainer.load_state_dict(state)
+    return trainer.finish(LossLog(cfg.out))
+
+
+@torch.no_grad()
+def init_encoder_head(E: Encoder, gain: float = 1.0) -> None:
+    """One random projection shared by all style slots (zero residual), with unit-scale output.
+
+    A zero head (the encoder's default, right for fine-tuning against a fixed generator) gives
+    the generator near-identical latents at first; with demodulated convolutions tiny latent
+    differences barely change the image, so the decoder learns to ignore w and the latent
+    collapses. Distinct O(1) latents from the start avoid that.
+    """
+    n, d = E.config.n_style, E.config.style_dim
+    feat = E.fc.in_features
+    proj = torch.randn(d, feat) * (gain / math.sqrt(feat))
+    E.fc.weight.copy_(proj.repeat(n, 1))
+    E.fc.bias.zero_()
+
+
+@torch.no_grad()
+def set_affine_mapping(style: torch.nn.Sequential, mu: torch.Tensor, chol: torch.Tensor, margin: float) -> None:
+    """Set PixelNorm + EqualLinear(leaky ReLU) layers to z ↦ mu + chol·ẑ, exact while mu + chol·ẑ > 0."""
+    layers = [m for m in style if isinstance(m, EqualLinear)]
+    if not layers or any(not m.activation or m.bias is None for m in layers):
+        raise ValueError("the mapping network must be EqualLinear layers with bias and activation")
+    d = mu.shape[0]
+    eye = torch.eye(d, dtype=mu.dtype, device=mu.device)
+    s2 = math.sqrt(2.0)
+    for k, m in enumerate(layers):
+        first, last = k == 0, k == len(layers) - 1
+        if first and last:
+            a, b = chol / s2, mu / s2
+        elif first:  # y = √2·(ẑ + margin) > 0
+            a, b = eye, torch.full_like(mu, margin)
+        elif not last:  # pass-through
+            a, b = eye / s2, torch.zeros_like(mu)
+        else:  # from √2·(ẑ + margin) to mu + chol·ẑ
+            a, b = chol / 2, (mu - chol @ torch.full_like(mu, margin)) / s2
+        m.weight.copy_(a / m.scale)
+        m.bias.copy_(b / m.lr_mul)
+
+
+def _tuple(x):
+    return tuple(_tuple(v) for v in x) if isinstance(x, list | tuple) else x

@@ -1,0 +1,141 @@
+"""Autoencoder training mode: a tiny real run (32 px) checked end to end."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import anycost
+from anycost.errors import InputError
+from anycost.training.autoencoder import AutoencoderConfig, AutoencoderTrainer
+from anycost.training.checkpoint import latest_checkpoint
+
+
+def tiny_config(out, **kw) -> AutoencoderConfig:
+    base = dict(data="synth:faces:24", out=str(out), res=32, min_res=16, steps=30, batch=6, style_dim=16,
+                n_mlp=2, channel_multiplier=0.25, channel_max=32, enc_depth=10, enc_width=8, enc_input=32,
+                lr=5e-3, enc_lr=3e-3, lpips_weight=0.0, curriculum=0.2, top_prob=0.5, prior_samples=128,
+                mapping_steps=20, log_every=5, sample_every=0, checkpoint_every=20, seed=3)
+    base.update(kw)
+    return AutoencoderConfig(**base)
+
+
+def fixed_batch_losses(tr: AutoencoderTrainer, x: torch.Tensor) -> dict[str, float]:
+    tr.G.eval()
+    tr.E.eval()
+    with torch.no_grad():
+        w_plus = tr.E(x)
+        return {name: float(torch.nn.functional.mse_loss(
+                    tr.G.synthesize(w_plus, channels=ch, noise="const", impl="reference"), x))
+                for name, ch in (("full", None), ("smallest", tr.subnets.smallest))}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(2)
+    out = tmp_path_factory.mktemp("ae")
+    tr = AutoencoderTrainer(tiny_config(out), quiet=True)
+    x = tr.data.pool.images[:12].clone()
+    before = fixed_batch_losses(tr, x)
+    result = tr.run(progress=False)
+    after = fixed_batch_losses(tr, x)
+    return tr, result, before, after
+
+
+def test_reconstruction_improves_for_full_and_smallest(trained):
+    tr, result, before, after = trained
+    assert after["full"] < 0.6 * before["full"]
+    assert after["smallest"] < 0.6 * before["smallest"]
+    assert all(math.isfinite(v) for k, v in result.items() if k.startswith("psnr/"))
+    assert (tr.out / "losses.csv").is_file()
+
+
+def test_model_file_holds_generator_and_encoder(trained):
+    tr, result, _, _ = trained
+    path = result["model"]
+    G = anycost.load_generator(path)
+    E = anycost.load_encoder(path)
+    assert G.resolution == 32 and E.config.n_style == G.n_style
+    x = tr.data.pool.images[:4]
+    with torch.no_grad():
+        w_file = E(x)
+        w_live = tr.E.eval()(x)
+        img = G.synthesize(w_file, res=16, channels=0.25)
+    # float16 storage: close to the trained weights, not bit-equal.
+    assert torch.allclose(w_file, w_live, atol=0.05 * float(w_live.abs().max()) + 1e-3)
+    assert img.shape == (4, 3, 16, 16) and torch.isfinite(img).all()
+
+    from anycost.editing.session import Editor
+    from anycost.io.modelfile import read_model
+
+    info = read_model(path).info
+    assert info["face"] is True and info["training"]["tool"] == "anycost train-autoencoder"
+    ed = Editor(path)
+    assert ed.encoder is not None
+
+
+def test_prior_samples_and_mapping_fit(trained):
+    tr, result, _, _ = trained
+    assert result["mapping/rel_err_after"] < 0.5 * result["mapping/rel_err_before"]
+    assert result["mapping/rel_err_after"] < 0.02
+    G = tr.G.eval()
+    with torch.no_grad():
+        w = G.mapping(G.sample_z(64, seed=1))
+        mu = tr.prior["mean"]
+        # the mapped mean matches the prior mean to within the latent spread
+        spread = float(tr.prior["chol"].pow(2).sum().sqrt())
+        assert float((w.mean(0) - mu).norm()) < 0.5 * spread
+        assert float((G.mean_w(n=512) - mu).norm()) < 0.5 * spread
+        imgs = G.synthesize(G.to_w_plus(w[:8]), channels=0.5)
+    assert torch.isfinite(imgs).all() and imgs.std() > 0.01
+    samples = sorted((tr.out / "samples").glob("step-*-res-*.png"))
+    assert len(samples) == len(G.resolutions)
+    assert list((tr.out / "samples").glob("recon-*.png"))
+
+
+def test_resume_continues_exactly(tmp_path):
+    torch.set_num_threads(2)
+    cfg = tiny_config(tmp_path / "a", steps=4, checkpoint_every=2, prior_samples=16, mapping_steps=2)
+    a = AutoencoderTrainer(cfg, quiet=True)
+    for _ in range(2):
+        a.train_step()
+    a.save_checkpoint()
+    for _ in range(2):
+        a.train_step()
+    b = AutoencoderTrainer(cfg, quiet=True)
+    b.resume(latest_checkpoint(cfg.out))
+    assert b.step == 2
+    for _ in range(2):
+        b.train_step()
+    for (name, pa), pb in zip(a.G.state_dict().items(), b.G.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    for pa, pb in zip(a.E.state_dict().values(), b.E.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_bad_settings_are_input_errors(tmp_path):
+    with pytest.raises(InputError):
+        AutoencoderTrainer(tiny_config(tmp_path, res=48))
+    with pytest.raises(InputError):
+        AutoencoderTrainer(tiny_config(tmp_path, batch=1))
+    with pytest.raises(InputError):
+        AutoencoderTrainer(tiny_config(tmp_path, data=str(tmp_path / "missing")))
+
+
+def test_latent_shift_leaves_images_unchanged(tmp_path):
+    torch.set_num_threads(2)
+    tr = AutoencoderTrainer(tiny_config(tmp_path, prior_samples=16), quiet=True)
+    for _ in range(3):
+        tr.train_step()
+    tr.G.eval()
+    tr.E.eval()
+    x = tr.data.pool.images[:4]
+    with torch.no_grad():
+        before = tr.G.synthesize(tr.E(x), channels=0.5, impl="reference")
+        tr.fit_prior()
+        shift = tr.shift_latents()
+        after = tr.G.synthesize(tr.E(x), channels=0.5, impl="reference")
+    assert float(shift.abs().max()) > 0.1
+    assert torch.allclose(before, after, atol=1e-4)
