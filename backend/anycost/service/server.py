@@ -44,6 +44,9 @@ class ServerConfig:
 class Server:
     def __init__(self, editor, config: ServerConfig, key: bytes | None = None):
         self.editor = editor
+        # Measure the preview sub-generator now: doing it on the first hello or edit would stall
+        # the socket loop and make the first previews late.
+        editor.preview_cost()
         self.config = config
         self.key = key if key is not None else os.urandom(32)
         self.limits = config.limits

@@ -181,6 +181,10 @@ class RenderWorker(threading.Thread):
             yield
         if s.closed:
             return
+        es.reference(ed.preview_cost())  # the colour-match reference, so the first preview costs one render
+        yield
+        if s.closed:
+            return
         s.edit = es
         s.ready = True
         dirs = {name: {"range": list(d.slider_range)} for name, d in ed.directions.items()}
