@@ -33,12 +33,10 @@ from . import distributed as ddp
 from .channel_sort import apply_permutations, permute_optimizer, sort_channels
 from .checkpoint import (
     capture_rng,
-    checkpoint_path,
-    latest_checkpoint,
     load_checkpoint,
-    prune_checkpoints,
     restore_rng,
-    save_atomic,
+    resume_path,
+    save_checkpoint_in,
 )
 from .config import TrainConfig
 from .data import open_data
@@ -318,14 +316,10 @@ class AnycostTrainer:
         state = self.state_dict()  # every rank takes part in the gather
         if self.rank != 0:
             return None
-        path = save_atomic(state, checkpoint_path(self.out, self.step))
-        prune_checkpoints(self.out, self.cfg.keep_last)
-        return path
+        return save_checkpoint_in(self.out, state, self.step, self.cfg.keep_last)
 
     def resume(self, path: str | Path | None = None) -> Path:
-        path = Path(path) if path else latest_checkpoint(self.out)
-        if path is None:
-            raise InputError(f"--resume: no checkpoint found in {self.out / 'checkpoints'}")
+        path = resume_path(self.out, path)
         self.load_state_dict(load_checkpoint(path))
         return path
 

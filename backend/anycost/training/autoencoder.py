@@ -34,12 +34,11 @@ from ..models.generator import Generator, GeneratorConfig
 from ..models.layers import EqualLinear
 from .checkpoint import (
     capture_rng,
-    checkpoint_path,
     latest_checkpoint,
     load_checkpoint,
-    prune_checkpoints,
     restore_rng,
-    save_atomic,
+    resume_path,
+    save_checkpoint_in,
 )
 from .data import open_data
 from .perceptual import load_lpips, lpips_distance
@@ -391,14 +390,10 @@ class AutoencoderTrainer:
         self.data.load_state_dict(state["data"])
 
     def save_checkpoint(self) -> Path:
-        path = save_atomic(self.state_dict(), checkpoint_path(self.out, self.step))
-        prune_checkpoints(self.out, self.cfg.keep_last)
-        return path
+        return save_checkpoint_in(self.out, self.state_dict(), self.step, self.cfg.keep_last)
 
     def resume(self, path: str | Path | None = None) -> Path:
-        path = Path(path) if path else latest_checkpoint(self.out)
-        if path is None:
-            raise InputError(f"--resume: no checkpoint found in {self.out / 'checkpoints'}")
+        path = resume_path(self.out, path)
         self.load_state_dict(load_checkpoint(path))
         return path
 

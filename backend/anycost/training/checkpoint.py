@@ -85,3 +85,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(obj, dict) or obj.get("format") != "anycost-train-checkpoint":
         raise InputError(f"{path} is not an Anycost training checkpoint")
     return obj
+
+
+def save_checkpoint_in(out_dir: str | os.PathLike, state: dict, step: int, keep_last: int) -> Path:
+    """Write the checkpoint of ``step`` into a run folder and keep only the newest ``keep_last``."""
+    path = save_atomic(state, checkpoint_path(out_dir, step))
+    prune_checkpoints(out_dir, keep_last)
+    return path
+
+
+def resume_path(out_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """The checkpoint to resume from: ``path``, else the newest one in the run folder."""
+    found = Path(path) if path else latest_checkpoint(out_dir)
+    if found is None:
+        raise InputError(f"--resume: no checkpoint found in {Path(out_dir) / 'checkpoints'}")
+    return found
