@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_support import tiny_generator
 from torch import nn
 
 from anycost import Generator
@@ -48,11 +49,6 @@ from anycost.training.classifier import (
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "backend")}
-
-
-def tiny_generator(res: int = 16, seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(resolution=res, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32).eval()
 
 
 @pytest.fixture(scope="module")

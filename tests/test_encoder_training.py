@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_support import tiny_generator
 from PIL import Image
 
 from anycost import Generator
@@ -29,11 +30,6 @@ from anycost.training.encoder_training import (
 from anycost.training.model_update import update_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_generator(res: int = 16, seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(resolution=res, style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=32).eval()
 
 
 @pytest.fixture(scope="module")

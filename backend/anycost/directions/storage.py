@@ -22,7 +22,7 @@ import torch
 
 from ..errors import InputError, ModelFileError
 from ..fsutil import atomic_write
-from ..io.modelfile import Component, is_safetensors
+from ..io.modelfile import Component, is_safetensors, read_safetensors
 from .direction import Direction, DirectionSet
 
 COMPONENT = "directions"
@@ -104,15 +104,7 @@ def load_directions_file(path: str | os.PathLike, *, source: str = "file") -> Di
         except InputError as e:
             raise ModelFileError(f"{path}: {e}") from e
     if is_safetensors(path):
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import load_file
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise ModelFileError(f"{path} is damaged or truncated: {e}") from e
+        meta, tensors = read_safetensors(path)
         if _META_KEY in meta:
             try:
                 cfg = json.loads(meta[_META_KEY])

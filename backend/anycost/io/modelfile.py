@@ -132,24 +132,27 @@ class ModelFile:
         return E.to(device).eval()
 
 
-def read_model(path: str | os.PathLike) -> ModelFile:
-    """Read a project model file; every failure is a ModelFileError that names the file."""
-    from safetensors import SafetensorError
+def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Header metadata and tensors of a safetensors file; a damaged file is a ModelFileError."""
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return meta, load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path} is damaged or truncated: {e}") from e
+
+
+def read_model(path: str | os.PathLike) -> ModelFile:
+    """Read a project model file; every failure is a ModelFileError that names the file."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     if not is_safetensors(path):
         raise ModelFileError(f"{path} is not a model file in the project's format (.safetensors)")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path} is damaged or truncated: {e}") from e
+    meta, tensors = read_safetensors(path)
     if meta.get("anycost.format") != FORMAT_NAME:
         raise ModelFileError(f"{path} is a safetensors file but not an Anycost model (no anycost metadata)")
     version = meta.get("anycost.format_version")
