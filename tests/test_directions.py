@@ -340,3 +340,18 @@ def test_cli_train_classifier_synthetic(tmp_path):
     clf = load_classifier(out)
     assert "smile" in clf.attributes
     assert read_model(out).components["classifier"].config["metrics"]["held_out"] == summary["held_out"]
+
+
+def test_random_blur_augmentation():
+    from anycost.training.classifier import random_blur
+
+    x = torch.rand(16, 3, 24, 24)
+    y = random_blur(x, 2.0, torch.Generator().manual_seed(1))
+    assert y.shape == x.shape
+    changed = (y - x).flatten(1).abs().max(1).values > 1e-4
+    # about half the samples are blurred; the rest pass through exactly (a delta kernel)
+    assert 0 < int(changed.sum()) < 16
+    assert torch.equal(y[~changed], x[~changed])
+    # blurring keeps the mean colour (reflect padding, normalised kernel) and lowers the detail
+    assert torch.allclose(y.mean((2, 3)), x.mean((2, 3)), atol=0.02)
+    assert (y[changed].diff(dim=-1).abs().mean() < x[changed].diff(dim=-1).abs().mean())

@@ -23,14 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from ..registry import list_models, models_dirs, user_models_dir
+    from ..registry import DEFAULT_MODEL, list_models, models_dirs, user_models_dir
 
     rows = list_models()
     width = max(len(r.name) for r in rows)
     for r in rows:
         state = "installed" if r.installed else "missing  "
         where = f"  {r.path}" if r.installed else ""
-        print(f"{r.name:<{width}}  {state}  {r.description}{where}")
+        mark = "*" if r.name == DEFAULT_MODEL else " "
+        print(f"{mark} {r.name:<{width}}  {state}  {r.description}{where}")
+    print("\n* default model (used when no --model is given)")
     if not all(r.installed for r in rows):
         print(f"\nTo install a missing model, put its file into {user_models_dir()} "
               "(or set ANYCOST_MODELS_DIR).")

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--mirrored", default="yaw,roll,lighting",
                    help="attributes a horizontal flip mirrors (label → 1 − label); default yaw,roll,lighting")
+    p.add_argument("--blur", type=float, default=0.0,
+                   help="random Gaussian blur up to this sigma (input pixels) on half the samples (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--into", default=None, help="model file whose parts the output also keeps")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
     mirrored = tuple(a.strip() for a in args.mirrored.split(",") if a.strip())
     cfg = ClassifierTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                                device=str(device), flip=not args.no_flip, mirrored=mirrored)
+                                device=str(device), flip=not args.no_flip, mirrored=mirrored,
+                                blur=args.blur)
     try:
         clf = train_classifier(train, cfg, input_size=args.input_size, width=args.width, progress=progress)
     finally:

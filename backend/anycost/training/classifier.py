@@ -176,6 +176,9 @@ class ClassifierTrainConfig:
     # Attributes a horizontal flip mirrors around 0.5 (left ↔ right): their label becomes 1 − label.
     # Names the data does not have are ignored.
     mirrored: tuple[str, ...] = ("yaw", "roll", "lighting")
+    # Random Gaussian blur (sigma up to this many input pixels) on half the samples, so the
+    # classifier judges softer generated images the same as sharp training images.
+    blur: float = 0.0
     seed: int = 0
     device: str = "cpu"
 
@@ -185,6 +188,25 @@ def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n - batch + 1 if n >= batch else 1, batch):
             yield perm[i:i + batch]
+
+
+def random_blur(x: torch.Tensor, max_sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Blur each image of half the batch with its own Gaussian sigma in (0, max_sigma]."""
+    n = x.shape[0]
+    sigma = torch.rand(n, generator=gen) * max_sigma
+    sigma = torch.where(torch.rand(n, generator=gen) < 0.5, sigma, torch.zeros(n))
+    radius = max(1, math.ceil(2.5 * max_sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)
+    k = (k / k.sum(1, keepdim=True)).to(x)  # sigma 0 gives a delta kernel
+    c = x.shape[1]
+    # separable per-sample kernels as a grouped convolution over (sample, channel) groups
+    flat = x.reshape(1, n * c, *x.shape[-2:])
+    kh = k.repeat_interleave(c, 0)[:, None, None, :]
+    kv = k.repeat_interleave(c, 0)[:, None, :, None]
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kh, groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kv, groups=n * c)
+    return flat.reshape_as(x)
 
 
 def train_classifier(data: LabelledData, cfg: ClassifierTrainConfig, *, input_size: int = 64, width: int = 32,
@@ -217,6 +239,8 @@ def train_classifier(data: LabelledData, cfg: ClassifierTrainConfig, *, input_si
             flip = flip.to(device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             y = torch.where(flip[:, None] & mirror[None], 1.0 - y, y)
+        if cfg.blur > 0:
+            x = random_blur(x, cfg.blur, gen)
         loss = F.binary_cross_entropy_with_logits(clf(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
