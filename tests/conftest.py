@@ -26,3 +26,6 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("ANYCOST_MODELS_DIR", raising=False)
     monkeypatch.delenv("ANYCOST_DOWNLOAD_URL", raising=False)
+    # No background preview search in backends that tests start (they would compete for the CPU);
+    # the tests of that search switch it back on.
+    monkeypatch.setenv("ANYCOST_BACKGROUND_SEARCH", "0")

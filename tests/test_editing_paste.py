@@ -200,3 +200,33 @@ def test_bad_inputs(face):
             paste_back(region, al, al.image, feather=f)
     with pytest.raises(InputError, match="color_strength"):
         paste_back(region, al, al.image, color_strength=2.0)
+
+
+def test_delta_blend_adds_only_the_edit(face):
+    region = _region(face)
+    al = align_face(region, 128, landmarks=LANDMARKS)
+    rng = np.random.default_rng(5)
+    reference = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)  # a poor reconstruction
+    # No edit: every pixel stays bit-identical, however far the reconstruction is from the region.
+    same = paste_back(region, al, reference, reference=reference, blend="delta")
+    np.testing.assert_array_equal(same, region.rgba)
+    # A uniform edit (+40 in red) arrives as +40 × blend weight on the original pixels, detail kept.
+    edited = reference.astype(np.int16)
+    edited[..., 0] += 40
+    edited = edited.clip(0, 255).astype(np.uint8)
+    shift = edited.astype(np.float32) - reference  # exactly what clipping left of the +40
+    assert shift[..., 0].min() >= 0 and shift[..., 1:].max() == 0
+    out = paste_back(region, al, edited, reference=reference, blend="delta")
+    w = blend_weight(region, al)
+    inner = w > 0.999
+    assert inner.sum() > 0.1 * inner.size
+    gained = out[..., 0].astype(int) - face[..., 0]
+    room = 255 - face[..., 0].astype(int)
+    assert (gained[inner] <= np.minimum(room[inner], 40)).all() and (gained >= 0).all()
+    assert np.median(gained[inner & (room >= 40)]) >= 20  # clipped reference pixels add less
+    np.testing.assert_array_equal(out[..., 1:], region.rgba[..., 1:])  # green, blue, alpha untouched
+    np.testing.assert_array_equal(out[w <= 0], region.rgba[w <= 0])
+    with pytest.raises(InputError, match="reference"):
+        paste_back(region, al, edited, blend="delta")
+    with pytest.raises(InputError, match="blend"):
+        paste_back(region, al, edited, reference=reference, blend="overlay")

@@ -71,6 +71,32 @@ def test_session_flow(model_path, directions_file, canvas):
     assert xs.min() >= 20 and xs.max() < 140
 
 
+def test_blend_modes(model_path, directions_file, canvas):
+    orig = np.asarray(Image.open(canvas).convert("RGBA"))
+    ed = Editor(model_path, use_lpips=False, directions=directions_file)
+    assert ed.blend == "delta"
+    s = ed.open(canvas)
+    # delta (default): sliders at zero leave every pixel as it was, whatever the reconstruction
+    np.testing.assert_array_equal(s.result("full"), orig)
+    s.set(sefa_0=1.0)
+    delta = s.result("full")
+    replace = s.result("full", blend="replace")
+    moved = np.any(delta != orig, axis=-1)
+    assert moved.sum() > 200
+    # the edit is the same in both modes: where the render moves pixels, delta moves them too
+    change_d = delta[..., :3].astype(int) - orig[..., :3]
+    s.reset()
+    unedited = s.result("full", blend="replace")
+    change_r = replace[..., :3].astype(int) - unedited[..., :3]
+    big = np.abs(change_r) > 20  # per channel
+    assert big.sum() > 50
+    # (not identical: the replace path is colour-matched and both clip at 0 and 255)
+    corr = np.corrcoef(change_d[big], change_r[big])[0, 1]
+    assert corr > 0.7, corr
+    with pytest.raises(InputError, match="blend"):
+        Editor(model_path, use_lpips=False, blend="multiply")
+
+
 def test_bad_sliders_and_latents(model_path, directions_file, canvas, tmp_path):
     ed = Editor(model_path, use_lpips=False, directions=directions_file)
     s = ed.open(canvas)

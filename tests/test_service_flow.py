@@ -71,7 +71,7 @@ def test_full_flow(client):
             assert 0 <= x and x + bw <= width and 0 <= y and y + bh <= height
             progress_frames.append(m)
 
-    session = client.open(rgba, width, height, refine_steps=3, align=False, progress=progress)
+    session = client.open(rgba, width, height, refine_steps=3, align=False, progress=progress, blend="replace")
     assert stages[0] == "align" and "encode" in stages and stages.count("refine") == 3
     assert progress_frames, "refinement shows something on the canvas"
     assert session.ready.get("method") == "center-crop" and session.notice
@@ -99,6 +99,18 @@ def test_full_flow(client):
     assert not np.array_equal(out, src)
 
     session.close()
+    assert _sessions(client) == 0
+
+    # The default blend adds only the edit to the original: refinement leaves the canvas alone, and
+    # sliders at zero give back the region's own pixels.
+    progress_frames.clear()
+    with client.open(rgba, width, height, refine_steps=2, align=False, progress=progress) as delta:
+        assert not progress_frames
+        r0 = delta.commit()
+        assert bytes(r0.rgba) == bytes(rgba)
+        assert delta.commit(sefa_0=1.0).rgba != rgba
+    with pytest.raises(BackendError, match="blend"):
+        client.open(rgba, width, height, align=False, blend="overlay")
     assert _sessions(client) == 0
     with pytest.raises(BackendError) as e:
         session.state.closed = False

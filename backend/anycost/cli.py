@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "train_classifier",
     "fit_directions",
     "directions",
+    "search",
     "serve",
     "client",
 ]

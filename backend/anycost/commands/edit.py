@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-latent", help="save the projected latent (.npy); a folder for several inputs")
     p.add_argument("--load-latent", help="use this latent (.npy) instead of projecting")
     p.add_argument("--no-color-match", action="store_true", help="do not match colours to the surroundings")
+    p.add_argument("--blend", choices=["delta", "replace"], default="delta",
+                   help="delta: add only the edit to the original pixels, keeping their detail (default); "
+                        "replace: paste the generator's render")
     _common(p)
     p.set_defaults(func=run_edit)
 
@@ -63,7 +66,7 @@ def _editor(args: argparse.Namespace, directions: str | None = None):
     from ..editing.session import Editor
 
     return Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
-                  directions=directions)
+                  directions=directions, blend=getattr(args, "blend", "delta"))
 
 
 def _refine(session, args: argparse.Namespace, label: str) -> None:

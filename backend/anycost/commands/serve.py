@@ -24,6 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "A non-loopback address requires CURVE (--curve-server-key, --allowed-clients)")
     p.add_argument("--preview-budget-ms", type=float, default=None,
                    help="latency budget of one preview render; picks the sub-generator (default 150)")
+    p.add_argument("--search-table", metavar="FILE", default=None,
+                   help="sub-generator table from 'anycost search -o' (or a published {budget: {channels, res, "
+                        "…}} file): previews use its best entry that fits the budget here (default: the table "
+                        "cached for this model, machine and budget)")
+    p.add_argument("--search-time-limit", type=float, default=600.0,
+                   help="seconds the background search may spend searching (default 600)")
+    p.add_argument("--search-delay", type=float, default=30.0,
+                   help="seconds after start-up before the background search begins (default 30)")
+    p.add_argument("--no-background-search", action="store_true",
+                   help="when no searched table fits the budget, keep the uniform ratio instead of searching in "
+                        "the background (also: ANYCOST_BACKGROUND_SEARCH=0)")
     p.add_argument("--session-timeout", type=float, default=60.0,
                    help="seconds of client silence after which a session is collected (default 60)")
     p.add_argument("--connection-file", default=None,
@@ -38,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest binary frame accepted (default 256 MiB)")
     p.add_argument("--rate", type=float, default=200.0, help="messages per second per client (default 200)")
     p.add_argument("--no-lpips", action="store_true", help="pixel losses only during refinement")
+    p.add_argument("--blend", choices=["delta", "replace"], default="delta",
+                   help="how results are pasted: delta adds only the edit to the original pixels (default), "
+                        "replace pastes the render; a session may choose with its 'blend' option")
     p.add_argument("--curve-server-key", metavar="FILE", help="CURVE secret key file of the server")
     p.add_argument("--allowed-clients", metavar="DIR", help="folder of CURVE public keys of allowed clients")
     p.add_argument("--gen-curve-keys", metavar="DIR",
@@ -60,7 +74,8 @@ def run_serve(args: argparse.Namespace) -> int:
         public, secret = generate_curve_keys(args.gen_curve_keys, args.key_name)
         print(f"public key: {public}\nsecret key: {secret} (keep it private)")
         return 0
-    for name in ("session_timeout", "max_sessions", "max_region_pixels", "max_frame_bytes", "rate"):
+    for name in ("session_timeout", "max_sessions", "max_region_pixels", "max_frame_bytes", "rate",
+                 "search_time_limit"):
         if getattr(args, name) <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be positive")
 
@@ -76,17 +91,29 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(bind=args.bind, session_timeout=args.session_timeout, limits=limits,
                           connection_file=Path(args.connection_file) if args.connection_file else None,
                           curve_secret_file=args.curve_server_key, allowed_clients=args.allowed_clients)
+    if args.preview_budget_ms is not None and not args.preview_budget_ms > 0:
+        raise InputError("--preview-budget-ms must be positive")
+    if not args.search_delay >= 0:
+        raise InputError("--search-delay must be 0 or more")
     kw = {} if args.preview_budget_ms is None else {"preview_budget_ms": args.preview_budget_ms}
     log("info", "loading", model=args.model, device=args.device)
     editor = Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
-                    directions=args.directions, **kw)
-    preview = editor.preview_cost()  # measured once, before clients wait on it
+                    directions=args.directions, search_table=args.search_table, blend=args.blend, **kw)
+    choice = editor.preview_choice()  # measured once, before clients wait on it
     log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
-        directions=list(editor.directions), preview_cost=f"{preview.res}:{preview.channels}")
+        directions=list(editor.directions), preview_cost=choice.cost.label(),
+        preview_budget_ms=editor.preview_budget_ms, **choice.describe())
     key = None
     if args.reuse_connection_file:
         key = _reuse(args, config)
     server = Server(editor, config, key=key)
+    search = None
+    if _wants_background_search(args, editor):
+        from ..service.preview_search import PreviewSearch
+
+        search = PreviewSearch(editor, device=args.device, directions=args.directions,
+                               extra_args=["--time-limit", f"{args.search_time_limit:g}"])
+        server.preview_search = search
 
     def stop(signum, _frame) -> None:
         log("info", "signal", signal=signal.Signals(signum).name)
@@ -95,13 +122,29 @@ def run_serve(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
+        if search is not None:
+            search.start(delay=args.search_delay)
         server.serve_forever()
     finally:
+        if search is not None:
+            search.stop()
         server.close()
         for s, h in old.items():
             signal.signal(s, h)
     sys.stderr.flush()
     return 0
+
+
+def _wants_background_search(args: argparse.Namespace, editor) -> bool:
+    """Search in the background when nothing searched covers this budget on this machine yet."""
+    import os
+
+    if args.search_table or args.no_background_search or os.environ.get("ANYCOST_BACKGROUND_SEARCH", "1") == "0":
+        return False
+    from ..search.preview import cached_table
+
+    cached = cached_table(editor.generator)
+    return cached is None or not cached.has_budget(editor.preview_budget_ms)
 
 
 def _reuse(args: argparse.Namespace, config) -> bytes | None:

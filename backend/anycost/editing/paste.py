@@ -41,6 +41,9 @@ _RGB_TO_YCC = np.array(
 )
 
 
+BLEND_MODES = ("delta", "replace")
+
+
 def paste_back(
     region: Region,
     alignment: Alignment,
@@ -51,12 +54,18 @@ def paste_back(
     color_match: bool = True,
     color_strength: float = 1.0,
     reference=None,
+    blend: str = "replace",
 ) -> np.ndarray:
     """Blend ``edited`` (the aligned crop after editing) back into ``region``; returns (H, W, 4) uint8.
 
     ``edited`` is a uint8 (h, w, 3|4) array, or a float image in [-1, 1]: a torch tensor (3, h, w) /
     (1, 3, h, w) or a numpy (h, w, 3) array; any resolution (it is treated as the crop, rescaled).
-    ``reference``, in the same forms, is the unedited reconstruction used to fit the colour match."""
+    ``reference``, in the same forms, is the unedited reconstruction used to fit the colour match.
+
+    ``blend="replace"`` puts the render itself into the region. ``blend="delta"`` adds only the
+    edit, ``edited - reference``, to the original pixels: the region keeps all the detail the
+    generator cannot reproduce (brush strokes, texture, identity) and sliders at zero change
+    nothing. Delta mode needs ``reference`` and ignores the colour match (a difference has no cast)."""
     if alignment.region_size != (region.height, region.width):
         raise InputError(
             f"the alignment was made for a {alignment.region_size[1]} × {alignment.region_size[0]} region, "
@@ -66,8 +75,17 @@ def paste_back(
         raise InputError(f"feather must be between 0 and 0.5 of the crop side (got {feather!r})")
     if not np.isfinite(color_strength) or not 0.0 <= color_strength <= 1.0:
         raise InputError(f"color_strength must be between 0 and 1 (got {color_strength!r})")
+    if blend not in BLEND_MODES:
+        raise InputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
     src = _edited_to_tensor(edited)  # (3, h, w) float32 in [0, 255]
     ref = None if reference is None else _edited_to_tensor(reference, "reference")
+    delta = blend == "delta"
+    if delta:
+        if ref is None:
+            raise InputError("blend='delta' needs the unedited reference render")
+        if ref.shape != src.shape:
+            ref = warp.resize_float(ref, src.shape[2], src.shape[1])
+        src = src - ref  # the edit alone, signed
     out = region.rgba.copy()
     box = _paste_box(region, alignment, use_face_mask)
     if box is None:
@@ -86,6 +104,14 @@ def paste_back(
         if scale > 1.0:
             src = warp.resize_float(src, max(1, round(w / scale)), max(1, round(h / scale)))
         patch = out[y0:y1, x0:x1, :3]
+        orig = torch.from_numpy(patch).permute(2, 0, 1).float()
+        if delta:
+            # bilinear: a convex combination, so the change never overshoots the edit (no ringing)
+            change = warp.grid_sample(src, grid, "bilinear", "border")  # (3, bh, bw), signed
+            blended = orig.add_(change.mul_(weight[None])).clamp_(0.0, 255.0).round_().to(torch.uint8)
+            keep = (weight <= 0).numpy()
+            np.copyto(patch, blended.permute(1, 2, 0).numpy(), where=~keep[..., None])
+            return out
         if color_match and color_strength > 0:
             correction = _colour_correction(src if ref is None else ref, grid, patch, weight, color_strength)
             if correction is not None:
@@ -93,7 +119,6 @@ def paste_back(
                 a, b = correction
                 src = torch.addmm(b[:, None], a, src.reshape(3, -1)).reshape(src.shape).clamp_(0.0, 255.0)
         new = warp.grid_sample(src, grid, "bicubic", "border").clamp_(0.0, 255.0)  # (3, bh, bw)
-        orig = torch.from_numpy(patch).permute(2, 0, 1).float()
         blended = torch.lerp(orig, new, weight[None]).clamp_(0.0, 255.0).round_().to(torch.uint8)
         keep = (weight <= 0).numpy()
 

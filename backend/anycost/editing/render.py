@@ -1,15 +1,19 @@
 """Render costs: which sub-generator (resolution × channels) draws an image.
 
 A cost is written ``full``, ``preview``, ``RES`` (``256``), ``RATIO`` (``0.5``) or
-``RES:RATIO`` (``256:0.5``). ``preview`` means the richest sub-generator whose render time,
-measured on this machine, fits the preview latency budget (``pick_preview_cost``).
+``RES:RATIO`` (``256:0.5``). ``preview`` means the sub-generator chosen for the preview latency
+budget on this machine (``pick_preview``): the searched configuration for that budget when a
+search table is given or cached (``anycost.search``), else the richest uniform sub-generator
+whose measured render time fits (``pick_preview_cost``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +21,9 @@ from ..errors import InputError
 from ..models.channels import STANDARD_RATIOS
 from ..models.flops import count_flops
 from ..models.generator import Generator
+
+if TYPE_CHECKING:
+    from ..search.table import SearchTable
 
 DEFAULT_PREVIEW_BUDGET_MS = 150.0
 
@@ -32,8 +39,8 @@ class Cost:
             ch = "1.0"
         elif isinstance(self.channels, float):
             ch = f"{self.channels:g}"
-        else:
-            ch = "flexible"
+        else:  # distinct per configuration: labels key caches of renders and timings
+            ch = "flexible-" + hashlib.sha1(",".join(map(str, self.channels)).encode()).hexdigest()[:8]
         return f"{res}:{ch}"
 
     def check(self, G: Generator) -> Cost:
@@ -116,3 +123,41 @@ def pick_preview_cost(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS
         else:
             break
     return best or candidate_costs(G)[0]
+
+
+@dataclass(frozen=True)
+class PreviewChoice:
+    """The preview sub-generator and why: where it came from and what it costs on this machine."""
+
+    cost: Cost
+    budget_ms: float
+    source: str  # 'uniform' (measured ratios), 'search' (a searched table) or 'table' (a published table)
+    measured_ms: float | None = None  # median whole-render time when it was chosen
+    predicted_ms: float | None = None  # from the latency model of the search
+    psnr: float | None = None  # consistency with the full generator, from the search
+    flops: int | None = None
+
+    def describe(self) -> dict:
+        """Plain fields for logs and the service's welcome message."""
+        return {"source": self.source, "measured_ms": _round(self.measured_ms),
+                "predicted_ms": _round(self.predicted_ms), "psnr": _round(self.psnr), "flops": self.flops,
+                "channels": list(self.cost.channels) if isinstance(self.cost.channels, tuple) else None}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
+
+
+def pick_preview(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
+                 table: SearchTable | None = None) -> PreviewChoice:
+    """The preview sub-generator for ``budget_ms``: from ``table`` when one of its entries fits the
+    budget on this machine now, else the uniform measurement of ``pick_preview_cost``."""
+    if table is not None:
+        from ..search.preview import pick_from_table
+
+        choice = pick_from_table(G, table, budget_ms)
+        if choice is not None:
+            return choice
+    cost = pick_preview_cost(G, budget_ms)
+    return PreviewChoice(cost, budget_ms, "uniform", measured_ms=measure_cost_ms(G, cost),
+                         flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]))

@@ -27,10 +27,10 @@ from ..io.modelfile import is_safetensors, read_model
 from ..models.encoder import Encoder
 from ..models.generator import Generator
 from .align import Alignment, align_face
-from .paste import paste_back
+from .paste import BLEND_MODES, paste_back
 from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
 from .region import Region
-from .render import DEFAULT_PREVIEW_BUDGET_MS, FULL, Cost, parse_cost, pick_preview_cost
+from .render import DEFAULT_PREVIEW_BUDGET_MS, FULL, Cost, PreviewChoice, parse_cost, pick_preview
 
 
 class Editor:
@@ -38,7 +38,8 @@ class Editor:
 
     def __init__(self, model: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
                  preview_budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS, use_lpips: bool = True,
-                 directions: str | os.PathLike | None = None):
+                 directions: str | os.PathLike | None = None, search_table: str | os.PathLike | None = None,
+                 use_search_cache: bool = True, blend: str = "delta"):
         from ..registry import DEFAULT_MODEL, KNOWN_MODELS, resolve_model
 
         name = DEFAULT_MODEL if model is None else model
@@ -59,9 +60,20 @@ class Editor:
             self.directions = DirectionSet()
         self.name = str(self.info.get("name", Path(self.path).stem))
         self.preview_budget_ms = preview_budget_ms
+        if blend not in BLEND_MODES:
+            raise InputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
+        # "delta" adds only the edit to the original pixels (keeps detail the generator cannot
+        # reproduce); "replace" pastes the render itself.
+        self.blend = blend
         self.projection = ProjectionSettings(use_lpips=use_lpips)
         self._projector = Projector(self.generator, self.encoder, settings=self.projection)
-        self._preview_cost: Cost | None = None
+        self._preview: PreviewChoice | None = None
+        self.use_search_cache = use_search_cache
+        self.search_table = None
+        if search_table is not None:
+            from ..search.table import SearchTable
+
+            self.search_table = SearchTable.load(search_table).check_fits(self.generator)
         if directions is not None:
             self.load_directions(directions)
 
@@ -79,18 +91,41 @@ class Editor:
         return loaded
 
     def preview_cost(self) -> Cost:
-        """The sub-generator that fits the preview budget on this machine (measured once)."""
-        if self._preview_cost is None:
-            self._preview_cost = pick_preview_cost(self.generator, self.preview_budget_ms)
-        return self._preview_cost
+        """The sub-generator that fits the preview budget on this machine (chosen once)."""
+        return self.preview_choice().cost
+
+    def preview_choice(self) -> PreviewChoice:
+        """The preview sub-generator and its measured time: from the search table given, else from a
+        table searched for this budget on this machine (cached by ``anycost search``), else the
+        richest uniform ratio that fits."""
+        if self._preview is None:
+            table = self.search_table
+            if table is None and self.use_search_cache:
+                from ..search.preview import cached_table
+
+                cached = cached_table(self.generator)
+                table = cached if cached is not None and cached.has_budget(self.preview_budget_ms) else None
+            self._preview = pick_preview(self.generator, self.preview_budget_ms, table)
+        return self._preview
+
+    def set_preview(self, choice: PreviewChoice) -> None:
+        """Switch previews to another sub-generator (e.g. when a background search finishes)."""
+        choice.cost.check(self.generator)
+        self._preview = choice
 
     def cost(self, spec: str | Cost | None) -> Cost:
         if spec is None or spec == "full":
             return FULL
         if isinstance(spec, Cost):
             return spec.check(self.generator)
-        if str(spec).strip().lower() == "preview":
+        text = str(spec).strip().lower()
+        if text == "preview":
             return self.preview_cost()
+        if text.endswith(":flexible"):  # how a searched preview is reported; accepted back
+            p = self.preview_cost()
+            if isinstance(p.channels, tuple) and text == f"{p.res or self.generator.resolution}:flexible":
+                return p
+            raise InputError(f"{spec!r} is not the current preview sub-generator; ask for 'preview'")
         return parse_cost(str(spec), self.generator)
 
     def open(self, image: Region | str | os.PathLike | np.ndarray, mask: np.ndarray | str | os.PathLike | None = None,
@@ -238,16 +273,23 @@ class EditSession:
         return self._references[key]
 
     def composite(self, image: torch.Tensor, *, color_match: bool = True, feather: float | None = None,
-                  reference: torch.Tensor | None = None) -> np.ndarray:
-        """Paste an aligned render back into the region: RGBA (H, W, 4) uint8 of the region's size."""
-        kw = {} if feather is None else {"feather": feather}
-        ref = None if reference is None or not color_match else reference[0].detach().cpu()
-        return paste_back(self.region, self.alignment, image[0].detach().cpu(), color_match=color_match,
-                          reference=ref, **kw)
+                  reference: torch.Tensor | None = None, blend: str | None = None) -> np.ndarray:
+        """Paste an aligned render back into the region: RGBA (H, W, 4) uint8 of the region's size.
 
-    def result(self, cost: str | Cost | None = "full", *, color_match: bool = True) -> np.ndarray:
+        ``blend`` defaults to the editor's; "delta" needs ``reference`` (the unedited render at the
+        same cost)."""
+        kw = {} if feather is None else {"feather": feather}
+        mode = blend or self.editor.blend
+        use_ref = reference is not None and (color_match or mode == "delta")
+        ref = reference[0].detach().cpu() if use_ref else None
+        return paste_back(self.region, self.alignment, image[0].detach().cpu(), color_match=color_match,
+                          reference=ref, blend=mode, **kw)
+
+    def result(self, cost: str | Cost | None = "full", *, color_match: bool = True,
+               blend: str | None = None) -> np.ndarray:
         """Render at ``cost`` (full by default) and paste back: what Apply puts on the canvas."""
         c = self.editor.cost(cost)
-        ref = self.reference(c) if color_match else None
-        return self.composite(self.render(c), color_match=color_match, reference=ref)
+        mode = blend or self.editor.blend
+        ref = self.reference(c) if color_match or mode == "delta" else None
+        return self.composite(self.render(c), color_match=color_match, reference=ref, blend=mode)
 

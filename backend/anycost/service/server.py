@@ -19,6 +19,7 @@ from anycost_client import protocol as P
 from anycost_client.protocol import Message, ProtocolError, ReplayGuard, decode, encode, error_message
 
 from .. import __version__
+from ..editing.paste import BLEND_MODES
 from ..errors import InputError
 from .auth import is_loopback_endpoint, write_connection_file
 from .limits import RateLimiter, ServiceLimits
@@ -62,6 +63,7 @@ class Server:
         self._auth = None
         self.started = time.time()
         self.messages = 0
+        self.preview_search = None  # a PreviewSearch running for the preview budget, if any
         from ..editing.render import candidate_costs
 
         # every uniform sub-generator a client may ask for as 'quality', cheapest first
@@ -248,7 +250,9 @@ class Server:
             return
         ed = self.editor
         G = ed.generator
-        preview = ed.preview_cost()
+        choice = ed.preview_choice()
+        preview = choice.cost
+        detail = choice.describe()
         directions = {n: {"range": list(d.slider_range)} for n, d in ed.directions.items()}
         welcome = Message("welcome", {
             "server": f"anycost {__version__}",
@@ -257,7 +261,13 @@ class Server:
                         "face": ed.is_face_model, "encoder": ed.encoder is not None}],
             "directions": directions,
             "costs": {"preview": cost_spec(preview, G), "full": f"{G.resolution}:1",
-                      "preview_budget_ms": ed.preview_budget_ms, "levels": self._levels},
+                      "preview_budget_ms": ed.preview_budget_ms, "levels": self._levels,
+                      # how the preview was chosen and what it costs here (it may change once a
+                      # background search finishes; previews carry the cost they were rendered at)
+                      "preview_ms": detail["measured_ms"], "preview_source": detail["source"],
+                      "preview_predicted_ms": detail["predicted_ms"], "preview_psnr": detail["psnr"],
+                      "preview_flops": detail["flops"], "preview_channels": detail["channels"],
+                      "preview_search": self.preview_search.state if self.preview_search else "off"},
             "limits": self.limits.describe(),
             "session_timeout": self.config.session_timeout,
         }, request_id=msg.request_id, version=common[-1])
@@ -300,6 +310,9 @@ class Server:
         steps = options.get("refine_steps", 0)
         if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps <= 10_000:
             raise InputError("refine_steps must be an integer in 0..10000")
+        blend = options.get("blend")
+        if blend is not None and blend not in BLEND_MODES:
+            raise InputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
         budget = options.get("time_budget")
         if budget is not None and not (isinstance(budget, int | float) and math.isfinite(budget) and budget >= 0):
             raise InputError("time_budget must be a non-negative number of seconds")

@@ -169,8 +169,10 @@ class RenderWorker(threading.Thread):
             now = time.monotonic()
             fields = {"stage": stage, "step": step.step, "steps": steps, "psnr": round(step.psnr, 3)}
             frames = []
-            if step.step == 0 or step.final or now - last_frame >= PROGRESS_FRAME_INTERVAL:
-                rgba = es.composite(step.image, reference=None, color_match=False)
+            # In delta mode the canvas keeps the original until an edit is made: no progress frames.
+            show = self._blend(s) == "replace"
+            if show and (step.step == 0 or step.final or now - last_frame >= PROGRESS_FRAME_INTERVAL):
+                rgba = es.composite(step.image, reference=None, color_match=False, blend="replace")
                 box = changed_box(rgba, region.rgba)
                 if box is not None:
                     x, y, w, h = box
@@ -196,10 +198,13 @@ class RenderWorker(threading.Thread):
         log("info", "session_ready", sid=s.sid, refine_steps=0 if last is None else last.step,
             psnr=None if last is None else round(last.psnr, 2))
 
+    def _blend(self, s: Session) -> str:
+        return str(s.open_request.options.get("blend") or self.editor.blend)
+
     def _render_pasted(self, s: Session, cost) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         es = s.edit
         img = es.render(cost)
-        rgba = es.composite(img, reference=es.reference(cost))
+        rgba = es.composite(img, reference=es.reference(cost), blend=self._blend(s))
         return rgba, changed_box(rgba, es.region.rgba)
 
     def _preview(self, s: Session, req: EditRequest) -> None:

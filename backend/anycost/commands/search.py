@@ -1,0 +1,153 @@
+"""``anycost search``: find the most faithful sub-generators within latency budgets on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import InputError
+from .common import add_device, resolve_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="search sub-generators for latency budgets measured on this machine",
+        description="Time every layer of the model on this machine (cached per model and machine), then run an "
+                    "evolutionary search per budget for the sub-generator (output resolution and per-layer widths) "
+                    "most consistent with the full generator whose predicted render time fits. The table is cached, "
+                    "so 'anycost serve' and 'anycost edit --cost preview' use it for the same budget; -o writes a "
+                    "copy for --search-table.")
+    p.add_argument("--model", default=None, help="model name or file (default: the shipped demo model)")
+    p.add_argument("--budget-ms", required=True, metavar="MS[,MS…]",
+                   help="render-time budgets in milliseconds, comma-separated (e.g. 40,80,160)")
+    p.add_argument("-o", "--output", default=None, help="also write the table to this JSON file")
+    p.add_argument("--directions", default=None, help="extra direction file: edited latents are scored too")
+    add_device(p)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice, as 'anycost serve' renders with)")
+    p.add_argument("--space", choices=["auto", "flexible", "uniform", "full"], default="auto",
+                   help="per-layer widths (flexible), one ratio (uniform) or resolution only (full); "
+                        "default: what the model was trained for")
+    p.add_argument("--min-res", type=int, default=None, help="lowest output resolution searched "
+                                                               "(default: max(32, resolution/8))")
+    p.add_argument("--max-res", type=int, default=None, help="highest output resolution searched (default: full)")
+    p.add_argument("--population", type=int, default=24)
+    p.add_argument("--generations", type=int, default=10)
+    p.add_argument("--parents", type=int, default=8)
+    p.add_argument("--latents", type=int, default=8, help="latents scored during the search (default 8)")
+    p.add_argument("--validation-latents", type=int, default=16,
+                   help="latents the best few are scored on before one is chosen (default 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-limit", type=float, default=None, help="seconds; the best found so far is kept")
+    p.add_argument("--remeasure", action="store_true", help="time the layers again instead of using the cache")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    p.add_argument("--no-lpips", action="store_true", help="score by PSNR only")
+    p.add_argument("--nice", type=int, default=0,
+                   help="lower this process's CPU priority by N once the layers are timed (for background runs: "
+                        "timing needs the CPU the way renders get it, the search does not)")
+    p.add_argument("--no-final-timing", action="store_true",
+                   help="do not time the chosen sub-generators with whole renders (the table then holds "
+                        "predicted times only; the service times an entry before using it)")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit as soon as process PID is no longer this one's parent (background runs)")
+    p.add_argument("--quiet", action="store_true", help="print only the result table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..search.evolution import EvolutionSettings, SearchSettings
+    from ..search.run import load_model, run_search
+    from ..search.table import parse_budgets
+
+    budgets = parse_budgets(args.budget_ms)
+    for name in ("population", "generations", "parents", "latents", "validation_latents"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.parents > args.population:
+        raise InputError("--parents cannot exceed --population")
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise InputError("--time-limit must be positive")
+    if args.nice < 0:
+        raise InputError("--nice must be 0 or more (it only lowers the priority)")
+    if args.parent_pid is not None:
+        _exit_with_parent(args.parent_pid)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    out = None
+    if args.output:
+        from pathlib import Path
+
+        out = Path(args.output)
+        if out.suffix.lower() != ".json":
+            raise InputError(f"-o must name a .json file, got {out}")
+        if out.is_dir():
+            raise InputError(f"-o {out} is a directory")
+    m = load_model(args.model, resolve_device(args.device), args.directions)
+    for r in (args.min_res, args.max_res):
+        if r is not None and r not in m.G.resolutions:
+            raise InputError(f"--min-res/--max-res must be one of {m.G.resolutions} for this model")
+    settings = SearchSettings(
+        evolution=EvolutionSettings(population=args.population, generations=args.generations, parents=args.parents,
+                                    seed=args.seed),
+        latents=args.latents, validation_latents=args.validation_latents, time_limit=args.time_limit)
+    say = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    try:
+        result, latency, check = run_search(m, budgets, settings=settings,
+                                            space_kind=None if args.space == "auto" else args.space,
+                                            min_res=args.min_res, max_res=args.max_res, use_lpips=not args.no_lpips,
+                                            cache=not args.no_cache, remeasure=args.remeasure,
+                                            measure=not args.no_final_timing,
+                                            after_timing=(lambda: os.nice(args.nice)) if args.nice else None,
+                                            progress=say)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    if check is not None and say:
+        s = check.summary()
+        which = "other" if latency.check.get("held_out") else "the fitted (the space is small)"
+        say(f"latency predictor: median error {100 * s['median_rel_error']:.1f} %, 90th percentile "
+            f"{100 * s['p90_rel_error']:.1f} % on {s['n']} {which} renders")
+    cached = result.table.path
+    print(format_table(result.table))
+    if out is not None:
+        result.table.save(out)
+        print(f"table written to {out}")
+    if cached is not None and not args.no_cache:
+        print(f"cached as {cached}")
+    if len(result.table.entries) < len(budgets):
+        print("some budgets could not be met: even the cheapest sub-generator is predicted slower", file=sys.stderr)
+    return 0
+
+
+def _exit_with_parent(pid: int) -> None:
+    """A background search must not outlive the service that started it (even one killed outright)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(1.0)
+        os._exit(3)
+
+    if os.getppid() != pid:
+        raise InputError(f"--parent-pid {pid} is not this process's parent")
+    threading.Thread(target=watch, name="anycost-parent-watch", daemon=True).start()
+
+
+def format_table(table) -> str:
+    rows = [f"{'budget':>8} {'sub-generator':>16} {'pred ms':>8} {'meas ms':>8} {'PSNR':>7} {'GFLOP':>7}  "
+            f"{'best uniform':>12} {'PSNR':>7}"]
+    for key, e in table.entries.items():
+        meas = f"{e.measured_ms:8.1f}" if e.measured_ms is not None else f"{'-':>8}"
+        base = e.baseline or {}
+        bl = base.get("label", "-")
+        bp = f"{base['psnr']:7.2f}" if base.get("psnr") is not None else f"{'-':>7}"
+        rows.append(f"{key:>8} {e.label():>16} {e.predicted_ms or 0:8.1f} {meas} {e.psnr or 0:7.2f} "
+                    f"{(e.flops or 0) / 1e9:7.2f}  {bl:>12} {bp}")
+        if e.ratio is None:
+            rows.append(f"{'':>8} widths {','.join(map(str, e.channels))}")
+    return "\n".join(rows)
