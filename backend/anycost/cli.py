@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "search",
     "serve",
     "client",
+    "install",
 ]
 
 

@@ -1,0 +1,215 @@
+"""Installing the GIMP 3 plug-in: ``anycost install gimp [--plug-ins-dir DIR]`` / ``anycost uninstall gimp``.
+
+What goes where (``<plug-ins>`` is GIMP's user plug-ins folder, e.g. ``~/.config/GIMP/3.0/plug-ins``)::
+
+    <plug-ins>/anycost_face_edit/anycost_face_edit.py    the plug-in, executable
+    <plug-ins>/anycost_face_edit/face_edit_*.py          its modules
+    <plug-ins>/anycost_face_edit/anycost_client/         the client package
+    <plug-ins>/anycost_face_edit/vendor/cpXY-PLATFORM/   pyzmq + msgpack, where GIMP bundles its Python
+
+GIMP 3 registers a Python plug-in only as ``NAME/NAME.py`` with the folder named like the file and
+the file executable. The plug-in runs under GIMP's Python, which cannot see this environment, so the
+client package is copied beside it. Linux distributions' GIMP runs plug-ins with the system
+``python3`` (pyzmq and msgpack come from the distribution: ``python3-zmq``, ``python3-msgpack``); the
+Windows and macOS builds bundle their own Python, for which pyzmq and msgpack wheels are vendored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .wheels import Target, WheelError, host_target, vendor
+
+PLUGIN = "anycost_face_edit"
+REPO = Path(__file__).resolve().parents[2]
+GIMP_VERSION_DIR = "3.0"
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+
+
+class InstallError(Exception):
+    """The plug-in cannot be installed or removed; the message says why."""
+
+
+@dataclass
+class InstallReport:
+    plugin_dir: Path
+    vendored: list[str] = field(default_factory=list)
+    python_version: str = ""
+    python_source: str = ""
+    backend_command: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def plugin_sources() -> tuple[Path, Path]:
+    """(plug-in folder, client package) in this checkout."""
+    folder = REPO / "plugin" / "gimp" / PLUGIN
+    client = REPO / "plugin" / "anycost_client"
+    for p in (folder / f"{PLUGIN}.py", client / "protocol.py"):
+        if not p.is_file():
+            raise InstallError(f"{p} is missing: run the installer from the project's checkout (pip install -e .)")
+    return folder, client
+
+
+# ------------------------------------------------------------------------------------ locations
+def default_plug_ins_dir(platform: str = sys.platform, env: Mapping[str, str] | None = None,
+                         home: Path | None = None) -> Path:
+    """The user's GIMP 3 plug-ins folder (``$GIMP3_DIRECTORY`` overrides GIMP's whole user folder)."""
+    env = os.environ if env is None else env
+    home = Path.home() if home is None else home
+    if env.get("GIMP3_DIRECTORY"):
+        return Path(env["GIMP3_DIRECTORY"]) / "plug-ins"
+    if platform == "win32":
+        base = Path(env.get("APPDATA") or home / "AppData" / "Roaming")
+    elif platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    return base / "GIMP" / GIMP_VERSION_DIR / "plug-ins"
+
+
+def bundles_python(platform: str = sys.platform) -> bool:
+    """Whether GIMP's official builds on this platform run plug-ins under their own Python."""
+    return platform in ("win32", "darwin")
+
+
+def _gimp_roots(platform: str) -> list[Path]:
+    if platform == "win32":
+        roots = [Path(os.environ[v]) / "GIMP 3" for v in ("ProgramFiles", "ProgramW6432") if os.environ.get(v)]
+        if os.environ.get("LOCALAPPDATA"):
+            roots.append(Path(os.environ["LOCALAPPDATA"]) / "Programs" / "GIMP 3")
+        return roots
+    if platform == "darwin":
+        return [Path("/Applications/GIMP.app"), Path.home() / "Applications" / "GIMP.app"]
+    return []
+
+
+def detect_gimp_python(gimp: str | os.PathLike | None = None, platform: str = sys.platform) -> tuple[str, str] | None:
+    """(Python version, where it was seen) of the Python bundled with the GIMP at ``gimp`` (its install
+    folder, ``GIMP.app`` or binary), or with GIMP in the usual places; None when none is found."""
+    roots = [Path(gimp).parent.parent if Path(gimp).is_file() else Path(gimp)] if gimp else _gimp_roots(platform)
+    patterns = ("lib/python3.*", "bin/python3.*.exe", "bin/libpython3.*.dll", "Contents/Resources/lib/python3.*",
+                "Contents/Frameworks/Python.framework/Versions/3.*", "Contents/Frameworks/libpython3.*.dylib")
+    for root in roots:
+        for pattern in patterns:
+            versions = sorted({int(m.group(1)) for hit in glob.glob(str(root / pattern))
+                               if (m := re.search(r"(?:python|Versions/)3\.?(\d{1,2})", hit.replace("\\", "/")))})
+            if versions:
+                return f"3.{versions[-1]}", str(root)
+    return None
+
+
+def _system_python_has_deps() -> bool | None:
+    """Whether the system python3 (what GIMP runs plug-ins with on Linux) imports zmq and msgpack;
+    None where there is no python3 to ask."""
+    python = shutil.which("python3", path="/usr/bin:/usr/local/bin:/bin")
+    if python is None:
+        return None
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    try:
+        done = subprocess.run([python, "-I", "-c", "import zmq, msgpack"], env=env, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.returncode == 0
+
+
+def default_backend_command() -> list[str]:
+    """The backend as installed next to this installer: this Python running ``anycost serve``."""
+    return [sys.executable, "-m", "anycost", "serve"]
+
+
+# ------------------------------------------------------------------------------------ install
+def install(plug_ins_dir: str | os.PathLike | None = None, *, vendor_wheels: bool | None = None,
+            python_version: str | None = None, platform: str | None = None, gimp: str | os.PathLike | None = None,
+            wheel_dir: str | os.PathLike | None = None, download: bool = True,
+            backend_command: list[str] | None = None, log: Callable[[str], None] = print) -> InstallReport:
+    """Copy the plug-in and the client package into ``plug_ins_dir/anycost_face_edit`` (an earlier
+    install is replaced in one rename) and record the backend command the plug-in starts when no
+    backend runs.
+
+    ``vendor_wheels`` (default: where GIMP bundles its Python, i.e. Windows and macOS) unpacks pyzmq
+    and msgpack for ``python_version`` (default: detected from the GIMP at ``gimp`` or in the usual
+    places) on ``platform`` (a wheel platform key such as ``win_amd64``; default: this machine's)."""
+    folder, client = plugin_sources()
+    target_dir = Path(plug_ins_dir) if plug_ins_dir is not None else default_plug_ins_dir()
+    dest = target_dir / PLUGIN
+    wheel_platform = platform or host_target().platform
+    if vendor_wheels is None:
+        vendor_wheels = bundles_python(sys.platform) if platform is None else not wheel_platform.startswith("linux")
+    report = InstallReport(dest)
+    target = None
+    if vendor_wheels:
+        report.python_version, report.python_source = python_version or "", "--python-version"
+        if not python_version:
+            found = detect_gimp_python(gimp)
+            if found is None:
+                raise InstallError("cannot find GIMP's bundled Python to vendor pyzmq and msgpack for it: no GIMP 3 "
+                                   f"found{' at ' + str(gimp) if gimp else ' in the usual places'}. Pass --gimp "
+                                   "with GIMP's install folder, or --python-version (GIMP's Python-Fu console "
+                                   "shows it: Filters ▸ Development ▸ Python-Fu ▸ Console)")
+            report.python_version, report.python_source = found
+        target = Target(report.python_version, wheel_platform)
+
+    staging = target_dir / f".{PLUGIN}.installing"
+    old = target_dir / f".{PLUGIN}.old"
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        shutil.copytree(folder, staging, ignore=IGNORE)
+        shutil.copytree(client, staging / "anycost_client", ignore=IGNORE)
+        main = staging / f"{PLUGIN}.py"
+        main.chmod(main.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        if target is not None:
+            out = vendor(target, staging / "vendor", wheel_dir=Path(wheel_dir) if wheel_dir else None,
+                         download=download, log=log)
+            report.vendored = sorted(p.name for p in out.iterdir())
+        report.backend_command = list(backend_command or default_backend_command())
+        (staging / "INSTALL.json").write_text(json.dumps({
+            "installed": datetime.datetime.now().isoformat(timespec="seconds"),
+            "python": report.python_version or None, "vendor": target.key if target else None,
+            "backend_command": report.backend_command}, indent=2) + "\n", encoding="utf-8")
+        if dest.exists():
+            dest.rename(old)
+        staging.rename(dest)
+    except WheelError as e:
+        raise InstallError(str(e)) from e
+    except OSError as e:
+        raise InstallError(f"cannot install the GIMP plug-in into {target_dir}: {e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+    from anycost_client.backend_launcher import save_config
+
+    save_config({"backend_command": report.backend_command})
+    if target is None and sys.platform.startswith("linux") and _system_python_has_deps() is False:
+        report.notes.append("the system python3, which GIMP runs plug-ins with, cannot import zmq and msgpack: "
+                            "install them (Debian/Ubuntu: apt install python3-zmq python3-msgpack; Fedora: dnf "
+                            "install python3-zmq python3-msgpack), or re-run with --vendor --python-version X.Y "
+                            "for a GIMP with its own Python (Flatpak, AppImage)")
+    return report
+
+
+def uninstall(plug_ins_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the installed plug-in folder; returns what was removed."""
+    dest = (Path(plug_ins_dir) if plug_ins_dir is not None else default_plug_ins_dir()) / PLUGIN
+    if not dest.exists():
+        return []
+    if not (dest / f"{PLUGIN}.py").is_file():
+        raise InstallError(f"{dest} does not look like this plug-in (no {PLUGIN}.py); not removing it")
+    try:
+        shutil.rmtree(dest)
+    except OSError as e:
+        raise InstallError(f"cannot remove {dest}: {e}") from e
+    return [dest]

@@ -1,0 +1,859 @@
+"""The host-neutral logic of the face-edit dialog: the backend link and one edit.
+
+No GUI toolkit here. A host plugin supplies three small things:
+
+- an ``EventLoop``: watch a file descriptor, call a function later (Qt: ``QSocketNotifier`` and
+  ``QTimer``; GTK: ``GLib.io_add_watch`` and ``GLib.timeout_add``) and calls ``tick()`` every ~250 ms;
+- a ``Canvas``: show a preview on the canvas, write the result, remove every trace of previews;
+- a ``Region`` (``regions.Region``): the pixels to edit, already in RGBA8.
+
+``BackendLink`` (one per host process) finds the running backend through its connection file, or
+starts the configured backend command, keeps the connection alive, restarts a backend it started
+if that one dies, and finds a new one if an external backend comes back elsewhere.
+
+``EditController`` (one per dialog) holds the state the dialog shows: slider values, the preview
+quality, the projection's progress, the preview latency. It sends edits (latest wins on the
+backend), draws previews through the canvas, commits and writes the result on Apply, removes
+previews on Cancel. When the backend is lost it says so and, once a backend answers again, replays
+its state: it reopens the session with the region it kept and resends the sliders (or the commit),
+so the dialog loses nothing.
+
+Everything runs on the host's main thread; nothing here blocks.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import protocol as P
+from .backend_launcher import BackendLauncher, LaunchError, configured_command, parse_command
+from .connection import Connection, SessionState, Status
+from .connection_file import ConnectionFileError, find_connection_file, read_connection_file
+from .protocol import Message
+from .regions import Region, paste_box
+
+__all__ = [
+    "AUTO",
+    "BackendLink",
+    "Canvas",
+    "EditController",
+    "EventLoop",
+    "LinkSettings",
+    "LinkState",
+    "Phase",
+    "PreviewFrame",
+    "SliderSpec",
+    "edit_layer_name",
+]
+
+log = logging.getLogger("anycost.plugin")
+
+AUTO = "auto"  # preview quality: the backend picks the sub-generator that fits its latency budget
+
+
+class EventLoop(Protocol):
+    def watch(self, fd: int, callback: Callable[[], None]) -> Any:
+        """Call ``callback`` when ``fd`` becomes readable; returns a token for ``unwatch``."""
+
+    def unwatch(self, token: Any) -> None: ...
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> None: ...
+
+
+class Canvas(Protocol):
+    """The host's side of an edit: everything that touches the document."""
+
+    def show_preview(self, frame: PreviewFrame) -> None:
+        """Draw ``frame`` (pixels of ``frame.box``, RGBA8, region coordinates) on the canvas; pixels of
+        ``frame.previous_box`` outside the new box go back to the original."""
+
+    def write_result(self, rgba: bytes, name: str) -> None:
+        """Write the whole region's final pixels (RGBA8) as a new layer called ``name``, as one undo
+        step, and remove the preview."""
+
+    def discard(self) -> None:
+        """Remove every trace of previews; the document is as it was before the dialog opened."""
+
+
+# ---------------------------------------------------------------------------------------- the link
+class LinkState(str, enum.Enum):
+    IDLE = "idle"
+    STARTING = "starting"  # launched the backend command, waiting for it to listen
+    CONNECTING = "connecting"  # connection file found, waiting for the welcome
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # the backend went silent; retrying, restarting or looking for another
+    FAILED = "failed"  # nothing to connect to; ``message`` says what to do
+
+
+@dataclass
+class LinkSettings:
+    backend_command: str | list[str] | None = None  # None: $ANYCOST_BACKEND_COMMAND or plugin.json
+    backend_args: list[str] = field(default_factory=list)  # extra options for a started backend
+    connection_file: str | None = None  # a specific backend (e.g. a shared workstation); else find one
+    endpoint: str | None = None  # overrides the connection file's address
+    host: str = "plugin"  # names the files of a backend this host starts
+    client_name: str = "anycost-plugin"
+    start_timeout: float = 180.0
+    connect_timeout: float = 10.0
+    ping_interval: float = 2.0  # heartbeat when otherwise quiet
+    pong_timeout: float = 6.0  # silence after which the backend counts as lost (> ping_interval)
+    rediscover_every: float = 2.0  # while reconnecting: look for a backend elsewhere this often
+    max_restarts: int = 3  # restarts of a started backend that keeps dying
+    keep_backend: bool = False  # a backend started here outlives this process (one-shot plug-ins, e.g. GIMP's)
+
+
+class BackendLink:
+    """The connection to the backend, shared by every dialog of a host process.
+
+    Listeners (``add_listener``) get ``link_changed(link)`` and ``backend_message(msg)`` calls.
+    """
+
+    def __init__(self, loop: EventLoop, settings: LinkSettings | None = None):
+        self.loop = loop
+        self.settings = settings or LinkSettings()
+        self.state = LinkState.IDLE
+        self.message = "Not connected"
+        self.conn: Connection | None = None
+        self.connection_file: Path | None = None
+        self.launcher: BackendLauncher | None = None
+        self.restarts = 0
+        self.reconnects = 0  # welcomes after the first: listeners replay their state
+        self._listeners: list[Any] = []
+        self._watch: Any = None
+        self._watched: tuple[int, int] | None = None
+        self._deadline = 0.0
+        self._lost_at = 0.0
+        self._next_discovery = 0.0
+        self._had_welcome = False
+
+    # ------------------------------------------------------------------ listeners
+    def add_listener(self, listener: Any) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _set(self, state: LinkState, message: str) -> None:
+        if (state, message) == (self.state, self.message):
+            return
+        self.state, self.message = state, message
+        (log.warning if state in (LinkState.RECONNECTING, LinkState.FAILED) else log.info)(
+            "backend link: %s: %s", state.value, message)
+        for listener in list(self._listeners):
+            listener.link_changed(self)
+
+    @property
+    def welcome(self) -> dict:
+        return dict(self.conn.welcome.fields) if self.conn is not None and self.conn.welcome else {}
+
+    @property
+    def connected(self) -> bool:
+        return self.state == LinkState.CONNECTED
+
+    @property
+    def owns_backend(self) -> bool:
+        return self.launcher is not None and self.launcher.proc is not None
+
+    # ------------------------------------------------------------------ connecting
+    def ensure(self) -> None:
+        """Connect if not connected or trying (a failed link tries again)."""
+        if self.state in (LinkState.IDLE, LinkState.FAILED):
+            self.restarts = 0
+            self._discover(first=True)
+
+    def _find(self) -> Path | None:
+        if self.settings.connection_file:
+            return Path(self.settings.connection_file)
+        try:
+            return find_connection_file()
+        except ConnectionFileError:
+            return None
+
+    def _command(self) -> list[str]:
+        return configured_command(self.settings.backend_command)
+
+    def _discover(self, first: bool = False) -> None:
+        path = self._find()
+        if path is not None:
+            try:
+                self._connect(path)
+                return
+            except ConnectionFileError as e:
+                if self.settings.connection_file:
+                    self._set(LinkState.FAILED, str(e))
+                    return
+        if self.launcher is not None and self.launcher.running():
+            self._set(LinkState.STARTING, "Waiting for the backend to start…")
+            return
+        if not self._command():
+            self._set(LinkState.FAILED, "No Anycost backend is running and no backend command is configured. "
+                                        "Start one with 'anycost serve', or set the backend command in the "
+                                        "plugin's settings.")
+            return
+        self._launch()
+
+    def _launch(self) -> None:
+        cmd = self._command()
+        try:
+            if self.launcher is None or self.launcher.command != parse_command(cmd):
+                self.launcher = BackendLauncher(cmd, host=self.settings.host, extra_args=self.settings.backend_args,
+                                                die_with_host=not self.settings.keep_backend)
+            self.launcher.start()
+        except LaunchError as e:
+            self._set(LinkState.FAILED, str(e))
+            return
+        self._deadline = time.monotonic() + self.settings.start_timeout
+        self._set(LinkState.STARTING, f"Starting the backend (pid {self.launcher.pid})…")
+
+    def _connect(self, path: Path) -> None:
+        info = read_connection_file(path)
+        endpoint = self.settings.endpoint or info["endpoint"]
+        key = info["key_bytes"]
+        if self.conn is not None and (self.conn.endpoint, self.conn.key) == (endpoint, key):
+            return  # the same backend (restarted on its old endpoint): the connection reconnects by itself
+        self._drop_connection()
+        self.connection_file = path
+        self.conn = Connection(endpoint, key, on_message=self._on_message, on_status=self._on_status,
+                               client_name=self.settings.client_name, ping_interval=self.settings.ping_interval,
+                               pong_timeout=self.settings.pong_timeout)
+        self._deadline = time.monotonic() + self.settings.connect_timeout
+        self._rewatch()
+        if self.state != LinkState.RECONNECTING:
+            self._set(LinkState.CONNECTING, f"Connecting to the backend at {endpoint}…")
+
+    def _drop_connection(self) -> None:
+        if self._watch is not None:
+            self.loop.unwatch(self._watch)
+            self._watch, self._watched = None, None
+        if self.conn is not None:
+            self.conn.on_status = None
+            self.conn.close()
+            self.conn = None
+
+    def _rewatch(self) -> None:
+        """(Re-)register the socket's FD: it changes whenever the connection makes a new socket."""
+        conn = self.conn
+        if conn is None or conn.sock is None:
+            return
+        ident = (id(conn), conn.generation)
+        if ident == self._watched:
+            return
+        if self._watch is not None:
+            self.loop.unwatch(self._watch)
+        self._watch = self.loop.watch(conn.fd, self.process_events)
+        self._watched = ident
+
+    # ------------------------------------------------------------------ events
+    def process_events(self) -> None:
+        if self.conn is not None:
+            self.conn.process_events()
+            self._rewatch()
+
+    def _on_status(self, status: Status) -> None:
+        if status == Status.RECONNECTING and self.state == LinkState.CONNECTED:
+            self._lost_at = time.monotonic()
+            self._next_discovery = self._lost_at + self.settings.rediscover_every
+            self._set(LinkState.RECONNECTING, "The backend stopped answering; reconnecting…")
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.type == "welcome":
+            again = self._had_welcome
+            self._had_welcome = True
+            if again:
+                self.reconnects += 1
+            self._set(LinkState.CONNECTED, self._describe())
+        for listener in list(self._listeners):
+            listener.backend_message(msg)
+
+    def _describe(self) -> str:
+        w = self.welcome
+        models = w.get("models") or [{}]
+        owner = f", started by this plugin (pid {self.launcher.pid})" if self.owns_backend and \
+            self.launcher.running() else ""
+        return f"Connected to {w.get('server', 'the backend')}, model {models[0].get('name', '?')}{owner}"
+
+    def tick(self) -> None:
+        """Heartbeats, reconnects, waiting for a starting backend; call every ~250 ms."""
+        now = time.monotonic()
+        if self.conn is not None:
+            self.conn.tick(now)
+            self._rewatch()
+        if self.state == LinkState.STARTING:
+            self._tick_starting(now)
+        elif self.state == LinkState.CONNECTING:
+            if now > self._deadline:
+                self._connect_timed_out()
+        elif self.state == LinkState.RECONNECTING:
+            self._tick_reconnecting(now)
+        elif self.state == LinkState.CONNECTED and self.owns_backend and not self.launcher.running():
+            self._lost_at = now
+            self._next_discovery = now
+            self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {self.launcher.exit_code()}); "
+                                              "restarting it…")
+            self._tick_reconnecting(now)
+
+    def _tick_starting(self, now: float) -> None:
+        assert self.launcher is not None
+        try:
+            path = self.launcher.ready_file()
+        except LaunchError as e:
+            self._set(LinkState.FAILED, str(e))
+            return
+        if path is not None:
+            try:
+                self._connect(path)
+            except ConnectionFileError:
+                return
+            if self.conn is not None and self.conn.welcome is None and self.state == LinkState.STARTING:
+                self._set(LinkState.CONNECTING, "The backend is up; connecting…")
+        elif now > self._deadline:
+            self.launcher.stop()
+            self._set(LinkState.FAILED, f"The backend did not start within {self.settings.start_timeout:g} s; "
+                                        f"see its log {self.launcher.log_file}")
+
+    def _connect_timed_out(self) -> None:
+        endpoint = self.conn.endpoint if self.conn else "?"
+        if self.owns_backend and self.launcher.running():
+            self._deadline = time.monotonic() + self.settings.connect_timeout
+            return  # our own backend is busy starting up; keep waiting
+        if not self.settings.connection_file and self._command() and not self.owns_backend:
+            log.warning("backend at %s does not answer; starting our own", endpoint)
+            self._drop_connection()
+            self._launch()
+            return
+        self._set(LinkState.FAILED, f"The backend at {endpoint} does not answer. Restart it, or remove its stale "
+                                    f"connection file {self.connection_file}.")
+
+    def _tick_reconnecting(self, now: float) -> None:
+        if self.owns_backend and not self.launcher.running():
+            if self.restarts >= self.settings.max_restarts:
+                self._drop_connection()
+                self._set(LinkState.FAILED, f"The backend keeps stopping (restarted {self.restarts} times); see "
+                                            f"its log {self.launcher.log_file}")
+                return
+            self.restarts += 1
+            code = self.launcher.exit_code()
+            try:
+                self.launcher.start()
+            except LaunchError as e:
+                self._set(LinkState.FAILED, str(e))
+                return
+            self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {code}); restarted it (pid "
+                                              f"{self.launcher.pid}), waiting for it…")
+            return
+        if self.owns_backend:
+            try:
+                path = self.launcher.ready_file()
+            except LaunchError:
+                return
+            if path is not None and now >= self._next_discovery:
+                self._next_discovery = now + self.settings.rediscover_every
+                self._connect(path)  # same endpoint and key unless the file changed
+                self._handshake()
+            return
+        if now >= self._next_discovery:
+            self._next_discovery = now + self.settings.rediscover_every
+            if self.conn is not None and self.conn.status == Status.CONNECTED:
+                self._handshake()  # pongs flow again, but from a backend that has not welcomed us
+            path = self._find()
+            if path is not None:
+                try:
+                    self._connect(path)  # a backend elsewhere (new endpoint or key): a fresh connection
+                except ConnectionFileError:
+                    pass
+            elif self._command() and now - self._lost_at > self.settings.pong_timeout:
+                self._launch()
+                if self.state == LinkState.STARTING:
+                    self._set(LinkState.RECONNECTING, "The backend is gone; started a new one…")
+
+    def _handshake(self) -> None:
+        """Say hello on the current socket: ZeroMQ reconnects a socket to a backend restarted on the same
+        endpoint by itself, so pongs may flow before any new welcome."""
+        if self.conn is not None and self.conn.sock is not None:
+            try:
+                self.conn.hello()
+            except Exception as e:
+                log.warning("hello failed: %s", e)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, fn: Callable[[Connection], Any]) -> Any:
+        """Run ``fn(conn)`` (a send); None when there is no connection or its queue is full."""
+        if self.conn is None or self.conn.sock is None:
+            return None
+        try:
+            return fn(self.conn)
+        except Exception as e:  # zmq.Again (queue full) or a socket being replaced: the replay resends
+            log.warning("send failed: %s", e)
+            return None
+
+    def shutdown(self) -> None:
+        """Close the connection and stop a backend this link started (host is closing), unless
+        ``keep_backend`` says it is for the next plug-in process too."""
+        self._drop_connection()
+        if self.launcher is not None and not self.settings.keep_backend:
+            self.launcher.stop()
+        self._set(LinkState.IDLE, "Not connected")
+
+
+# ---------------------------------------------------------------------------------------- one edit
+class Phase(str, enum.Enum):
+    CONNECTING = "connecting"  # waiting for the link
+    OPENING = "opening"  # region sent: alignment and projection
+    READY = "ready"  # sliders move, previews stream
+    APPLYING = "applying"  # full render requested
+    DONE = "done"  # result written
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # this edit cannot go on; ``message`` says why
+
+
+@dataclass(frozen=True)
+class SliderSpec:
+    name: str
+    lo: float
+    hi: float
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
+    @property
+    def neutral(self) -> float:
+        return min(max(0.0, self.lo), self.hi)
+
+
+@dataclass
+class PreviewFrame:
+    seq: int | None
+    box: tuple[int, int, int, int] | None  # region coordinates; None: nothing differs from the region
+    rgba: bytes  # RGBA8 pixels of the box
+    previous_box: tuple[int, int, int, int] | None  # what the canvas showed before
+    cost: str | None = None
+    render_ms: float | None = None
+    latency_ms: float | None = None  # edit sent → preview received
+
+
+def edit_layer_name(sliders: dict[str, float], base: str = "Anycost Face Edit") -> str:
+    """The new layer's name: the edit, e.g. ``Anycost Face Edit (smile +0.60, age -0.30)``."""
+    moved = [f"{k} {v:+.2f}" for k, v in sliders.items() if abs(v) >= 0.005]
+    return f"{base} ({', '.join(moved)})" if moved else base
+
+
+_STAGES = {"align": "Finding the face", "encode": "Encoding the face", "refine": "Refining the projection"}
+
+
+class EditController:
+    """One edit of one region; drive it from the dialog, read its attributes to draw the dialog.
+
+    ``on_change(what)`` is called with ``"status"``, ``"sliders"``, ``"progress"``, ``"preview"``,
+    ``"done"``, ``"cancelled"`` or ``"failed"``.
+    """
+
+    def __init__(self, link: BackendLink, region: Region, canvas: Canvas, *, quality: str = AUTO,
+                 refine_steps: int = 0, align: bool = True, on_change: Callable[[str], None] | None = None,
+                 min_edit_interval: float = 0.02):
+        self.link = link
+        self.region = region
+        self.canvas = canvas
+        self.quality = quality
+        self.refine_steps = refine_steps
+        self.align = align
+        self.on_change = on_change
+        self.min_edit_interval = min_edit_interval
+        self.phase = Phase.CONNECTING
+        self.message = "Connecting to the backend…"
+        self.error: str | None = None  # last non-fatal error, for the status line
+        self.notice: str | None = None  # alignment fallback sentence from the backend
+        self.sliders: dict[str, float] = {}
+        self.specs: dict[str, SliderSpec] = {}
+        self.levels: list[str] = []
+        self.progress: dict[str, Any] = {}
+        self.latency_ms: float | None = None
+        self.render_ms: float | None = None
+        self.preview_cost: str | None = None
+        self.previews_shown = 0
+        self.sessions_opened = 0
+        self.preview_rgba = bytearray(region.rgba)  # the region with the newest preview on top (thumbnail)
+        self.result_name: str | None = None
+        self._state: SessionState | None = None
+        self._sent_at: dict[int, float] = {}
+        self._shown_box: tuple[int, int, int, int] | None = None
+        self._last_edit_at = 0.0
+        self._edit_pending = False
+        self._flush_scheduled = False
+        self._dirty = False  # sliders or quality changed since the last edit sent
+        self._commit_rid: Any = None
+        self._open_epoch = -1  # link.reconnects when the session was opened: a later welcome means a replay
+        link.add_listener(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.link.ensure()
+        self._directions_from(self.link.welcome.get("directions"))
+        self._levels_from(self.link.welcome)
+        if self.link.connected:
+            self._open()
+        else:
+            self.link_changed(self.link)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (Phase.DONE, Phase.CANCELLED, Phase.FAILED)
+
+    def _emit(self, what: str) -> None:
+        if self.on_change is not None:
+            self.on_change(what)
+
+    def _status(self, message: str, phase: Phase | None = None) -> None:
+        if phase is not None:
+            self.phase = phase
+        self.message = message
+        self._emit("status")
+
+    def _fail(self, message: str) -> None:
+        log.error("edit failed: %s", message)
+        self._close_session()
+        self._discard_canvas()
+        self.link.remove_listener(self)
+        self._status(message, Phase.FAILED)
+        self._emit("failed")
+
+    # ------------------------------------------------------------------ sliders and quality
+    def _directions_from(self, directions: Any) -> None:
+        if not isinstance(directions, dict) or not directions:
+            return
+        specs = {}
+        for name, d in directions.items():
+            lo, hi = (d or {}).get("range", (-1.0, 1.0))
+            specs[str(name)] = SliderSpec(str(name), float(lo), float(hi))
+        if specs != self.specs:
+            self.specs = specs
+            self.sliders = {n: min(max(self.sliders.get(n, s.neutral), s.lo), s.hi) for n, s in specs.items()}
+            self._emit("sliders")
+
+    def _levels_from(self, welcome: dict) -> None:
+        levels = (welcome.get("costs") or {}).get("levels") or []
+        self.levels = [str(x) for x in levels]
+
+    def set_slider(self, name: str, value: float) -> None:
+        spec = self.specs.get(name)
+        if spec is None:
+            raise KeyError(f"unknown slider {name!r}")
+        value = min(max(float(value), spec.lo), spec.hi)
+        if self.sliders.get(name) == value:
+            return
+        self.sliders[name] = value
+        self._changed()
+
+    def reset_slider(self, name: str) -> None:
+        self.set_slider(name, self.specs[name].neutral)
+        self._emit("sliders")
+
+    def reset_all(self) -> None:
+        changed = False
+        for name, spec in self.specs.items():
+            if self.sliders.get(name) != spec.neutral:
+                self.sliders[name] = spec.neutral
+                changed = True
+        if changed:
+            self._changed()
+        self._emit("sliders")
+
+    def set_quality(self, quality: str) -> None:
+        if quality != AUTO and self.levels and quality not in self.levels and quality != "full":
+            raise ValueError(f"unknown preview quality {quality!r}; choose auto or one of {self.levels}")
+        if quality != self.quality:
+            self.quality = quality
+            self._changed()
+
+    @property
+    def wire_quality(self) -> str:
+        return "preview" if self.quality == AUTO else self.quality
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if self.phase == Phase.READY:
+            self._send_edit_soon()
+
+    def _send_edit_soon(self) -> None:
+        """Latest wins on the backend too, but a fast drag need not send hundreds of messages a second."""
+        wait = self._last_edit_at + self.min_edit_interval - time.monotonic()
+        if wait <= 0:
+            self._send_edit()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.link.loop.call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._dirty and self.phase == Phase.READY:
+            self._send_edit()
+
+    def _send_edit(self) -> None:
+        state = self._state
+        if state is None or state.sid is None:
+            return
+        rid = self.link.send(lambda c: c.edit(state, dict(self.sliders), self.wire_quality))
+        if rid is None:
+            return  # no connection: the replay after reconnecting sends the state
+        self._dirty = False
+        self._last_edit_at = time.monotonic()
+        self._sent_at[state.last_sent_seq] = self._last_edit_at
+        if len(self._sent_at) > 256:
+            for seq in sorted(self._sent_at)[:-128]:
+                del self._sent_at[seq]
+
+    # ------------------------------------------------------------------ session
+    def _open(self) -> None:
+        self.progress = {}
+        r = self.region
+        options: dict[str, Any] = {"channel_order": "RGBA", "align": self.align, "refine_steps": self.refine_steps}
+        state = self.link.send(lambda c: c.open_session(r.rgba, r.width, r.height, mask=r.mask, **options))
+        if state is None:
+            return  # the link is down; opening again once it is back
+        self._state = state
+        self._open_epoch = self.link.reconnects
+        self._sent_at.clear()
+        self.sessions_opened += 1
+        self._status("Sending the region…" if self.sessions_opened == 1 else "Sending the region again…",
+                     Phase.OPENING)
+
+    def _close_session(self) -> None:
+        state, self._state = self._state, None
+        if state is not None and state.sid is not None and not state.closed:
+            self.link.send(lambda c: c.close_session(state))
+
+    def _ours(self, msg: Message) -> bool:
+        st = self._state
+        if st is None:
+            return False
+        if msg.request_id is not None and msg.request_id == st.open_request:
+            return True
+        return st.sid is not None and msg.session_id == st.sid
+
+    # ------------------------------------------------------------------ link events
+    def link_changed(self, link: BackendLink) -> None:
+        if self.finished:
+            return
+        if link.state == LinkState.FAILED:
+            if self.phase in (Phase.CONNECTING, Phase.OPENING):
+                self._fail(link.message)
+            else:
+                self.error = link.message
+                self._status(link.message)
+            return
+        if link.state == LinkState.CONNECTED:
+            self._levels_from(link.welcome)
+            self._directions_from(link.welcome.get("directions"))
+            if self.phase == Phase.CONNECTING:
+                self._open()  # the first connection; after a loss ``_replay`` resends the state
+            elif self.phase in (Phase.READY, Phase.APPLYING):
+                self._status("Ready" if self.phase == Phase.READY else "Rendering the result…")
+            return
+        # connecting, starting, reconnecting: say so; the state stays for the replay
+        self._status(link.message)
+
+    def backend_message(self, msg: Message) -> None:
+        if self.finished:
+            return
+        if msg.type == "welcome":
+            if self.link.reconnects != self._open_epoch:
+                self._replay()
+            return
+        if not self._ours(msg):
+            return
+        handler = getattr(self, f"_on_{msg.type}", None)
+        if handler is not None:
+            handler(msg)
+
+    def _replay(self) -> None:
+        """A backend answers again after a loss: resend what it may have lost. A session it no longer
+        knows is answered ``no_such_session`` and reopened."""
+        log.info("replaying the edit state after a reconnect (phase %s)", self.phase.value)
+        st = self._state
+        if st is None:
+            if self.phase in (Phase.OPENING, Phase.READY, Phase.APPLYING):
+                self._open_again()
+        elif st.sid is None:
+            self._open()  # not even the open's first answer came: send it again
+        elif self.phase == Phase.OPENING:
+            # still projecting on a backend that lived through the silence? A request on the session
+            # answers: ``done``, or ``no_such_session`` and it is reopened
+            self.link.send(lambda c: c.cancel(st, "edit"))
+        elif self.phase == Phase.READY:
+            self._send_edit()
+        elif self.phase == Phase.APPLYING:
+            self._send_commit()
+
+    def _on_progress(self, msg: Message) -> None:
+        stage = msg.get("stage")
+        self.progress = {"stage": stage, "step": msg.get("step"), "steps": msg.get("steps"), "psnr": msg.get("psnr")}
+        if msg.get("notice"):
+            self.notice = msg.get("notice")
+        box = msg.get("box")
+        if box and msg.frames:
+            self.preview_rgba = bytearray(self.region.rgba)
+            paste_box(self.preview_rgba, self.region.width, tuple(box), msg.frames[0].packed())
+        label = _STAGES.get(str(stage), "Working")
+        steps = msg.get("steps")
+        if stage == "refine" and steps:
+            label += f" ({msg.get('step') or 0}/{steps})"
+        self.message = label + "…"
+        self._emit("progress")
+
+    def _on_ready(self, msg: Message) -> None:
+        self._directions_from(msg.get("directions"))
+        self.notice = msg.get("notice") or self.notice
+        self.preview_cost = msg.get("cost")
+        self.progress = {**self.progress, "stage": "ready"}
+        was_applying = self.phase == Phase.APPLYING
+        if was_applying:  # reopened while applying: commit again
+            self._send_commit()
+            return
+        self._status("Ready", Phase.READY)
+        if any(v != self.specs[n].neutral for n, v in self.sliders.items() if n in self.specs) or \
+                self.quality != AUTO or self._dirty:
+            self._send_edit()
+
+    def _on_preview(self, msg: Message) -> None:
+        if self.phase != Phase.READY:
+            return
+        now = time.monotonic()
+        sent = self._sent_at.get(msg.seq) if msg.seq is not None else None
+        box = tuple(msg.get("box")) if msg.get("box") else None
+        rgba = msg.frames[0].packed() if msg.frames else b""
+        frame = PreviewFrame(msg.seq, box, rgba, self._shown_box, msg.get("cost"), msg.get("render_ms"),
+                             None if sent is None else 1000.0 * (now - sent))
+        try:
+            self.canvas.show_preview(frame)
+        except Exception as e:
+            log.exception("showing the preview failed")
+            self._fail(f"could not draw the preview: {e}")
+            return
+        self.preview_rgba = bytearray(self.region.rgba)
+        if box is not None:
+            paste_box(self.preview_rgba, self.region.width, box, rgba)
+        self._shown_box = box
+        self.previews_shown += 1
+        self.latency_ms, self.render_ms, self.preview_cost = frame.latency_ms, frame.render_ms, frame.cost
+        self.error = None
+        self._emit("preview")
+
+    def _on_error(self, msg: Message) -> None:
+        code, text = str(msg.get("code")), str(msg.get("message"))
+        st = self._state
+        if code == P.E_NO_SESSION and self.phase in (Phase.OPENING, Phase.READY, Phase.APPLYING):
+            log.info("the backend lost the session; reopening it")
+            if st is not None:
+                st.closed = True
+            self._state = None
+            self._open_again()
+            return
+        if st is not None and msg.request_id == st.open_request:
+            self._fail(text)  # the region itself was refused (too small, too large, busy backend…)
+            return
+        if code == P.E_CANCELLED:
+            return  # a superseded commit or edit
+        if self.phase == Phase.APPLYING and msg.request_id == self._commit_rid:
+            self.error = text
+            self._status(f"Applying failed: {text}", Phase.READY)
+            return
+        if code == P.E_RATE:
+            self._dirty = True  # the next edit carries the state anyway
+            return
+        self.error = text
+        self._status(f"Backend: {text}")
+
+    def _open_again(self) -> None:
+        applying = self.phase == Phase.APPLYING
+        self._open()
+        if applying:
+            self.phase = Phase.APPLYING  # ``_on_ready`` commits once the session is back
+            self._status("The backend lost the session; sending the region again before applying…")
+
+    def _on_result(self, msg: Message) -> None:
+        if self.phase != Phase.APPLYING or msg.request_id != self._commit_rid or not msg.frames:
+            return
+        f = msg.frames[0]
+        if (f.width, f.height) != (self.region.width, self.region.height):
+            self._fail(f"the backend returned {f.width}×{f.height} pixels for a "
+                       f"{self.region.width}×{self.region.height} region; nothing was written")
+            return
+        name = edit_layer_name(self.sliders)
+        try:
+            self.canvas.write_result(f.packed(), name)
+        except Exception as e:
+            log.exception("writing the result failed")
+            self._fail(f"could not write the result: {e}")
+            return
+        self.result_name = name
+        self.render_ms = msg.get("render_ms")
+        self._close_session()
+        self.link.remove_listener(self)
+        self._status(f"Applied: {name}", Phase.DONE)
+        self._emit("done")
+
+    # ------------------------------------------------------------------ apply / cancel
+    def apply(self) -> None:
+        """Render at full cost; the canvas gets the result when it arrives (``on_change('done')``)."""
+        if self.phase != Phase.READY:
+            raise RuntimeError(f"cannot apply while {self.phase.value}")
+        self.phase = Phase.APPLYING
+        self._send_commit()
+        self._status("Rendering the result…")
+
+    def _send_commit(self) -> None:
+        state = self._state
+        if state is None or state.sid is None:
+            return
+        rid = self.link.send(lambda c: c.commit(state, dict(self.sliders), cost="full"))
+        if rid is not None:
+            self._commit_rid = rid
+
+    def cancel(self) -> None:
+        """Stop everything and remove every preview; the document is as it was."""
+        if self.finished:
+            return
+        st = self._state
+        if st is not None and st.sid is not None:
+            self.link.send(lambda c: c.cancel(st, "all"))
+        self._close_session()
+        self._discard_canvas()
+        self.link.remove_listener(self)
+        self._status("Cancelled", Phase.CANCELLED)
+        self._emit("cancelled")
+
+    def _discard_canvas(self) -> None:
+        try:
+            self.canvas.discard()
+        except Exception:
+            log.exception("removing the preview failed")
+
+    # ------------------------------------------------------------------ for the dialog
+    def status_line(self) -> str:
+        parts = [self.message]
+        if self.link.state in (LinkState.RECONNECTING, LinkState.STARTING) and self.link.message not in parts:
+            parts.append(self.link.message)
+        return " — ".join(parts)
+
+    def latency_text(self) -> str:
+        if self.latency_ms is None:
+            return "–"
+        render = f", render {self.render_ms:.0f} ms" if self.render_ms is not None else ""
+        cost = f" at {self.preview_cost}" if self.preview_cost else ""
+        return f"{self.latency_ms:.0f} ms{render}{cost}"
+
+    def progress_fraction(self) -> float | None:
+        p = self.progress
+        if p.get("stage") == "ready":
+            return 1.0
+        if p.get("stage") == "refine" and p.get("steps"):
+            return min(1.0, (p.get("step") or 0) / p["steps"])
+        return None

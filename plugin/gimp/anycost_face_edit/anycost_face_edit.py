@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Anycost Face Edit for GIMP 3: Filters > Anycost Face Edit…
+
+Interactive: a dialog with the backend's sliders, live previews and Apply/Cancel. Non-interactive
+(scripts, ``gimp-console`` batch): the procedure's arguments say what to do, e.g.
+
+    proc = Gimp.get_pdb().lookup_procedure("plug-in-anycost-face-edit")
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [layer])
+    config.set_property("sliders", "smile=0.6,age=-0.3")
+    result = proc.run(config)      # index 0: status, index 1: the new layer
+
+Each call is its own process: it connects to the running backend through its connection file
+(or starts the configured one), edits, adds the result as a new layer and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _add_bundled_paths() -> None:
+    """Modules beside this file (and the client package the installer copies here) come first, then
+    pyzmq/msgpack vendored for this Python (``vendor/cp3XY-<platform>``, where GIMP bundles its own
+    Python; Linux distributions' GIMP uses the system's python3-zmq and python3-msgpack)."""
+    import platform
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    machine = {"amd64": "x86_64", "x64": "x86_64"}.get(platform.machine().lower(), platform.machine().lower())
+    if sys.platform == "win32":
+        plat = "win_amd64" if machine == "x86_64" else f"win_{machine}"
+    elif sys.platform == "darwin":
+        plat = "macosx_arm64" if machine in ("arm64", "aarch64") else "macosx_x86_64"
+    else:
+        plat = f"linux_{'aarch64' if machine == 'arm64' else machine}"
+    vendor = os.path.join(here, "vendor", f"cp{sys.version_info.major}{sys.version_info.minor}-{plat}")
+    for path in (vendor, here):
+        if os.path.isdir(path):
+            if path in sys.path:
+                sys.path.remove(path)
+            sys.path.insert(0, path)
+
+
+_add_bundled_paths()
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+PROC_NAME = "plug-in-anycost-face-edit"
+
+
+def _fail(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
+    return procedure.new_return_values(status, GLib.Error.new_literal(GLib.quark_from_string("anycost"),
+                                                                       message, 0))
+
+
+def _success(procedure, layer):
+    values = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+    values.remove(1)
+    values.insert(1, GObject.Value(Gimp.Layer, layer))
+    return values
+
+
+def run(procedure, run_mode, image, drawables, config, _data):
+    # Imports that can fail (pyzmq/msgpack missing from GIMP's Python) give a message, not a traceback.
+    try:
+        import face_edit_canvas as canvas
+        import face_edit_options as options
+        from face_edit_session import EditError, edit_region
+
+        from anycost_client.controller import edit_layer_name
+    except ImportError as e:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        return _fail(procedure, f"Anycost Face Edit cannot start: {e}. GIMP runs it with Python {version} "
+                                f"({sys.executable}), which needs pyzmq and msgpack: on Linux install them "
+                                "(Debian/Ubuntu: apt install python3-zmq python3-msgpack); where GIMP bundles its "
+                                f"own Python, re-run 'anycost install gimp --vendor --python-version {version}'.")
+    try:
+        region = canvas.read_region(image, list(drawables))
+    except canvas.CanvasError as e:
+        return _fail(procedure, f"Anycost Face Edit: {e}.", Gimp.PDBStatusType.CALLING_ERROR)
+
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        from face_edit_dialog import run_dialog
+
+        layer = run_dialog(config, region)
+        if layer is None:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, None)
+        return _success(procedure, layer)
+
+    try:
+        opts = options.parse_options(config.get_property("sliders"), config.get_property("model"),
+                                     config.get_property("refine-steps"), config.get_property("cost"))
+    except options.OptionsError as e:
+        return _fail(procedure, f"Anycost Face Edit: {e}.", Gimp.PDBStatusType.CALLING_ERROR)
+
+    Gimp.progress_init("Anycost Face Edit")
+    try:
+        rgba, notice = edit_region(region, opts, progress=_progress)
+        layer = canvas.add_result_layer(region, rgba, edit_layer_name(opts.sliders))
+    except (EditError, canvas.CanvasError) as e:
+        return _fail(procedure, f"Anycost Face Edit: {e}")
+    finally:
+        Gimp.progress_end()
+    if notice:  # e.g. no face found: the alignment fell back to a centred crop
+        Gimp.message(f"Anycost Face Edit: {notice}")
+    return _success(procedure, layer)
+
+
+def _progress(text: str, fraction: float | None) -> None:
+    Gimp.progress_set_text(text)
+    if fraction is None:
+        Gimp.progress_pulse()
+    else:
+        Gimp.progress_update(max(0.0, min(1.0, fraction)))
+
+
+class AnycostFaceEdit(Gimp.PlugIn):
+    def do_set_i18n(self, _name):
+        return False, None, None
+
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_create_procedure(self, name):
+        Gegl.init(None)
+        proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        proc.set_image_types("RGB*")
+        proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        proc.set_menu_label("Anycost Face Edit…")
+        proc.add_menu_path("<Image>/Filters")
+        proc.set_documentation(
+            "Edit a face with an Anycost GAN (smile, age, hair, …)",
+            "Projects the face in the selection (or the whole layer) into an Anycost generator, moves it "
+            "along the chosen edit directions and adds the result as a new layer above the layer. Needs a "
+            "running Anycost backend ('anycost serve') or one configured to start. Sliders are given as "
+            "'name=value,…'; the names come from the backend's model.",
+            name)
+        proc.set_attribution("Anycost Face Edit", "Anycost Face Edit contributors", "2025")
+        flags = GObject.ParamFlags.READWRITE
+        proc.add_string_argument("sliders", "_Sliders", "Edit sliders as 'name=value,…' (e.g. 'smile=0.5,age=-0.3')",
+                                 "", flags)
+        proc.add_string_argument("model", "_Model", "Model to use; empty for the backend's model", "", flags)
+        proc.add_int_argument("refine-steps", "_Refinement steps",
+                              "Optimisation steps after the encoder (more: closer likeness, slower)",
+                              0, 1000, 0, flags)
+        proc.add_string_argument("cost", "_Cost", "Render cost of the result: 'full', 'preview' or RES:RATIO",
+                                 "full", flags)
+        proc.add_layer_return_value("layer", "Layer", "The new layer holding the edited region", False, flags)
+        return proc
+
+
+if __name__ == "__main__":
+    Gimp.main(AnycostFaceEdit.__gtype__, sys.argv)

@@ -1,0 +1,327 @@
+"""The interactive dialog: sliders, preview quality, live previews, projection progress, Apply/Cancel.
+
+All decisions live in ``anycost_client.controller`` (``BackendLink`` finds or starts the backend and
+keeps the connection, ``EditController`` holds the edit); this module draws their state with GTK and
+forwards what the user does. GLib's main loop drives the connection: a watch on the socket's file
+descriptor and a 250 ms timer. Previews are shown in the dialog, so the image is touched only by
+Apply (one undo step); Cancel, Escape or closing the window leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gi
+
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gtk", "3.0")
+gi.require_version("GdkPixbuf", "2.0")
+from face_edit_canvas import Region, add_result_layer  # noqa: E402
+from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
+from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
+
+from anycost_client.controller import AUTO, BackendLink, EditController, LinkSettings, LinkState, Phase  # noqa: E402
+from anycost_client.regions import Rect  # noqa: E402
+from anycost_client.regions import Region as WireRegion  # noqa: E402
+
+PREVIEW_SIZE = 360
+TICK_MS = 250
+RESPONSE_RESET = 1
+RESPONSE_REPROJECT = 2
+
+
+class GLibEventLoop:
+    """``anycost_client.controller.EventLoop`` on GLib."""
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> Any:
+        def ready(*_):
+            callback()
+            return GLib.SOURCE_CONTINUE
+
+        return GLib.unix_fd_add_full(GLib.PRIORITY_DEFAULT, fd, GLib.IOCondition.IN, ready)
+
+    def unwatch(self, token: Any) -> None:
+        GLib.source_remove(token)
+
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> None:
+        def once():
+            callback()
+            return GLib.SOURCE_REMOVE
+
+        GLib.timeout_add(max(0, int(seconds * 1000)), once)
+
+
+class DialogCanvas:
+    """``anycost_client.controller.Canvas`` for GIMP: previews live in the dialog (the image is never
+    touched before Apply), the result becomes a new layer."""
+
+    def __init__(self, region: Region):
+        self.region = region
+        self.layer = None
+
+    def show_preview(self, frame) -> None:
+        pass  # the dialog redraws from ``EditController.preview_rgba``
+
+    def write_result(self, rgba: bytes, name: str) -> None:
+        self.layer = add_result_layer(self.region, bytes(rgba), name)
+
+    def discard(self) -> None:
+        pass  # nothing was drawn on the image
+
+
+class FaceEditDialog:
+    def __init__(self, config, region: Region, link: BackendLink):
+        self.config, self.region, self.link = config, region, link
+        self.canvas = DialogCanvas(region)
+        self.wire_region = WireRegion(Rect(region.image_x, region.image_y, region.width, region.height),
+                                      region.rgba, region.mask)
+        self.adjustments: dict[str, Gtk.Adjustment] = {}
+        self._loop = GLib.MainLoop()
+        self._build()
+        self.controller = self._new_controller(int(config.get_property("refine-steps")), self._initial_sliders())
+
+    def _initial_sliders(self) -> dict[str, float]:
+        from face_edit_options import OptionsError, parse_sliders
+
+        try:
+            return parse_sliders(self.config.get_property("sliders") or "")
+        except OptionsError:
+            return {}
+
+    def _new_controller(self, refine_steps: int, sliders: dict[str, float]) -> EditController:
+        controller = EditController(self.link, self.wire_region, self.canvas, refine_steps=refine_steps,
+                                    on_change=self._changed)
+        self._wanted = dict(sliders)  # applied once the backend names its directions
+        return controller
+
+    # ------------------------------------------------------------------ widgets
+    def _build(self) -> None:
+        d = self.dialog = GimpUi.Dialog(title="Anycost Face Edit", role="anycost-face-edit", modal=True)
+        d.add_button("_Reset", RESPONSE_RESET)
+        d.add_button("_Cancel", Gtk.ResponseType.CANCEL)
+        d.add_button("_Apply", Gtk.ResponseType.OK)
+        d.set_default_response(Gtk.ResponseType.OK)
+        d.connect("response", self._on_response)
+
+        box = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12, border_width=12)
+        d.get_content_area().pack_start(box, True, True, 0)
+
+        r = self.region
+        self.preview_size = fit_size(r.width, r.height, PREVIEW_SIZE)
+        self.preview = Gtk.Image()
+        self.preview.set_size_request(*self.preview_size)
+        frame = Gtk.Frame()
+        frame.add(self.preview)
+        left = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
+        left.pack_start(frame, False, False, 0)
+        self.show_original = Gtk.CheckButton(label="Show _original", use_underline=True)
+        self.show_original.connect("toggled", lambda *_: self._draw_preview())
+        left.pack_start(self.show_original, False, False, 0)
+        box.pack_start(left, False, False, 0)
+
+        right = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8)
+        right.set_size_request(320, -1)
+        box.pack_start(right, True, True, 0)
+        self.status = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=44, selectable=True)
+        right.pack_start(self.status, False, False, 0)
+        self.progress = Gtk.ProgressBar()
+        right.pack_start(self.progress, False, False, 0)
+        self.sliders_grid = Gtk.Grid(column_spacing=8, row_spacing=4)
+        right.pack_start(self.sliders_grid, True, True, 0)
+
+        form = Gtk.Grid(column_spacing=6, row_spacing=6)
+        right.pack_start(form, False, False, 0)
+        form.attach(Gtk.Label(label="Preview quality", xalign=0.0), 0, 0, 1, 1)
+        self.quality = Gtk.ComboBoxText(hexpand=True)
+        self.quality.connect("changed", self._on_quality)
+        form.attach(self.quality, 1, 0, 2, 1)
+        form.attach(Gtk.Label(label="Preview latency", xalign=0.0), 0, 1, 1, 1)
+        self.latency = Gtk.Label(label="–", xalign=0.0)
+        form.attach(self.latency, 1, 1, 2, 1)
+        form.attach(Gtk.Label(label="Likeness (refinement steps)", xalign=0.0), 0, 2, 1, 1)
+        self.steps = Gtk.SpinButton.new_with_range(0, 1000, 10)
+        self.steps.set_value(self.config.get_property("refine-steps"))
+        form.attach(self.steps, 1, 2, 1, 1)
+        reproject = Gtk.Button(label="Re-_project", use_underline=True)
+        reproject.connect("clicked", lambda *_: self._on_response(d, RESPONSE_REPROJECT))
+        form.attach(reproject, 2, 2, 1, 1)
+        self.notice = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=44)
+        right.pack_start(self.notice, False, False, 0)
+        self._quality_items: list[str] = []
+
+    def _draw_preview(self) -> None:
+        r = self.region
+        data = r.rgba if self.show_original.get_active() else bytes(self.controller.preview_rgba)
+        pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(data), GdkPixbuf.Colorspace.RGB, True, 8,
+                                                 r.width, r.height, r.width * 4)
+        if (r.width, r.height) != self.preview_size:
+            pixbuf = pixbuf.scale_simple(*self.preview_size, GdkPixbuf.InterpType.BILINEAR)
+        self.preview.set_from_pixbuf(pixbuf)
+
+    def _rebuild_sliders(self) -> None:
+        c = self.controller
+        if list(self.adjustments) == list(c.specs):
+            return
+        for child in self.sliders_grid.get_children():
+            self.sliders_grid.remove(child)
+        self.adjustments.clear()
+        first = None
+        for row, (name, spec) in enumerate(c.specs.items()):
+            adj = Gtk.Adjustment(value=c.sliders.get(name, spec.neutral), lower=spec.lo, upper=spec.hi,
+                                 step_increment=0.01, page_increment=0.1)
+            adj.connect("value-changed", self._on_slider, name)
+            scale = Gtk.Scale(orientation=Gtk.Orientation.HORIZONTAL, adjustment=adj, digits=2, hexpand=True)
+            scale.set_value_pos(Gtk.PositionType.RIGHT)
+            label = Gtk.Label(label=spec.label, xalign=0.0)
+            self.sliders_grid.attach(label, 0, row, 1, 1)
+            self.sliders_grid.attach(scale, 1, row, 1, 1)
+            self.adjustments[name] = adj
+            first = first or scale
+        self.sliders_grid.show_all()
+        if first is not None:
+            first.grab_focus()  # the arrow keys move the first slider right away
+
+    def _fill_quality(self) -> None:
+        items = [AUTO, *self.controller.levels, "full"]
+        if items == self._quality_items:
+            return
+        self._quality_items = items
+        self.quality.remove_all()
+        for key in items:
+            self.quality.append(key, cost_label("preview" if key == AUTO else key))
+        self.quality.set_active_id(self.controller.quality if self.controller.quality in items else AUTO)
+
+    # ------------------------------------------------------------------ controller → widgets
+    def _changed(self, what: str) -> None:
+        if what == "done":
+            self._finish(applied=True)
+            return
+        if what == "sliders" and self._wanted:
+            wanted, self._wanted = self._wanted, {}
+            for name, value in wanted.items():
+                if name in self.controller.specs:
+                    self.controller.set_slider(name, value)
+        if what in ("preview", "progress"):
+            self._draw_preview()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        c = self.controller
+        self._rebuild_sliders()
+        for name, adj in self.adjustments.items():
+            value = c.sliders.get(name, 0.0)
+            if abs(adj.get_value() - value) > 1e-9:
+                adj.handler_block_by_func(self._on_slider)
+                adj.set_value(value)
+                adj.handler_unblock_by_func(self._on_slider)
+        self._fill_quality()
+        text = c.status_line()
+        if c.error and c.error not in text:
+            text += f"\n{c.error}"
+        if c.phase == Phase.FAILED:
+            self.status.set_markup(f'<span foreground="#c01c28">{GLib.markup_escape_text(text)}</span>')
+        else:
+            self.status.set_text(text)
+        frac = c.progress_fraction()
+        if frac is None and c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.APPLYING):
+            self.progress.pulse()
+        else:
+            self.progress.set_fraction(frac if frac is not None else (0.0 if c.phase == Phase.FAILED else 1.0))
+        self.latency.set_text(c.latency_text())
+        self.notice.set_text(c.notice or "")
+        ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
+        self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready)
+        self.dialog.set_response_sensitive(RESPONSE_RESET, ready)
+        self.sliders_grid.set_sensitive(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
+
+    # ------------------------------------------------------------------ user actions
+    def _on_slider(self, adj: Gtk.Adjustment, name: str) -> None:
+        if name in self.controller.specs:
+            self.controller.set_slider(name, round(adj.get_value(), 4))
+
+    def _on_quality(self, combo: Gtk.ComboBoxText) -> None:
+        key = combo.get_active_id()
+        if key and key != self.controller.quality:
+            self.controller.set_quality(key)
+
+    def _on_response(self, _dialog, response) -> None:
+        c = self.controller
+        if response == RESPONSE_RESET:
+            c.reset_all()
+        elif response == RESPONSE_REPROJECT:
+            if c.phase in (Phase.APPLYING, Phase.DONE):
+                return
+            sliders, quality = dict(c.sliders), c.quality
+            c.cancel()
+            self.controller = self._new_controller(int(self.steps.get_value()), sliders)
+            self.controller.quality = quality
+            self.controller.start()
+            self._refresh()
+        elif response == Gtk.ResponseType.OK:
+            if c.phase == Phase.READY:
+                c.apply()
+                self._refresh()
+        else:  # Cancel, Escape, the window's close button
+            if not c.finished:
+                c.cancel()
+            self._finish(applied=False)
+
+    def _finish(self, applied: bool) -> None:
+        if applied:
+            self.config.set_property("sliders", sliders_text(self.controller.sliders))
+            self.config.set_property("refine-steps", int(self.steps.get_value()))
+        self.dialog.hide()
+        self._loop.quit()
+
+    def _tick(self) -> bool:
+        self.link.tick()
+        if self.controller.phase in (Phase.CONNECTING, Phase.OPENING, Phase.APPLYING):
+            self._refresh()  # keeps the busy bar moving
+        return GLib.SOURCE_CONTINUE
+
+    def run(self):
+        """Show the dialog until Apply or Cancel; returns the new layer, or None."""
+        self.dialog.show_all()
+        self._draw_preview()
+        self._refresh()
+        timer = GLib.timeout_add(TICK_MS, self._tick)
+        GLib.idle_add(lambda: self.controller.start() and False)
+        try:
+            self._loop.run()
+            self._let_close_reach_backend()
+        finally:
+            GLib.source_remove(timer)
+            self.link.shutdown()
+            self.dialog.destroy()
+        return self.canvas.layer
+
+    def _let_close_reach_backend(self, timeout: float = 1.0) -> None:
+        """The session's close was sent on Apply/Cancel; wait (briefly) for its answer before the socket
+        closes, or the backend keeps the session until it times out."""
+        closed = []
+
+        class Listener:
+            def link_changed(self, _link) -> None:
+                pass
+
+            def backend_message(self, msg) -> None:
+                if msg.type == "done" and msg.get("what") == "close":
+                    closed.append(msg)
+
+        if self.link.state != LinkState.CONNECTED:
+            return
+        listener = Listener()
+        self.link.add_listener(listener)
+        context, deadline = GLib.MainContext.default(), GLib.get_monotonic_time() + int(timeout * 1e6)
+        while not closed and GLib.get_monotonic_time() < deadline:
+            if not context.iteration(False):
+                GLib.usleep(5000)
+        self.link.remove_listener(listener)
+
+
+def run_dialog(config, region: Region):
+    """Show the dialog; the new layer after Apply, None after Cancel."""
+    GimpUi.init("plug-in-anycost-face-edit")
+    link = BackendLink(GLibEventLoop(), LinkSettings(host="gimp", client_name="gimp-plugin", keep_backend=True))
+    return FaceEditDialog(config, region, link).run()

@@ -1,0 +1,64 @@
+"""One non-interactive edit: reach the backend, send the region, commit the sliders, return the pixels.
+
+No GIMP imports: the caller passes a ``progress(text, fraction)`` callback and gets bytes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from face_edit_backend import BackendUnavailable, connect_backend
+from face_edit_options import EditOptions, OptionsError, check_sliders
+
+from anycost_client.client import BackendError
+
+Progress = Callable[[str, "float | None"], None]
+
+_STAGES = {"align": "Finding the face", "encode": "Encoding the face", "refine": "Refining the projection"}
+
+
+class EditError(Exception):
+    """The edit could not be made; the message is for people."""
+
+
+def progress_text(stage: str | None, step: int | None, steps: int | None) -> tuple[str, float | None]:
+    """What to show for a backend ``progress`` message: a sentence and a fraction (None: unknown)."""
+    label = _STAGES.get(stage or "", "Working")
+    if stage == "refine" and steps:
+        return f"{label} ({step or 0}/{steps})…", (step or 0) / steps
+    return f"{label}…", None
+
+
+def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float = 300.0) -> tuple[bytes, str | None]:
+    """The region's pixels after the edit (RGBA8, region-sized, pasted back by the backend) and the
+    backend's notice about the face alignment (None when the face was found)."""
+    progress("Connecting to the Anycost backend…", None)
+    try:
+        client = connect_backend(timeout=timeout)
+    except BackendUnavailable as e:
+        raise EditError(str(e)) from None
+    try:
+        try:
+            check_sliders(opts.sliders, client.welcome.get("directions") or {})
+        except OptionsError as e:
+            raise EditError(str(e)) from None
+
+        def on_progress(msg) -> None:
+            progress(*progress_text(msg.get("stage"), msg.get("step"), msg.get("steps")))
+
+        progress("Sending the region…", None)
+        session = client.open(region.rgba, region.width, region.height, mask=region.mask,
+                              model=opts.model or None, refine_steps=opts.refine_steps, progress=on_progress)
+        try:
+            progress("Rendering the result…", None)
+            result = session.commit(cost=opts.cost, **opts.sliders)
+        finally:
+            session.close()
+        if (result.width, result.height) != (region.width, region.height):
+            raise EditError(f"the backend returned a {result.width}×{result.height} result for a "
+                            f"{region.width}×{region.height} region")
+        return result.rgba, session.notice
+    except BackendError as e:
+        raise EditError(f"the backend refused the edit: {e.message} [{e.code}]") from None
+    finally:
+        client.close()

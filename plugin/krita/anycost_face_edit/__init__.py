@@ -1,0 +1,26 @@
+"""Anycost Face Edit for Krita: Filter ▸ Anycost Face Edit…
+
+Krita imports this package at start-up. The client package and the vendored pyzmq/msgpack wheels
+that the installer put beside it go first on ``sys.path``; if they cannot be imported the plugin
+still loads and its action explains how to repair the installation. Imported outside Krita (tests,
+tools), the modules are usable and nothing registers.
+"""
+
+from .vendor_paths import add_bundled_paths
+
+add_bundled_paths()
+
+try:
+    from krita import Krita
+except ImportError:
+    Krita = None
+
+if Krita is not None:
+    try:
+        from .extension import AnycostFaceEditExtension
+    except ImportError as _missing:  # pyzmq/msgpack missing or built for another Python
+        from .fallback import register_broken
+
+        register_broken(_missing)
+    else:
+        Krita.instance().addExtension(AnycostFaceEditExtension(Krita.instance()))

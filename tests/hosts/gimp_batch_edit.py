@@ -1,0 +1,91 @@
+# Runs inside GIMP 3 (gimp-console, python-fu-eval batch) for tests/test_gimp_e2e.py. The test puts
+# a line `SPEC = "/path/spec.json"` in front of this text. It calls the installed plug-in
+# non-interactively three times and writes what the image holds afterwards to the spec's "out"
+# folder; the test checks it. An unexpected failure raises, so gimp-console exits with 64.
+import json
+import os
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, Gio  # noqa: E402
+
+spec = json.load(open(SPEC))  # noqa: F821 - SPEC is defined by the line the test prepends
+out = spec["out"]
+FMT = "R'G'B'A u8"
+
+
+def pixels(drawable, x, y, w, h, fmt=FMT):
+    return bytes(drawable.get_buffer().get(Gegl.Rectangle.new(x, y, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def call_plugin(image, layer, sliders):
+    proc = Gimp.get_pdb().lookup_procedure(spec["procedure"])
+    if proc is None:
+        raise RuntimeError(f"the plug-in procedure {spec['procedure']} is not registered")
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [layer])
+    config.set_property("sliders", sliders)
+    config.set_property("refine-steps", spec["refine_steps"])
+    config.set_property("cost", "full")
+    result = proc.run(config)
+    status = result.index(0)
+    value = result.index(1) if result.length() > 1 else None
+    return status, value
+
+
+image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(spec["image"]))
+background = image.get_layers()[0]
+report = {"runs": []}
+
+# 1. An elliptical (antialiased) selection on the background: the selection's bounds and its mask.
+image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["ellipse"])
+_, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+with open(os.path.join(out, "selection.a8"), "wb") as f:
+    f.write(pixels(image.get_selection(), x1, y1, x2 - x1, y2 - y1, "Y u8"))
+report["selection_bounds"] = [x1, y1, x2 - x1, y2 - y1]
+status, layer_a = call_plugin(image, background, spec["sliders"])
+if status != Gimp.PDBStatusType.SUCCESS:
+    raise RuntimeError(f"the plug-in failed on the selection: {status} {layer_a}")
+report["runs"].append({"layer": layer_a.get_name()})
+
+# 2. An unknown slider: the call must fail with a message and leave the image alone.
+n_layers = len(image.get_layers())
+status, message = call_plugin(image, background, "no_such_slider=0.5")
+report["bad_slider"] = {"status": status.value_name, "message": str(message),
+                        "layers_before": n_layers, "layers_after": len(image.get_layers())}
+
+# 3. No selection, on a layer of its own at an offset: the whole drawable.
+Gimp.Selection.none(image)
+x, y, w, h = spec["copy"]
+face2 = Gimp.Layer.new(image, "face2", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+face2.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), FMT, pixels(background, x, y, w, h))
+face2.get_buffer().flush()
+image.insert_layer(face2, None, 0)
+face2.set_offsets(*spec["copy_to"])
+status, layer_b = call_plugin(image, face2, spec["sliders"])
+if status != Gimp.PDBStatusType.SUCCESS:
+    raise RuntimeError(f"the plug-in failed on a whole layer: {status} {layer_b}")
+report["runs"].append({"layer": layer_b.get_name()})
+
+# What the image holds now: every layer (top first) and the composite.
+report["layers"] = []
+for i, layer in enumerate(image.get_layers()):
+    _, ox, oy = layer.get_offsets()
+    lw, lh = layer.get_width(), layer.get_height()
+    name = f"layer{i}.rgba"
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(pixels(layer, 0, 0, lw, lh))
+    report["layers"].append({"name": layer.get_name(), "offsets": [ox, oy], "size": [lw, lh], "file": name})
+flat = image.duplicate()
+composite = flat.flatten()
+with open(os.path.join(out, "composite.rgba"), "wb") as f:
+    f.write(pixels(composite, 0, 0, flat.get_width(), flat.get_height()))
+flat.delete()
+report["image_size"] = [image.get_width(), image.get_height()]
+with open(os.path.join(out, "report.json"), "w") as f:
+    json.dump(report, f)
+image.delete()

@@ -1,0 +1,338 @@
+"""The GIMP 3 plug-in end to end, in a real GIMP 3.0 (Debian trixie chroot, see tests/gimp_support.py).
+
+Installs the plug-in with ``anycost install gimp``, starts a real backend on the default (demo) model
+outside the chroot and runs the plug-in on a face image: non-interactively from a ``gimp-console``
+batch script, and through its dialog under Xvfb, typed into with xdotool. Checks the new layers'
+offsets and pixels against the same edit made through the Python client, that every other pixel is
+unchanged, that a bad argument fails cleanly and that Cancel leaves no trace. Skips (saying why)
+only where the chroot cannot be built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gimp_support import (
+    BATCH_EXIT,
+    REPO,
+    ChrootUnavailable,
+    ChrootWorkdir,
+    XDisplay,
+    ensure_chroot,
+    gimp_batch_command,
+    mounted,
+    run_gimp_batch,
+)
+from PIL import Image
+
+from anycost.registry import DEFAULT_MODEL
+from anycost_client.client import Client
+
+pytestmark = pytest.mark.slow
+
+PROC = "plug-in-anycost-face-edit"
+BATCH_SCRIPT = REPO / "tests" / "hosts" / "gimp_batch_edit.py"
+DIALOG_SCRIPT = REPO / "tests" / "hosts" / "gimp_batch_dialog.py"
+DIALOG_TITLE = "Anycost Face Edit"
+CANVAS = (300, 232)  # width, height of the test image
+FACE_AT = (61, 37)  # where the face sits on it
+ELLIPSE = [52, 29, 149, 157]  # x, y, w, h of the elliptical selection around the face
+COPY = [70, 50, 110, 120]  # the part of the face copied into a layer of its own …
+COPY_TO = [183, 101]  # … placed here
+
+
+@pytest.fixture(scope="module")
+def chroot() -> Path:
+    try:
+        return ensure_chroot()
+    except ChrootUnavailable as e:
+        pytest.skip(f"GIMP 3 end-to-end test skipped: the Debian trixie chroot with GIMP 3 cannot be built here: {e}")
+
+
+class DefaultBackend:
+    """``anycost serve`` on the default model, its connection file in ``runtime``/anycost/."""
+
+    def __init__(self, runtime: Path, log: Path, env: dict[str, str]):
+        env = {**env, "XDG_RUNTIME_DIR": str(runtime), "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+        self.log = log
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "anycost", "serve", "--no-lpips"], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        self.conn = runtime / "anycost" / f"backend-{self.proc.pid}.json"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.conn.exists() and '"listening"' in self.log.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the backend did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def events(self, name: str) -> list[dict]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") == name:
+                out.append(event)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def _face_image(path: Path) -> np.ndarray:
+    """A face rendered by the default model, on a noise canvas (the noise is what must stay unchanged)."""
+    import torch
+
+    from anycost.imageio import tensor_to_uint8
+    from anycost.registry import load_registered_generator
+
+    G = load_registered_generator(DEFAULT_MODEL)
+    with torch.inference_mode():
+        w = G.styles_from_seed(11, truncation=0.6)
+        face = tensor_to_uint8(G.synthesize(w, generator=torch.Generator().manual_seed(11)))[0][..., :3]
+    rng = np.random.default_rng(5)
+    canvas = rng.integers(0, 256, (CANVAS[1], CANVAS[0], 3), dtype=np.uint8)
+    fh, fw = min(face.shape[0], CANVAS[1] - FACE_AT[1]), min(face.shape[1], CANVAS[0] - FACE_AT[0])
+    canvas[FACE_AT[1]:FACE_AT[1] + fh, FACE_AT[0]:FACE_AT[0] + fw] = face[:fh, :fw]
+    Image.fromarray(canvas).save(path)
+    return np.dstack([canvas, np.full(canvas.shape[:2], 255, np.uint8)])
+
+
+def _expected(client: Client, region: np.ndarray, mask: np.ndarray | None, sliders: dict, steps: int) -> np.ndarray:
+    """The same edit made through the Python client, outside GIMP."""
+    h, w = region.shape[:2]
+    session = client.open(region.tobytes(), w, h, mask=None if mask is None else mask.tobytes(), refine_steps=steps)
+    try:
+        result = session.commit(cost="full", **sliders)
+    finally:
+        session.close()
+    return np.frombuffer(result.rgba, np.uint8).reshape(h, w, 4)
+
+
+def _read_layer(out: Path, layer: dict) -> np.ndarray:
+    w, h = layer["size"]
+    return np.frombuffer((out / layer["file"]).read_bytes(), np.uint8).reshape(h, w, 4)
+
+
+class Setup:
+    """What both tests share: the chroot, a work folder inside it with the installed plug-in, the face
+    image, the backend and a client of it."""
+
+    def __init__(self, chroot: Path, tmp: Path):
+        self.chroot, self.tmp = chroot, tmp
+        self.work = ChrootWorkdir(chroot)
+        self.backend: DefaultBackend | None = None
+        self.client: Client | None = None
+        self.runtime, self.out, self.config = (self.work.outside / n for n in ("runtime", "out", "config"))
+        for d in (self.runtime, self.out, self.config):
+            d.mkdir(mode=0o700)
+
+    def start(self) -> None:
+        # This module's processes get user folders of their own (the per-test isolation of conftest is
+        # not in place yet when a module fixture starts).
+        host_env = {**os.environ, **{v: str(self.tmp / "user" / v.lower()) for v in (
+            "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")}}
+        host_env.pop("ANYCOST_MODELS_DIR", None)
+        self.backend = DefaultBackend(self.runtime, self.tmp / "backend.log", host_env)  # starts meanwhile
+        # The real installer, into the plug-ins folder GIMP inside the chroot scans.
+        self.plug_ins = self.config / "GIMP" / "3.0" / "plug-ins"
+        done = subprocess.run([sys.executable, "-m", "anycost", "install", "gimp", "--plug-ins-dir",
+                               str(self.plug_ins)], capture_output=True, text=True, cwd=REPO, env=host_env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        self.rgba = _face_image(self.work.outside / "in.png")
+        self.backend.wait_ready()
+        self.client = Client.connect(self.backend.conn, timeout=120)
+        self.directions = self.client.welcome["directions"]
+
+    @property
+    def env(self) -> dict[str, str]:
+        inside = self.work.to_inside
+        return {"HOME": str(self.work.inside), "XDG_CONFIG_HOME": str(inside(self.config)),
+                "XDG_RUNTIME_DIR": str(inside(self.runtime))}
+
+    def script(self, path: Path, spec: dict) -> str:
+        """The batch script with its spec (paths as GIMP sees them)."""
+        inside = self.work.to_inside
+        spec = {"image": str(inside(self.work.outside / "in.png")), "out": str(inside(self.out)), "procedure": PROC,
+                **spec}
+        spec_file = self.work.outside / f"{path.stem}.json"
+        spec_file.write_text(json.dumps(spec))
+        return f"SPEC = {str(self.work.to_inside(spec_file))!r}\n" + path.read_text()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.backend is not None:
+            self.backend.stop()
+        self.work.cleanup()
+
+
+@pytest.fixture(scope="module")
+def setup(chroot, tmp_path_factory):
+    s = Setup(chroot, tmp_path_factory.mktemp("gimp-e2e"))
+    try:
+        s.start()
+        yield s
+    finally:
+        s.close()
+
+
+def test_installer_lays_out_the_plugin(setup):
+    main = setup.plug_ins / "anycost_face_edit" / "anycost_face_edit.py"
+    assert main.stat().st_mode & stat.S_IXUSR, "the plug-in file must be executable"
+    assert (setup.plug_ins / "anycost_face_edit" / "anycost_client" / "protocol.py").is_file()
+
+
+def test_batch_edit_in_real_gimp(setup):
+    t0 = time.monotonic()
+    name = sorted(setup.directions)[0]
+    lo, hi = setup.directions[name]["range"]
+    sliders = {name: round(lo + 0.85 * (hi - lo), 3)}
+    steps = 1
+    script = setup.script(BATCH_SCRIPT, {"refine_steps": steps, "ellipse": ELLIPSE, "copy": COPY,
+                                         "copy_to": COPY_TO,
+                                         "sliders": ",".join(f"{k}={v}" for k, v in sliders.items())})
+    gimp = run_gimp_batch(setup.chroot, script, setup.env)
+    log = gimp.stdout + gimp.stderr
+    assert gimp.returncode != BATCH_EXIT, f"the batch script failed inside GIMP (exit 64):\n{log[-6000:]}"
+    assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{log[-6000:]}"
+    t_gimp = time.monotonic() - t0
+    out, rgba, client = setup.out, setup.rgba, setup.client
+    report = json.loads((out / "report.json").read_text())
+
+    # A bad argument fails with a message that names the problem, and adds nothing.
+    bad = report["bad_slider"]
+    assert bad["status"] in ("GIMP_PDB_EXECUTION_ERROR", "GIMP_PDB_CALLING_ERROR"), bad
+    assert "unknown slider 'no_such_slider'" in bad["message"] and name in bad["message"], bad
+    assert bad["layers_after"] == bad["layers_before"]
+
+    # Layers, top first: the whole-layer result above its layer, the selection's result above the background.
+    layers = report["layers"]
+    assert [la["name"] for la in layers] == [report["runs"][1]["layer"], "face2", report["runs"][0]["layer"],
+                                             "Background"]
+    new_b, face2, new_a, background = layers
+    assert new_a["name"].startswith("Anycost Face Edit")
+
+    # The source layer is untouched.
+    assert background["offsets"] == [0, 0] and background["size"] == list(CANVAS)
+    np.testing.assert_array_equal(_read_layer(out, background), rgba)
+
+    # The selection's result: at the selection's bounds, the same pixels as the client's edit of that
+    # region and mask; unselected pixels keep the original.
+    sx, sy, sw, sh = report["selection_bounds"]
+    assert (sx, sy) == (ELLIPSE[0], ELLIPSE[1]) and (sw, sh) == (ELLIPSE[2], ELLIPSE[3])
+    assert new_a["offsets"] == [sx, sy] and new_a["size"] == [sw, sh]
+    mask = np.frombuffer((out / "selection.a8").read_bytes(), np.uint8).reshape(sh, sw)
+    assert mask[0, 0] == 0 and mask[sh // 2, sw // 2] == 255
+    region = rgba[sy:sy + sh, sx:sx + sw]
+    got_a = _read_layer(out, new_a)
+    np.testing.assert_array_equal(got_a, _expected(client, np.ascontiguousarray(region), mask, sliders, steps))
+    np.testing.assert_array_equal(got_a[mask == 0], region[mask == 0])
+    changed = np.abs(got_a.astype(int) - region).max(-1) > 2
+    print(f"GIMP batch e2e: {changed[mask == 255].mean():.1%} of the selected pixels changed by more than 2 levels")
+    assert changed[mask == 255].mean() > 0.01, "the edit changed (almost) nothing inside the selection"
+
+    # The whole-layer result: at the layer's offsets, its size, the client's edit of the whole layer.
+    cx, cy, cw, ch = COPY
+    assert face2["offsets"] == COPY_TO and face2["size"] == [cw, ch]
+    assert new_b["offsets"] == COPY_TO and new_b["size"] == [cw, ch]
+    copy = np.ascontiguousarray(rgba[cy:cy + ch, cx:cx + cw])
+    np.testing.assert_array_equal(_read_layer(out, face2), copy)
+    np.testing.assert_array_equal(_read_layer(out, new_b), _expected(client, copy, None, sliders, steps))
+
+    # The composite: every pixel outside the two new layers is the input's.
+    composite = np.frombuffer((out / "composite.rgba").read_bytes(), np.uint8).reshape(CANVAS[1], CANVAS[0], 4)
+    outside = np.ones(composite.shape[:2], bool)
+    outside[sy:sy + sh, sx:sx + sw] = False
+    outside[COPY_TO[1]:COPY_TO[1] + ch, COPY_TO[0]:COPY_TO[0] + cw] = False
+    np.testing.assert_array_equal(composite[outside], rgba[outside])
+    print(f"GIMP batch e2e: gimp-console run {t_gimp:.1f} s")
+
+
+def _wait_events(backend: DefaultBackend, name: str, count: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(backend.events(name)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the backend logged {len(backend.events(name))} '{name}' events, not {count}")
+        time.sleep(0.1)
+
+
+def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
+    """The dialog under Xvfb: the first slider moved with the arrow keys streams previews, Return applies,
+    and in a second call Escape cancels without a trace."""
+    t0 = time.monotonic()
+    backend = setup.backend
+    ready0, closed0, commits0 = (len(backend.events(e)) for e in ("session_ready", "session_closed", "commit"))
+    script = setup.script(DIALOG_SCRIPT, {"ellipse": ELLIPSE})
+    with mounted(setup.chroot):
+        display = XDisplay(setup.chroot)
+        gimp = subprocess.Popen(gimp_batch_command(setup.chroot, script, {**setup.env, "DISPLAY": display.display}),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            # backend sessions in order: the first dialog's, the repeat's (no dialog), the second dialog's
+            for session, (presses, final_key) in ((1, (5, "Return")), (3, (3, "Escape"))):
+                window = display.wait_window(DIALOG_TITLE)
+                _wait_events(backend, "session_ready", ready0 + session)
+                time.sleep(0.5)  # the ready message reaches the dialog, which focuses the first slider
+                display.xdotool("windowfocus", "--sync", window)
+                for _ in range(presses):
+                    display.xdotool("key", "Right")
+                    time.sleep(0.1)
+                time.sleep(1.0)  # previews arrive
+                display.xdotool("key", final_key)
+                _wait_events(backend, "session_closed", closed0 + session)
+                display.wait_window(DIALOG_TITLE, gone=True)
+            output, _ = gimp.communicate(timeout=120)
+        finally:
+            if gimp.poll() is None:
+                gimp.kill()
+                gimp.wait()
+            display.stop()
+    assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{output[-6000:]}"
+    report = json.loads((setup.out / "dialog-report.json").read_text())
+
+    # Apply: a new layer at the selection's bounds holding the edit of the moved slider; previews were shown.
+    name = sorted(setup.directions)[0]
+    apply = report["apply"]
+    assert apply["status"] == "GIMP_PDB_SUCCESS", report
+    new, background = apply["layers"]
+    assert new["name"] == f"Anycost Face Edit ({name} +0.05)", new
+    assert new["offsets"] == ELLIPSE[:2] and new["size"] == ELLIPSE[2:]
+    closed = backend.events("session_closed")[closed0:]
+    assert closed[0]["previews"] >= 1, closed
+    assert len(backend.events("commit")) == commits0 + 2, "Apply's commit and the repeat's"
+    x, y, w, h = ELLIPSE
+    mask = np.frombuffer((setup.out / "dialog-selection.a8").read_bytes(), np.uint8).reshape(h, w)
+    region = np.ascontiguousarray(setup.rgba[y:y + h, x:x + w])
+    got = np.frombuffer((setup.out / "dialog-layer.rgba").read_bytes(), np.uint8).reshape(h, w, 4)
+    want = _expected(setup.client, region, mask, {name: 0.05}, 0)
+    assert np.abs(got.astype(int) - want).max() <= 1
+    # Filters > Repeat applies the dialog's values again without a dialog.
+    assert report["repeat"] == {"status": "GIMP_PDB_SUCCESS", "layer": new["name"]}, report
+
+    # Cancel: nothing added, the image not even marked dirty.
+    cancel = report["cancel"]
+    assert cancel["status"] == "GIMP_PDB_CANCEL", report
+    assert [la["name"] for la in cancel["layers"]] == ["Background"] and not cancel["dirty"], report
+    assert closed[2]["previews"] >= 1, closed
+    print(f"GIMP dialog e2e: {time.monotonic() - t0:.1f} s")

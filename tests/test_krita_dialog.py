@@ -1,0 +1,66 @@
+"""The Krita plugin's Qt dialog on PyQt5 (Krita 5) and PyQt6 (Krita 6), without Krita: the system Python
+with PyQt (what Debian's Krita runs), offscreen, driving the real dialog against a real backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from service_support import Backend, make_directions
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _system_python_has(module: str) -> bool:
+    if not os.path.exists(SYSTEM_PYTHON):
+        return False
+    code = f"import sys, {module}; print(sys.version_info[:2])"
+    r = subprocess.run([SYSTEM_PYTHON, "-c", code], capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.strip() == str(tuple(sys.version_info[:2]))
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory, official_fixture):
+    tmp = tmp_path_factory.mktemp("dialog")
+    model = official_fixture / "generator.pt"
+    b = Backend(tmp, model, make_directions(model, tmp / "dirs.safetensors"))
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("qt", ["5", "6"])
+def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
+    module = f"PyQt{qt}.QtWidgets"
+    if not _system_python_has(module):
+        pytest.skip(f"PyQt{qt} IS NOT INSTALLED for {SYSTEM_PYTHON} (same version as this Python): "
+                    f"apt-get install python3-pyqt{qt} (.ci/run installs it)")
+    # the system Python gets this environment's pyzmq/msgpack (same CPython version) and nothing else of it
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    import msgpack
+    import zmq
+
+    for mod in (zmq, msgpack):
+        pkg = Path(mod.__file__).parent
+        (deps / pkg.name).symlink_to(pkg)
+    libs = Path(zmq.__file__).parent.parent / "pyzmq.libs"
+    if libs.exists():
+        (deps / libs.name).symlink_to(libs)
+    out = tmp_path / "result.json"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "plugin" / "krita"), str(REPO / "plugin"), str(deps)])}
+    p = subprocess.run([SYSTEM_PYTHON, str(REPO / "tests" / "hosts" / "krita_dialog_qt.py"), qt, str(backend.conn),
+                        str(out)], env=env, capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["qt6"] == (qt == "6")
+    assert r["sliders"] == ["sefa_0", "sefa_1", "sefa_2"] and r["quality_items"] > 2
+    assert r["slider_value"] == 0.5 and "ms" in r["latency_label"] and r["thumbnail_updates"] >= 2
+    assert r["apply_enabled"] and r["after_reset"] == 0.0
+    assert r["phase"] == "done" and r["results"] == ["Anycost Face Edit (sefa_0 -0.40)"]
+    assert r["dialog_result"] == 1, "accepted"

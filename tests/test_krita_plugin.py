@@ -1,0 +1,495 @@
+"""The Krita plugin's host-neutral logic outside Krita: pixel formats and regions, the Krita adapter on a
+small fake of Krita's API (tests/krita_fake.py), and the dialog's controller and backend link against
+a real backend process over real sockets. The plugin in a real Krita is tests/test_krita_e2e.py."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import select
+import signal
+import struct
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from krita_fake import FakeDocument, FakeKrita
+from service_support import Backend, make_directions
+
+from anycost_client import backend_launcher as BL
+from anycost_client.controller import (
+    BackendLink,
+    EditController,
+    LinkSettings,
+    LinkState,
+    Phase,
+    PreviewFrame,
+    edit_layer_name,
+)
+from anycost_client.regions import (
+    FormatError,
+    PixelFormat,
+    Rect,
+    Region,
+    edit_rect,
+    from_rgba8,
+    krita_pixel_format,
+    mask_or_none,
+    paste_box,
+    swap_red_blue,
+    to_rgba8,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "plugin" / "krita"))
+
+from anycost_face_edit.krita_canvas import PREVIEW_LAYER_NAME, KritaCanvas, read_region  # noqa: E402
+from anycost_face_edit.settings import Settings  # noqa: E402
+from anycost_face_edit.vendor_paths import platform_key, vendor_key  # noqa: E402
+
+# ---------------------------------------------------------------------------------------- regions
+
+
+def test_krita_channel_orders_and_depths():
+    assert krita_pixel_format("RGBA", "U8") == PixelFormat("U8", "BGRA")
+    assert krita_pixel_format("RGBA", "U16") == PixelFormat("U16", "BGRA")
+    assert krita_pixel_format("RGBA", "U16", "sRGB-elle-V2-g10.icc") == PixelFormat("U16", "BGRA", linear=True)
+    assert krita_pixel_format("RGBA", "F32", "sRGB-elle-V2-g10.icc") == PixelFormat("F32", "RGBA", linear=True)
+    assert krita_pixel_format("RGBA", "F16", "sRGB-elle-V2-srgbtrc.icc") == PixelFormat("F16", "RGBA", linear=False)
+    with pytest.raises(FormatError, match="greyscale.*RGB/Alpha"):
+        krita_pixel_format("GRAYA", "U8")
+    with pytest.raises(FormatError, match="CMYK"):
+        krita_pixel_format("CMYKA", "U8")
+
+
+def test_known_pixels_convert_exactly():
+    # Krita's U8: B, G, R, A
+    assert to_rgba8(bytes([10, 20, 30, 40]), 1, 1, PixelFormat("U8", "BGRA")) == bytes([30, 20, 10, 40])
+    # U16: v × 257 ↔ v, native byte order
+    u16 = struct.pack("=4H", 0, 257 * 128, 65535, 257 * 7)
+    assert to_rgba8(u16, 1, 1, PixelFormat("U16", "BGRA")) == bytes([255, 128, 0, 7])
+    assert from_rgba8(bytes([255, 128, 0, 7]), 1, 1, PixelFormat("U16", "BGRA")) == u16
+    # a linear 16-bit profile (Krita's default for new 16-bit images): linear 0.5 is sRGB 188
+    lin16 = struct.pack("=4H", 32768, 0, 65535, 32768)
+    assert to_rgba8(lin16, 1, 1, PixelFormat("U16", "BGRA", linear=True)) == bytes([255, 0, 188, 128])
+    # floats: R, G, B, A; linear light is sRGB-encoded for the wire, alpha never is
+    lin = struct.pack("=4f", 0.5, 0.0, 1.0, 0.5)
+    assert to_rgba8(lin, 1, 1, PixelFormat("F32", "RGBA", linear=True)) == bytes([188, 0, 255, 128])
+    assert to_rgba8(lin, 1, 1, PixelFormat("F32", "RGBA", linear=False)) == bytes([128, 0, 255, 128])
+    # out of range and NaN clamp instead of wrapping
+    wild = struct.pack("=4e", 2.0, -1.0, float("nan"), 1.0)
+    assert to_rgba8(wild, 1, 1, PixelFormat("F16", "RGBA")) == bytes([255, 0, 0, 255])
+
+
+@pytest.mark.parametrize("fmt", [PixelFormat("U8", "BGRA"), PixelFormat("U16", "BGRA"), PixelFormat("F16", "RGBA"),
+                                 PixelFormat("U16", "BGRA", linear=True),
+                                 PixelFormat("F32", "RGBA", linear=True), PixelFormat("F16", "RGBA", linear=True)])
+def test_every_8bit_value_survives_the_round_trip(fmt):
+    rgba = bytes((v + c) % 256 for v in range(256) for c in range(4))  # every value in every channel
+    w, h = 16, 16
+    assert len(rgba) == w * h * 4
+    host = from_rgba8(rgba, w, h, fmt)
+    assert len(host) == w * h * fmt.bytes_per_pixel
+    assert to_rgba8(host, w, h, fmt) == rgba
+
+
+def test_wrong_sizes_are_refused():
+    with pytest.raises(FormatError, match="expected 8 bytes"):
+        to_rgba8(b"\0" * 7, 2, 1, PixelFormat())
+    with pytest.raises(FormatError, match="depth"):
+        PixelFormat("U32")
+
+
+def test_region_geometry():
+    canvas = Rect(0, 0, 300, 200)
+    assert edit_rect(None, canvas) == canvas
+    assert edit_rect(Rect(100, 50, 80, 60), canvas, 0.25) == Rect(80, 30, 120, 100)
+    assert edit_rect(Rect(10, 10, 80, 60), canvas, 0.5) == Rect(0, 0, 130, 110), "clipped to the canvas"
+    with pytest.raises(FormatError, match="at least 16"):
+        edit_rect(Rect(10, 10, 5, 5), canvas)
+    with pytest.raises(FormatError, match="does not overlap"):
+        edit_rect(Rect(400, 10, 50, 50), canvas)
+    assert mask_or_none(b"\xff" * 4) is None
+    assert mask_or_none(b"\xff\x00\x80\x00") == b"\xff\x00\x80\x00"
+    with pytest.raises(FormatError, match="nothing is selected"):
+        mask_or_none(b"\x00" * 4)
+    base = bytearray(4 * 4 * 4)
+    paste_box(base, 4, (1, 2, 2, 1), b"\x01" * 8)
+    assert base[(2 * 4 + 1) * 4:(2 * 4 + 3) * 4] == b"\x01" * 8 and sum(base) == 8
+    with pytest.raises(ValueError, match="outside"):
+        paste_box(base, 4, (3, 3, 2, 2), b"\x01" * 16)
+    assert swap_red_blue(bytes([1, 2, 3, 4])) == bytes([3, 2, 1, 4])
+    assert edit_layer_name({"smile": 0.6, "age": -0.3, "hair": 0.0}) == "Anycost Face Edit (smile +0.60, age -0.30)"
+
+
+def test_vendor_folders_match_the_installers_names():
+    from anycost_installers.wheels import Target
+
+    assert vendor_key("3.10", "win_amd64") == Target("3.10", "win_amd64").key == "cp310-win_amd64"
+    assert platform_key("win32", "AMD64") == "win_amd64"
+    assert platform_key("darwin", "arm64") == "macosx_arm64"
+    assert platform_key("linux", "x86_64") == "linux_x86_64"
+    assert platform_key("linux", "aarch64") == "linux_aarch64"
+
+
+def test_settings_round_trip_through_krita_settings():
+    store: dict = {}
+    s = Settings.load(lambda g, k, d: store.get((g, k), d))
+    assert s.padding == 0.25 and s.quality == "auto" and s.backend_command == ""
+    s.backend_command, s.padding, s.preview_budget_ms = "/opt/venv/bin/python -m anycost serve", 0.4, 90
+    s.save(lambda g, k, v: store.__setitem__((g, k), v))
+    t = Settings.load(lambda g, k, d: store.get((g, k), d))
+    assert t == s
+    ls = t.link_settings()
+    assert ls.backend_command == ["/opt/venv/bin/python", "-m", "anycost", "serve"]
+    assert ls.backend_args == ["--preview-budget-ms", "90"] and ls.host == "krita"
+    store[("anycost_face_edit", "padding")] = "lots"
+    assert Settings.load(lambda g, k, d: store.get((g, k), d)).padding == 0.25, "garbage falls back to the default"
+
+
+# ---------------------------------------------------------------------------------------- Krita adapter
+
+
+def _painted_doc(w=64, h=48, depth="U8", profile="sRGB-elle-V2-srgbtrc.icc") -> FakeDocument:
+    doc = FakeDocument(w, h, depth=depth, profile=profile)
+    bg = doc.root.children[0]
+    fmt = krita_pixel_format("RGBA", depth, profile)
+    rgba = bytes(v for i in range(w * h) for v in ((i * 7) % 256, (i * 3) % 256, (i * 11) % 256, 255))
+    bg.setPixelData(from_rgba8(rgba, w, h, fmt), 0, 0, w, h)
+    doc.undo_stack.clear()
+    doc.setModified(False)
+    return doc
+
+
+@pytest.mark.parametrize("depth, profile", [("U8", "sRGB-elle-V2-srgbtrc.icc"), ("U16", "sRGB-elle-V2-srgbtrc.icc"),
+                                            ("F32", "sRGB-elle-V2-g10.icc"), ("F16", "sRGB-elle-V2-srgbtrc.icc")])
+def test_region_from_a_selection(depth, profile):
+    doc = _painted_doc(depth=depth, profile=profile)
+    doc.select(20, 10, 24, 20)
+    region = read_region(doc, doc.activeNode(), padding=0.25)
+    assert region.rect == Rect(14, 4, 36, 32)
+    # the wire's RGBA8 equals the layer's pixels of that rect
+    i = (6 * 64 + 20)  # image pixel (20, 6) → region pixel (6, 2)
+    expected = bytes(((i * 7) % 256, (i * 3) % 256, (i * 11) % 256, 255))
+    j = 2 * 36 + 6
+    assert region.rgba[4 * j:4 * j + 4] == expected
+    assert region.mask is not None and region.mask[j] == 0 and region.mask[(10 - 4) * 36 + 6] == 255
+
+
+def test_region_without_selection_is_the_layer_and_bad_layers_are_refused():
+    doc = _painted_doc()
+    assert read_region(doc, doc.activeNode()).rect == Rect(0, 0, 64, 48)
+    assert read_region(doc, doc.activeNode()).mask is None
+    group = doc.createNode("group", "grouplayer")
+    with pytest.raises(FormatError, match="paint layer"):
+        read_region(doc, group)
+    gray = FakeDocument(32, 32, model="GRAYA")
+    with pytest.raises(FormatError, match="greyscale"):
+        read_region(gray, gray.activeNode())
+    with pytest.raises(FormatError, match="empty"):
+        read_region(doc, doc.createNode("empty", "paintlayer"))
+
+
+def _frame(box, value, previous=None):
+    x, y, w, h = box
+    return PreviewFrame(0, box, bytes([value, value, value, 255]) * (w * h), previous)
+
+
+@pytest.mark.parametrize("depth", ["U8", "U16", "F32"])
+def test_canvas_preview_apply_is_one_undo_step(depth):
+    doc = _painted_doc(depth=depth, profile="sRGB-elle-V2-g10.icc" if depth == "F32" else "srgbtrc")
+    doc.select(20, 10, 24, 20)
+    src = doc.activeNode()
+    source_pixels = bytes(src.pixels)
+    region = read_region(doc, src, 0.25)
+    canvas = KritaCanvas(FakeKrita(doc), doc, src, region)
+    canvas.show_preview(_frame((2, 2, 10, 10), 200))
+    assert doc.layer_names() == ["Background", PREVIEW_LAYER_NAME]
+    pv = doc.root.children[1]
+    assert pv.locked()
+    fmt = krita_pixel_format("RGBA", depth, pv.colorProfile())
+    rx, ry = region.rect.x, region.rect.y
+    assert to_rgba8(pv.pixelData(rx + 2, ry + 2, 1, 1), 1, 1, fmt) == bytes([200, 200, 200, 255])
+    canvas.show_preview(_frame((8, 8, 4, 4), 50, previous=(2, 2, 10, 10)))
+    assert to_rgba8(pv.pixelData(rx + 2, ry + 2, 1, 1), 1, 1, fmt)[3] == 0, "the old box is cleared"
+    assert to_rgba8(pv.pixelData(rx + 9, ry + 9, 1, 1), 1, 1, fmt) == bytes([50, 50, 50, 255])
+
+    result = bytes([9, 99, 199, 255]) * (region.width * region.height)
+    canvas.write_result(result, "Anycost Face Edit (smile +0.50)")
+    assert doc.layer_names() == ["Background", "Anycost Face Edit (smile +0.50)"]
+    assert [what for what, *_ in doc.undo_stack] == ["add Anycost Face Edit (smile +0.50)"], \
+        "the preview left no undo step; the result is exactly one"
+    new = doc.root.children[1]
+    b = new.bounds()
+    assert (b.x(), b.y(), b.width(), b.height()) == region.rect.as_tuple()
+    assert to_rgba8(new.pixelData(*region.rect.as_tuple()), region.width, region.height, fmt) == result
+    assert bytes(src.pixels) == source_pixels, "the source layer is never written"
+    doc.undo()
+    assert doc.layer_names() == ["Background"]
+
+
+def test_canvas_discard_restores_everything():
+    doc = _painted_doc()
+    src = doc.activeNode()
+    region = read_region(doc, src)
+    canvas = KritaCanvas(FakeKrita(doc), doc, src, region)
+    canvas.show_preview(_frame((0, 0, 8, 8), 10))
+    canvas.discard()
+    assert doc.layer_names() == ["Background"] and doc.undo_stack == [] and not doc.modified()
+    assert doc.activeNode() is src
+
+
+def test_canvas_removes_the_preview_plainly_when_undo_is_not_ours():
+    """If the undo action does not act on this document, the preview layer is removed the plain way."""
+    doc = _painted_doc()
+    other = _painted_doc()
+    src = doc.activeNode()
+    canvas = KritaCanvas(FakeKrita(other), doc, src, read_region(doc, src))
+    canvas.show_preview(_frame((0, 0, 8, 8), 10))
+    canvas.discard()
+    assert doc.layer_names() == ["Background"] and other.layer_names() == ["Background"]
+
+
+# ---------------------------------------------------------------------------------------- controller + link
+
+
+class SelectLoop:
+    """The host event loop the controller needs, on select(): what Qt's notifiers and timers do in Krita."""
+
+    def __init__(self):
+        self.watches: dict[int, tuple[int, object]] = {}
+        self.timers: list = []
+        self._ids = itertools.count()
+        self.links: list[BackendLink] = []
+
+    def watch(self, fd, callback):
+        token = next(self._ids)
+        self.watches[token] = (fd, callback)
+        return token
+
+    def unwatch(self, token):
+        self.watches.pop(token, None)
+
+    def call_later(self, seconds, callback):
+        heapq.heappush(self.timers, (time.monotonic() + seconds, next(self._ids), callback))
+
+    def run_until(self, cond, timeout, what=""):
+        deadline = time.monotonic() + timeout
+        next_tick = 0.0
+        while not cond():
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            while self.timers and self.timers[0][0] <= now:
+                heapq.heappop(self.timers)[2]()
+            if now >= next_tick:
+                next_tick = now + 0.25
+                for link in self.links:
+                    link.tick()
+            fds = {fd: cb for fd, cb in self.watches.values()}
+            ready, _, _ = select.select(list(fds), [], [], 0.05) if fds else ([], [], time.sleep(0.05))
+            for fd in ready:
+                fds[fd]()
+
+
+class RecordingCanvas:
+    def __init__(self):
+        self.previews: list[PreviewFrame] = []
+        self.results: list[tuple[bytes, str]] = []
+        self.discarded = 0
+
+    def show_preview(self, frame):
+        self.previews.append(frame)
+
+    def write_result(self, rgba, name):
+        self.results.append((rgba, name))
+
+    def discard(self):
+        self.discarded += 1
+
+
+def _region(w=64, h=64) -> Region:
+    rgba = bytes(v for i in range(w * h) for v in ((i * 5) % 256, (i * 9) % 256, (i * 13) % 256, 255))
+    return Region(Rect(10, 20, w, h), rgba)
+
+
+@pytest.fixture(scope="module")
+def backend_files(tmp_path_factory, official_fixture):
+    tmp = tmp_path_factory.mktemp("plugin")
+    model = official_fixture / "generator.pt"
+    return tmp, model, make_directions(model, tmp / "dirs.safetensors")
+
+
+def _command(backend_files) -> list[str]:
+    _, model, dirs = backend_files
+    return [sys.executable, "-m", "anycost", "serve", "--model", str(model), "--directions", str(dirs), "--no-lpips"]
+
+
+def test_child_environment_drops_the_hosts_python():
+    env = BL.child_environment({"PYTHONPATH": "/krita/lib", "PYTHONHOME": "/krita", "HOME": "/h", "APPDIR": "/a",
+                                "LD_LIBRARY_PATH": "/a/lib"})
+    assert env == {"HOME": "/h", "APPDIR": "/a", "PYTHONUNBUFFERED": "1"}
+    assert BL.parse_command("'/opt/my env/bin/python' -m anycost serve") == ["/opt/my env/bin/python", "-m",
+                                                                             "anycost", "serve"]
+
+
+def test_link_without_backend_or_command_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("ANYCOST_BACKEND_COMMAND", raising=False)
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(host="test"))
+    c = EditController(link, _region(), RecordingCanvas())
+    c.start()
+    assert link.state == LinkState.FAILED and c.phase == Phase.FAILED
+    assert "anycost serve" in c.message and "backend command" in c.message
+
+
+def test_plugin_starts_the_backend_edits_applies_cancels_and_stops_it(monkeypatch, tmp_path, backend_files):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("PYTHONPATH", "/nonexistent/host/python")  # what Krita sets; the child must not see it
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=_command(backend_files), host="test",
+                                          backend_args=["--preview-budget-ms", "80"]))
+    loop.links.append(link)
+    canvas = RecordingCanvas()
+    changes: list[str] = []
+    c = EditController(link, _region(), canvas, on_change=changes.append)
+    try:
+        c.start()
+        assert link.state == LinkState.STARTING and link.owns_backend
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+        assert link.connection_file == tmp_path / "anycost" / "backend-test.json"
+        assert "--preview-budget-ms" in link.launcher.argv and "--reuse-connection-file" in link.launcher.argv
+        assert link.welcome["costs"]["preview_budget_ms"] == 80
+        assert set(c.specs) == {"sefa_0", "sefa_1", "sefa_2"} and c.levels
+        assert "sliders" in changes and "status" in changes
+
+        for v in (0.1, 0.3, 0.5, 0.7, 0.9):  # a drag: latest wins, the last position is shown
+            c.set_slider("sefa_0", v)
+        loop.run_until(lambda: c.previews_shown and c._state.last_shown_seq == c._state.last_sent_seq, 60, "preview")
+        assert canvas.previews[-1].box is not None and c.latency_ms is not None and c.latency_ms > 0
+        assert c.preview_rgba != bytearray(c.region.rgba), "the thumbnail shows the preview"
+        c.set_slider("sefa_0", 5.0)
+        assert c.sliders["sefa_0"] == 1.0, "clamped to the direction's range"
+        c.set_quality(c.levels[0])
+        loop.run_until(lambda: c.preview_cost == c.levels[0], 60, "a preview at the fixed cost")
+        with pytest.raises(ValueError, match="unknown preview quality"):
+            c.set_quality("7:0.1")
+        c.reset_slider("sefa_0")
+        assert c.sliders["sefa_0"] == 0.0
+
+        c.set_slider("sefa_1", -0.6)
+        c.apply()
+        loop.run_until(lambda: c.finished, 60, "the result")
+        assert c.phase == Phase.DONE and changes[-1] == "done"
+        rgba, name = canvas.results[0]
+        assert len(rgba) == 64 * 64 * 4 and name == "Anycost Face Edit (sefa_1 -0.60)"
+        assert rgba != c.region.rgba
+        pid = link.launcher.pid
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not any(e.startswith(b"PYTHONPATH=") for e in env), "the backend does not inherit PYTHONPATH"
+
+        # a second dialog on the same link: previews, then Cancel
+        canvas2 = RecordingCanvas()
+        c2 = EditController(link, _region(), canvas2)
+        c2.start()
+        assert c2.phase == Phase.OPENING, "the link is up: the region goes out at once"
+        loop.run_until(lambda: c2.phase == Phase.READY, 60, "ready")
+        c2.set_slider("sefa_2", 0.5)
+        loop.run_until(lambda: c2.previews_shown, 60, "preview")
+        c2.cancel()
+        assert c2.phase == Phase.CANCELLED and canvas2.discarded == 1 and not canvas2.results
+        log = tmp_path / "state" / "anycost" / "backend-test.log"
+        loop.run_until(lambda: log.read_text().count('"session_closed"') >= 2, 10, "both sessions closed")
+    finally:
+        link.shutdown()
+    assert not link.launcher.running()
+    assert not (tmp_path / "anycost" / "backend-test.json").exists(), "stopped cleanly"
+
+
+def test_external_backend_restart_is_reported_and_the_edit_replayed(tmp_path, backend_files):
+    """An external backend dies; a new one starts on the same endpoint and key: the link reports the
+    loss, reconnects, the controller reopens its session with the kept region and resends its sliders."""
+    tmp, model, dirs = backend_files
+    conn = tmp_path / "conn.json"
+    a = Backend(tmp_path, model, dirs, "--reuse-connection-file", conn=conn)
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(connection_file=str(conn), ping_interval=0.3, pong_timeout=1.5))
+    loop.links.append(link)
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas)
+    b = None
+    try:
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 60, "ready")
+        c.set_slider("sefa_0", 0.7)
+        loop.run_until(lambda: c.previews_shown, 60, "preview")
+        first = canvas.previews[-1]
+        a.stop(signal.SIGKILL)
+        loop.run_until(lambda: link.state == LinkState.RECONNECTING, 20, "the loss")
+        assert "reconnecting" in c.status_line()
+        shown = c.previews_shown
+        c.set_slider("sefa_1", 0.0)  # moving sliders meanwhile loses nothing
+        b = Backend(tmp_path, model, dirs, "--reuse-connection-file", conn=conn)
+        loop.run_until(lambda: c.previews_shown > shown, 60, "a preview from the new backend")
+        assert c.sessions_opened == 2 and c.phase == Phase.READY and link.reconnects >= 1
+        assert c.sliders["sefa_0"] == 0.7
+        assert canvas.previews[-1].rgba == first.rgba and canvas.previews[-1].box == first.box, \
+            "same region, same sliders, same preview"
+        assert not canvas.results and canvas.discarded == 0, "nothing written meanwhile"
+    finally:
+        link.shutdown()
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+def test_ensure_backend_for_one_shot_plugins(monkeypatch, tmp_path, backend_files):
+    """GIMP's plug-in processes live one edit long: the backend they start outlives them."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("ANYCOST_BACKEND_COMMAND", " ".join(_command(backend_files)))
+    path = BL.ensure_backend(host="oneshot", timeout=120)
+    info = json.loads(path.read_text())
+    try:
+        assert path == tmp_path / "anycost" / "backend-oneshot.json"
+        assert BL.ensure_backend(host="oneshot") == path, "a running backend is found, not started twice"
+        assert os.getpgid(info["pid"]) != os.getpgid(0), "its own session: the host's signals do not reach it"
+    finally:
+        os.kill(info["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def test_plugin_imports_only_qt_krita_and_the_client():
+    """Krita's Python has PyQt, the client package and the vendored pyzmq/msgpack: nothing else."""
+    import ast
+
+    allowed = {"krita", "PyQt5", "PyQt6", "anycost_client", "zmq", "msgpack", "__future__"}
+    files = sorted((REPO / "plugin" / "krita" / "anycost_face_edit").glob("*.py"))
+    files += sorted((REPO / "plugin" / "anycost_client").glob("*.py"))
+    assert len(files) > 8
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed or top in sys.stdlib_module_names, f"{path.name} imports {name}"
+    code = ("import sys; sys.path.insert(0, 'plugin/krita'); import anycost_face_edit.krita_canvas, "
+            "anycost_face_edit.settings, anycost_client.controller, anycost_client.regions, "
+            "anycost_client.backend_launcher\n"
+            "print(','.join(sorted(m for m in ('numpy', 'torch', 'PIL', 'anycost') if m in sys.modules)))")
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == "", r.stderr + r.stdout
