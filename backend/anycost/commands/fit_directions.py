@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--boundaries", metavar="FILE",
                      help="import a boundary file (.pt official dict, .safetensors or .npy)")
     p.add_argument("--classifier", default=None,
-                   help="model file holding the classifier (default: the one in --model)")
+                   help="model file holding the classifier (default: the one in --model); the output keeps it "
+                        "with the directions fitted by it, unless --model already holds one")
     p.add_argument("--attributes", default=None, help="comma-separated subset of classifier attributes")
     p.add_argument("--samples", type=int, default=2000, help="latents to sample for --from-labels")
     p.add_argument("--truncation", type=float, default=0.8, help="psi for the sampled latents")
@@ -121,7 +122,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.replace and is_safetensors(source):
         existing = directions_in_model(read_model(source))
     merged = existing.merged(new)
-    update_model(source, out, components={COMPONENT: to_component(merged)})
+    parts = {COMPONENT: to_component(merged)}
+    if args.from_labels and args.classifier and "classifier" not in comps:
+        # keep the classifier the directions were calibrated with, so their effect can be measured later
+        parts["classifier"] = read_model(args.classifier).components["classifier"]
+    update_model(source, out, components=parts)
     if args.export:
         save_directions_file(args.export, new)
     for d in new.values():

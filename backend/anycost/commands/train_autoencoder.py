@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--lpips-weight", type=float, default=0.5, help="used only when LPIPS weights are cached")
     o.add_argument("--noise-std", type=float, default=0.2, help="Gaussian noise added to w in training")
     o.add_argument("--kl-weight", type=float, default=5e-4, help="pull of w towards a unit Gaussian")
-    o.add_argument("--residual-weight", type=float, default=5e-2, help="penalty on per-slot W+ residuals")
+    o.add_argument("--residual-weight", type=float, default=1.0, help="penalty on per-slot W+ residuals (default 1)")
     o.add_argument("--warmup", type=float, default=0.25,
                    help="fraction of steps over which latent noise and the KL pull ramp up (default 0.25)")
     o.add_argument("--curriculum", type=float, default=0.3,

@@ -76,7 +76,8 @@ class AutoencoderConfig:
     # latent regularisation
     noise_std: float = 0.2
     kl_weight: float = 5e-4
-    residual_weight: float = 5e-2
+    # strong: otherwise the per-slot residuals carry the face and samples of w alone are not faces
+    residual_weight: float = 1.0
     # noise and KL ramp up from zero over this fraction of steps, so the decoder learns to use w
     # before noise hides it (otherwise the latent collapses, as in a VAE without KL annealing)
     warmup: float = 0.25

@@ -34,4 +34,6 @@ def update_model(source: str | os.PathLike, out: str | os.PathLike, *, encoder: 
         comps.pop("encoder", None)
     comps.update(components or {})
     merged = {**old_info, **(info or {})}
-    return save_model(out, generator=G, encoder=encoder, components=comps, info=merged)
+    # a model shipped in float16 stays float16 (the new parts are stored the same way)
+    half = merged.pop("stored_dtype", None) == "float16"
+    return save_model(out, generator=G, encoder=encoder, components=comps, info=merged, half=half)
