@@ -61,9 +61,11 @@ def test_models_command_lists_installed_and_missing(capsys):
     _write_small_model(registry.user_data_dir() / "models" / "stylegan2-ffhq-config-f.pt")
     assert main(["models", "--paths"]) == 0
     out = capsys.readouterr().out
-    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln and not ln.startswith(" ")}
+    # rows are "<mark> name  state  description": the mark is * for the default model
+    lines = {ln[2:].split()[0]: ln for ln in out.splitlines() if ln[:2] in ("* ", "  ") and ln[2:3] != " "}
     assert "installed" in lines["stylegan2-ffhq-config-f"]
     assert "missing" in lines["anycost-ffhq-config-f"]
+    assert lines["anycost-demo"].startswith("* ") and "installed" in lines["anycost-demo"]
     assert "Searched folders" in out
 
 
