@@ -127,7 +127,7 @@ def test_cli_edit_project_and_errors(model_path, directions_file, canvas, tmp_pa
     out = tmp_path / "out.png"
     lat = tmp_path / "lat.npy"
     r = _cli("edit", str(canvas), "-o", str(out), "--model", str(model_path), "--directions", str(directions_file),
-             "--set", "sefa_0=0.7", "--refine-steps", "5", "--no-lpips", "--save-latent", str(lat))
+             "--set", "sefa_0=0.7", "--refine-steps", "5", "--no-lpips", "--save-latent", str(lat), "--threads", "1")
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (160, 120) and np.load(lat).shape == (10, 64)
     r = _cli("project", str(canvas), "--out-latent", str(tmp_path / "p.npy"), "--model", str(model_path),
@@ -147,6 +147,7 @@ def test_cli_edit_project_and_errors(model_path, directions_file, canvas, tmp_pa
         (["--set", "sefa_0=1"], "no edit directions"),
         (["--cost", "999:0.5"], "cost"),
         (["--load-latent", str(tmp_path / "p.png")], "latent"),
+        (["--threads", "0"], "--threads must be at least 1"),
     ]
     for extra, msg in bad_cases:
         target = tmp_path / "never.png"

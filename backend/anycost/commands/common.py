@@ -30,3 +30,18 @@ def resolve_device(name: str):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for but no CUDA device is available")
     return torch.device(name)
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice); 1 keeps render times steady on a busy machine")
+
+
+def apply_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise InputError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import AnycostError, InputError
-from .common import add_device, resolve_device
+from .common import add_device, add_threads, apply_threads, resolve_device
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -18,6 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-align", action="store_true", help="skip face alignment (use a centred square crop)")
     p.add_argument("--no-lpips", action="store_true", help="pixel losses only during refinement")
     add_device(p)
+    add_threads(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +66,7 @@ def parse_sliders(items: list[str]) -> dict[str, float]:
 def _editor(args: argparse.Namespace, directions: str | None = None):
     from ..editing.session import Editor
 
+    apply_threads(getattr(args, "threads", None))
     return Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
                   directions=directions, blend=getattr(args, "blend", "delta"))
 

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from ..errors import InputError
-from .common import add_device, resolve_device
+from .common import add_device, add_threads, apply_threads, resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest binary frame accepted (default 256 MiB)")
     p.add_argument("--rate", type=float, default=200.0, help="messages per second per client (default 200)")
     p.add_argument("--no-lpips", action="store_true", help="pixel losses only during refinement")
+    add_threads(p)
     p.add_argument("--blend", choices=["delta", "replace"], default="delta",
                    help="how results are pasted: delta adds only the edit to the original pixels (default), "
                         "replace pastes the render; a session may choose with its 'blend' option")
@@ -97,6 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InputError("--search-delay must be 0 or more")
     kw = {} if args.preview_budget_ms is None else {"preview_budget_ms": args.preview_budget_ms}
     log("info", "loading", model=args.model, device=args.device)
+    apply_threads(args.threads)
     editor = Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
                     directions=args.directions, search_table=args.search_table, blend=args.blend, **kw)
     choice = editor.preview_choice()  # measured once, before clients wait on it
@@ -112,7 +114,8 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..service.preview_search import PreviewSearch
 
         search = PreviewSearch(editor, device=args.device, directions=args.directions,
-                               extra_args=["--time-limit", f"{args.search_time_limit:g}"])
+                               extra_args=["--time-limit", f"{args.search_time_limit:g}",
+                                           *(["--threads", str(args.threads)] if args.threads else [])])
         server.preview_search = search
 
     def stop(signum, _frame) -> None:
