@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ANYCOST_SHARED", REPO.parent / "shared"))
@@ -29,3 +30,13 @@ def _isolated_user_dirs(tmp_path_factory, monkeypatch):
     # No background preview search in backends that tests start (they would compete for the CPU);
     # the tests of that search switch it back on.
     monkeypatch.setenv("ANYCOST_BACKGROUND_SEARCH", "0")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: extra threads only wait for each other. Module-wide,
+    so module fixtures that time or render run under it too."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -58,13 +58,16 @@ class Backend:
     def key(self) -> bytes:
         return bytes.fromhex(self.info["key"])
 
-    def events(self) -> list[dict]:
+    def events(self, name: str | None = None) -> list[dict]:
+        """The backend's JSON log lines so far (only those of event ``name`` when given)."""
         out = []
         for line in self.log.read_text().splitlines():
             try:
-                out.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
-                pass
+                continue
+            if name is None or (isinstance(event, dict) and event.get("event") == name):
+                out.append(event)
         return out
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from gimp_support import (
     run_gimp_batch,
 )
 from PIL import Image
+from service_support import Backend
 
 from anycost.registry import DEFAULT_MODEL
 from anycost_client.client import Client
@@ -58,8 +58,9 @@ def chroot() -> Path:
         pytest.skip(f"GIMP 3 end-to-end test skipped: the Debian trixie chroot with GIMP 3 cannot be built here: {e}")
 
 
-class DefaultBackend:
-    """``anycost serve`` on the default model, its connection file in ``runtime``/anycost/."""
+class DefaultBackend(Backend):
+    """``anycost serve`` on the default model, its connection file in ``runtime``/anycost/ (where the
+    plug-in looks); started here, waited for later. ``events``/``stop`` are the service tests' own."""
 
     def __init__(self, runtime: Path, log: Path, env: dict[str, str]):
         env = {**env, "XDG_RUNTIME_DIR": str(runtime), "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
@@ -70,33 +71,7 @@ class DefaultBackend:
         self.conn = runtime / "anycost" / f"backend-{self.proc.pid}.json"
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not (self.conn.exists() and '"listening"' in self.log.read_text()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the backend did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def events(self, name: str) -> list[dict]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("event") == name:
-                out.append(event)
-        return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        self.info = self._wait_ready(timeout)
 
 
 def _face_image(path: Path) -> np.ndarray:

@@ -14,13 +14,7 @@ from anycost.search.evolution import EvolutionSettings, SearchSettings, evolve, 
 from anycost.search.latency import latency_table
 from anycost.search.space import SearchSpace, model_space_kind
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,7 @@ from anycost.search.latency import (
 )
 from anycost.search.space import SearchSpace, layers_used
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Several threads on a shared 2-core machine spend most of a tiny layer waiting for each other;
-    # these tests are about the model's logic, not this machine's figures.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from model_support import tiny_generator
 
 from anycost.editing.render import Cost, pick_preview
@@ -24,12 +23,7 @@ from anycost.search.table import SearchTable, TableEntry, parse_budgets
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
