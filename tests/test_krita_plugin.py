@@ -347,6 +347,29 @@ def test_link_without_backend_or_command_says_what_to_do(monkeypatch, tmp_path):
     assert "anycost serve" in c.message and "backend command" in c.message
 
 
+_STUBBORN_BACKEND = """
+import json, os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+path = sys.argv[sys.argv.index("--connection-file") + 1]
+with open(path, "w") as f:
+    json.dump({"endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": os.getpid()}, f)
+time.sleep(60)
+"""
+
+
+def test_a_backend_that_ignores_stop_is_killed_and_its_connection_file_removed(tmp_path):
+    script = tmp_path / "stubborn.py"
+    script.write_text(_STUBBORN_BACKEND)
+    launcher = BL.BackendLauncher([sys.executable, str(script)], host="stubborn",
+                                  connection_file=tmp_path / "run" / "backend.json", log_file=tmp_path / "log")
+    launcher.start()
+    assert launcher.wait_ready(timeout=30) == tmp_path / "run" / "backend.json"
+    pid = launcher.pid
+    assert launcher.stop(timeout=0.5) == -signal.SIGKILL
+    assert not launcher.running() and launcher.pid == pid
+    assert not (tmp_path / "run" / "backend.json").exists(), "a killed backend's file would mislead the next client"
+
+
 def test_plugin_starts_the_backend_edits_applies_cancels_and_stops_it(monkeypatch, tmp_path, backend_files):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))

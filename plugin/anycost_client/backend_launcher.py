@@ -268,10 +268,18 @@ class BackendLauncher:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+                self._remove_own_connection_file(proc.pid)  # a killed backend cannot remove it
             except OSError:
                 pass
         self._close_log()
         return None if proc is None else proc.poll()
+
+    def _remove_own_connection_file(self, pid: int) -> None:
+        try:
+            if read_connection_file(self.connection_file).get("pid") == pid:
+                self.connection_file.unlink()
+        except (OSError, ConnectionFileError):
+            pass
 
     def log_tail(self, lines: int = 15) -> str:
         try:

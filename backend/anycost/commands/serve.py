@@ -121,6 +121,7 @@ def run_serve(args: argparse.Namespace) -> int:
     def stop(signum, _frame) -> None:
         log("info", "signal", signal=signal.Signals(signum).name)
         server.stop_event.set()
+        server.withdraw()
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

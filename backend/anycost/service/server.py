@@ -139,24 +139,29 @@ class Server:
         log("info", "listening", endpoint=self.endpoint, connection_file=str(self.connection_path),
             model=self.editor.name, pid=os.getpid(), curve=bool(self.curve_public))
 
+    def withdraw(self) -> None:
+        """Remove the connection file: no new client finds this server. Safe from a signal handler."""
+        path, self.connection_path = self.connection_path, None
+        if path is not None:
+            path.unlink(missing_ok=True)
+
     def close(self) -> None:
         self.stop_event.set()
+        self.withdraw()  # first: whatever follows may be slow, and a stopping server must not be found
+        t0 = time.monotonic()
         for sid in list(self.scheduler.sessions):
             self.scheduler.remove(sid)
         if getattr(self, "worker", None) is not None:
             self.worker.stop_event.set()
             self.scheduler.wake()
             self.worker.join(timeout=10)
-        if self.connection_path is not None:
-            self.connection_path.unlink(missing_ok=True)
-            self.connection_path = None
         if self._auth is not None:
             self._auth.stop()
         for sock in (getattr(self, "router", None), getattr(self, "pull", None)):
             if sock is not None:
                 sock.close(0)
         self.ctx.term()
-        log("info", "stopped")
+        log("info", "stopped", seconds=round(time.monotonic() - t0, 3))
 
     # ------------------------------------------------------------------ loop
     def serve_forever(self) -> None:
