@@ -9,6 +9,7 @@ import torch
 
 import anycost
 from anycost.errors import InputError
+from anycost.io.modelfile import save_model
 from anycost.training.autoencoder import AutoencoderConfig, AutoencoderTrainer
 from anycost.training.checkpoint import latest_checkpoint
 
@@ -139,3 +140,25 @@ def test_latent_shift_leaves_images_unchanged(tmp_path):
         after = tr.G.synthesize(tr.E(x), channels=0.5, impl="reference")
     assert float(shift.abs().max()) > 0.1
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_init_from_a_model_file_continues_where_it_left_off(trained, tmp_path):
+    tr, result, _, _ = trained
+    G0, E0 = anycost.load_generator(result["model"]), anycost.load_encoder(result["model"])
+    # the file's architecture wins over the (different) settings given, and its latents are centred again
+    cfg = tiny_config(tmp_path / "ft", style_dim=8, enc_width=4, init=result["model"], warmup=0, curriculum=0)
+    ft = AutoencoderTrainer(cfg, quiet=True)
+    assert cfg.style_dim == G0.style_dim and cfg.enc_width == E0.config.width
+    x = ft.data.pool.images[:6]
+    ft.G.eval()
+    ft.E.eval()
+    with torch.no_grad():
+        here = ft.G.synthesize(ft.E(x), noise="const", impl="reference")
+        there = G0.synthesize(E0(x), noise="const", impl="reference")
+        assert torch.allclose(here, there, atol=2e-3), "the same images as the model file (float16 storage)"
+        assert float(ft.E(x).mean(1).mean(0).abs().max()) < float(E0(x).mean(1).mean(0).abs().max())
+    logs = ft.train_step()
+    assert math.isfinite(logs["loss/total"])
+    gen_only = save_model(tmp_path / "gen_only.safetensors", generator=G0)
+    with pytest.raises(InputError, match="generator and an encoder"):
+        AutoencoderTrainer(tiny_config(tmp_path / "x", init=str(gen_only)), quiet=True)

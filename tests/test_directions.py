@@ -32,7 +32,9 @@ from anycost.directions.boundaries import (
     fit_boundary,
     measure_score_change,
     sample_w,
+    score_latents,
 )
+from anycost.directions.refine import RefineSettings, measure_effect, refine_directions
 from anycost.errors import InputError, ModelFileError
 from anycost.io.modelfile import Component, read_model, save_model
 from anycost.training.classifier import (
@@ -198,6 +200,44 @@ def test_directions_from_labels_move_the_score(G):
     assert d.info["score_change_at_1"] > 0.1
 
 
+class ChannelScorer(nn.Module):
+    """Two entangled-looking labels: how much red, and how much blue, stands out over green."""
+
+    def __init__(self, k: float = 6.0):
+        super().__init__()
+        self.config = ClassifierConfig(["red", "blue"], input_size=16)
+        self.k = nn.Parameter(torch.tensor(k), requires_grad=False)
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.config.attributes
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(2, 3))
+        return torch.sigmoid(self.k * torch.stack([m[:, 0] - m[:, 1], m[:, 2] - m[:, 1]], 1))
+
+
+def test_refined_directions_leave_the_other_attribute_alone(G):
+    scorer = ChannelScorer()
+    labels = directions_from_labels(G, scorer, n_samples=200, n_calibration=8, target_change=0.35)
+    labels.add(Direction("sefa_0", torch.ones(G.style_dim), source="sefa"))
+    refined = refine_directions(G, scorer, labels, settings=RefineSettings(steps=40, batch=8, pool=64, holdout=32))
+    assert set(refined) == {"red", "blue"}, "only directions that name a classifier attribute"
+    w = G.to_w_plus(sample_w(G, 64, seed=5))  # latents neither step saw
+    base = score_latents(G, scorer, w, res=16)
+    for a, name in enumerate(scorer.attributes):
+        d = refined[name]
+        assert d.vector.shape == (G.n_style, G.style_dim) and d.scale == 1.0 and d.source == "labels"
+        assert {"before", "after", "steps"} <= set(d.info["refined"])
+        start = measure_effect(G, scorer, labels[name].offset(G.n_style, G.style_dim), a, w, base, 16)
+        end = measure_effect(G, scorer, d.offset(G.n_style, G.style_dim), a, w, base, 16)
+        assert end.own > 0.3, "slider ±1 still moves its own attribute"
+        assert end.other_max < 0.5 * start.other_max, "and drags the other one much less"
+        assert end.success > start.success
+    with pytest.raises(InputError, match="no direction names"):
+        refine_directions(G, scorer, DirectionSet([labels["sefa_0"]]))
+
+
 # ---------------------------------------------------------------- official boundary files
 class NotATensor:
     def __init__(self):
@@ -328,7 +368,20 @@ def test_cli_end_to_end(G, tmp_path, capsys):
     torch.save({"15_Eyeglasses": torch.randn(1, 512)}, wrong)
     assert "style_dim" in fails("fit-directions", "--model", str(model), "--boundaries", str(wrong), "-o",
                                 str(tmp_path / "z.safetensors"))
-    assert not any((tmp_path / n).exists() for n in ("x.safetensors", "y.safetensors", "z.safetensors"))
+    assert "no label directions" in fails("fit-directions", "--model", str(tmp_path / "a.safetensors"), "--refine",
+                                          "--classifier", str(tmp_path / "clf.safetensors"), "-o",
+                                          str(tmp_path / "r.safetensors"))
+    assert not any((tmp_path / n).exists() for n in ("x.safetensors", "y.safetensors", "z.safetensors",
+                                                     "r.safetensors"))
+
+    # --refine turns the label directions into per-slot offsets, the others stay as they were
+    assert main(["fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine", "--refine-steps", "3",
+                 "--refine-batch", "4", "--refine-pool", "8", "--refine-holdout", "8",
+                 "-o", str(tmp_path / "d.safetensors")]) == 0
+    before, after = (directions_in_model(read_model(tmp_path / n)) for n in ("c.safetensors", "d.safetensors"))
+    assert set(after) == set(before)
+    assert after["smile"].vector.shape == (G.n_style, G.style_dim) and "refined" in after["smile"].info
+    assert torch.equal(after["sefa_1"].vector, before["sefa_1"].vector)
 
 
 def test_cli_train_classifier_synthetic(tmp_path):

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--sefa", type=int, metavar="K", help="the top K SeFa directions (sefa_0 … sefa_K-1)")
     how.add_argument("--boundaries", metavar="FILE",
                      help="import a boundary file (.pt official dict, .safetensors or .npy)")
+    how.add_argument("--refine", action="store_true",
+                     help="optimise the model's label directions against its classifier: per-slot offsets "
+                          "that move their own attribute and leave the others (see docs/encoder-and-directions.md)")
     p.add_argument("--classifier", default=None,
                    help="model file holding the classifier (default: the one in --model); the output keeps it "
                         "with the directions fitted by it, unless --model already holds one")
@@ -49,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="classifier score change that slider 1 should cause (default 0.25)")
     p.add_argument("--calibration-samples", type=int, default=32,
                    help="latents used to measure each direction's effect when choosing its scale")
+    r = p.add_argument_group("--refine")
+    r.add_argument("--refine-steps", type=int, default=100, help="optimisation steps per direction (default 100)")
+    r.add_argument("--refine-batch", type=int, default=16, help="latents per step (default 16)")
+    r.add_argument("--refine-pool", type=int, default=512, help="latents the batches are drawn from")
+    r.add_argument("--refine-holdout", type=int, default=64, help="other latents the reported effect is measured on")
     p.add_argument("--layers", default=None, help="style slots the directions act on, e.g. 0-7 (default all)")
     p.add_argument("--scale", type=float, default=None,
                    help="W distance at slider 1 (default: measured / 2 std of w along the direction)")
@@ -93,18 +101,21 @@ def run(args: argparse.Namespace) -> int:
                 scale = d.scale
             new.add(Direction(d.name, vec, layers if layers is not None else d.layers, scale, d.slider_range,
                               d.source, d.info))
+    elif args.refine:
+        from ..directions.refine import RefineSettings, refine_directions
+
+        clf = _classifier(args, comps, source)
+        have = directions_in_model(read_model(source)) if is_safetensors(source) else DirectionSet()
+        attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
+        names = [n for n in have if have[n].source == "labels" and (attrs is None or n in attrs)]
+        if not names:
+            raise InputError(f"{source} holds no label directions to refine; fit them first with --from-labels")
+        settings = RefineSettings(steps=args.refine_steps, batch=args.refine_batch, pool=args.refine_pool,
+                                  holdout=args.refine_holdout, seed=args.seed)
+        new = refine_directions(G, clf.to(device), have, names=names, settings=settings, progress=print)
     else:
         from ..directions.boundaries import directions_from_labels
-        from ..training.classifier import COMPONENT as CLF
-        from ..training.classifier import classifier_from_component, load_classifier
-
-        if args.classifier:
-            clf = load_classifier(args.classifier)
-        elif CLF in comps:
-            clf = classifier_from_component(comps[CLF], str(source))
-        else:
-            raise InputError(f"{source} holds no attribute classifier; pass --classifier FILE "
-                             "(see `anycost train-classifier`)")
+        clf = _classifier(args, comps, source)
         attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
         new = directions_from_labels(G, clf.to(device), n_samples=args.samples, attributes=attrs,
                                      truncation=args.truncation, quantile=args.quantile,
@@ -123,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         existing = directions_in_model(read_model(source))
     merged = existing.merged(new)
     parts = {COMPONENT: to_component(merged)}
-    if args.from_labels and args.classifier and "classifier" not in comps:
+    if (args.from_labels or args.refine) and args.classifier and "classifier" not in comps:
         # keep the classifier the directions were calibrated with, so their effect can be measured later
         parts["classifier"] = read_model(args.classifier).components["classifier"]
     update_model(source, out, components=parts)
@@ -133,3 +144,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{d.name:20s} source={d.source:8s} scale={d.scale:.3f} range={list(d.slider_range)}")
     print(f"wrote {len(new)} direction(s) ({len(merged)} in total) to {out}")
     return 0
+
+
+def _classifier(args: argparse.Namespace, comps: dict, source: Path):
+    from ..training.classifier import COMPONENT as CLF
+    from ..training.classifier import classifier_from_component, load_classifier
+
+    if args.classifier:
+        return load_classifier(args.classifier)
+    if CLF in comps:
+        return classifier_from_component(comps[CLF], str(source))
+    raise InputError(f"{source} holds no attribute classifier; pass --classifier FILE "
+                     "(see `anycost train-classifier`)")

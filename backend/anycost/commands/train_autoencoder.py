@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--sample-every", type=int, default=500)
     b.add_argument("--checkpoint-every", type=int, default=250)
     b.add_argument("--keep-last", type=int, default=2)
+    b.add_argument("--init", metavar="MODEL",
+                   help="start from this model's generator and encoder (name or file; its architecture "
+                        "replaces the generator/encoder options). Pair with --warmup 0 --curriculum 0")
     b.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     b.add_argument("--finish-only", action="store_true",
                    help="no more training: fit the prior and write the model from the latest checkpoint")
@@ -89,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
         residual_weight=args.residual_weight, warmup=args.warmup, curriculum=args.curriculum, top_prob=args.top_prob,
         prior_samples=args.prior_samples, mapping_steps=args.mapping_steps, seed=args.seed, device=str(device),
         log_every=args.log_every, sample_every=args.sample_every, checkpoint_every=args.checkpoint_every,
-        keep_last=max(1, args.keep_last))
+        keep_last=max(1, args.keep_last), init=args.init)
+    if args.init and args.resume:
+        raise InputError("--init starts a new run; --resume continues one: use one of them")
     trainer = AutoencoderTrainer(cfg, quiet=args.quiet)
     if args.resume:
         trainer.resume()

@@ -28,10 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..io.modelfile import build_and_load, read_model
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
 from ..models.layers import EqualLinear
+from ..registry import resolve_model
 from .checkpoint import (
     capture_rng,
     latest_checkpoint,
@@ -87,6 +89,8 @@ class AutoencoderConfig:
     # prior fit
     prior_samples: int = 2000
     mapping_steps: int = 100
+    # start from a model file's generator and encoder (fine-tuning); its architecture replaces the above
+    init: str | None = None
     # bookkeeping
     seed: int = 0
     device: str = "cpu"
@@ -142,12 +146,17 @@ class AutoencoderTrainer:
             raise InputError("--device cuda was asked for but no CUDA device is available")
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)
+        init = read_model(resolve_model(cfg.init)) if cfg.init else None
+        if init is not None:
+            adopt_architecture(cfg, init)
         self.G = Generator(GeneratorConfig(resolution=cfg.res, style_dim=cfg.style_dim, n_mlp=cfg.n_mlp,
                                            channel_multiplier=cfg.channel_multiplier,
                                            channel_max=cfg.channel_max)).to(self.device)
         self.E = Encoder(EncoderConfig(n_style=self.G.n_style, style_dim=cfg.style_dim, depth=cfg.enc_depth,
                                        width=cfg.enc_width, input_size=min(cfg.enc_input, cfg.res))).to(self.device)
         init_encoder_head(self.E)
+        if init is not None:
+            self.load_init(init)
         self.subnets = SubnetSampler(self.G, cfg.ratios, cfg.flexible_prob, n_random=1)
         # The mapping network is fitted after training (fit_prior); here only synthesis layers learn.
         synth = [p for n, p in self.G.named_parameters() if not n.startswith("style.")]
@@ -167,6 +176,20 @@ class AutoencoderTrainer:
                                                             cfg.seed)
         self.prior: dict[str, torch.Tensor] | None = None
         self.shifted = False
+
+    def load_init(self, model) -> None:
+        """Generator and encoder weights from a model file, with its latent space centred again.
+
+        An exported model's latents were shifted positive for the mapping network (``shift_latents``);
+        training pulls w towards zero, so the shift is undone exactly before training goes on.
+        """
+        if "generator" not in model.components or "encoder" not in model.components:
+            raise InputError(f"{model.path}: --init needs a model file with a generator and an encoder")
+        build_and_load(self.G, model.components["generator"].tensors, f"{model.path} (generator)")
+        build_and_load(self.E, model.components["encoder"].tensors, f"{model.path} (encoder)")
+        with torch.no_grad():
+            shift_latent_space(self.G, self.E, -self.E.mean_latent.clone())
+        self.G._mean_w_cache.clear()
 
     # ------------------------------------------------------------------ pieces
     def sample_res(self) -> int:
@@ -312,10 +335,7 @@ class AutoencoderTrainer:
         mu, chol = self.prior["mean"], self.prior["chol"]
         std = chol.pow(2).sum(1).sqrt()
         shift = (margin * std - mu).clamp_min(0)
-        for name, m in self.G.named_modules():
-            if name.endswith("modulation") and isinstance(m, EqualLinear):
-                m.bias.sub_((m.weight * m.scale) @ shift / m.lr_mul)
-        self.E.mean_latent.add_(shift)
+        shift_latent_space(self.G, self.E, shift)
         self.prior["mean"] = mu + shift
         self.w_mean.add_(shift)
         return shift
@@ -526,6 +546,33 @@ def finish_from_checkpoint(out: str | Path, device: str = "cpu", quiet: bool = T
     trainer = AutoencoderTrainer(cfg, quiet=quiet)
     trainer.load_state_dict(state)
     return trainer.finish(LossLog(cfg.out))
+
+
+@torch.no_grad()
+def shift_latent_space(G: Generator, E: Encoder, shift: torch.Tensor) -> None:
+    """w' = w + shift for every latent, absorbed exactly: modulation biases take -W·shift, the encoder
+    adds the shift to its output. Images and reconstructions stay the same."""
+    for name, m in G.named_modules():
+        if name.endswith("modulation") and isinstance(m, EqualLinear):
+            m.bias.sub_((m.weight * m.scale) @ shift / m.lr_mul)
+    E.mean_latent.add_(shift)
+
+
+def adopt_architecture(cfg: AutoencoderConfig, model) -> None:
+    """Set the generator and encoder settings of ``cfg`` to those of a model file."""
+    g = model.components.get("generator")
+    e = model.components.get("encoder")
+    if g is None or e is None:
+        raise InputError(f"{model.path}: --init needs a model file with a generator and an encoder")
+    gc, ec = g.config, e.config
+    try:
+        cfg.res, cfg.style_dim, cfg.n_mlp = int(gc["resolution"]), int(gc["style_dim"]), int(gc["n_mlp"])
+        cfg.channel_multiplier, cfg.channel_max = float(gc["channel_multiplier"]), int(gc["channel_max"])
+        cfg.enc_depth, cfg.enc_width, cfg.enc_input = int(ec["depth"]), int(ec["width"]), int(ec["input_size"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{model.path}: cannot read its architecture for --init ({err})") from err
+    cfg.min_res = min(cfg.min_res, cfg.res)
+    cfg.validate()
 
 
 @torch.no_grad()
