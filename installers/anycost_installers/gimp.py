@@ -29,10 +29,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sources import client_package, host_folder, missing
 from .wheels import Target, WheelError, host_target, vendor
 
 PLUGIN = "anycost_face_edit"
-REPO = Path(__file__).resolve().parents[2]
 GIMP_VERSION_DIR = "3.0"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
@@ -52,12 +52,14 @@ class InstallReport:
 
 
 def plugin_sources() -> tuple[Path, Path]:
-    """(plug-in folder, client package) in this checkout."""
-    folder = REPO / "plugin" / "gimp" / PLUGIN
-    client = REPO / "plugin" / "anycost_client"
-    for p in (folder / f"{PLUGIN}.py", client / "protocol.py"):
-        if not p.is_file():
-            raise InstallError(f"{p} is missing: run the installer from the project's checkout (pip install -e .)")
+    """(plug-in folder, client package): from a checkout, or where the wheel put them."""
+    host = host_folder("gimp")
+    folder = host / PLUGIN if host else None
+    client = client_package()
+    if folder is None or not (folder / f"{PLUGIN}.py").is_file():
+        raise InstallError(missing("the GIMP plug-in"))
+    if client is None or not (client / "protocol.py").is_file():
+        raise InstallError(missing("the client package"))
     return folder, client
 
 

@@ -29,10 +29,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sources import client_package, host_folder, missing
 from .wheels import PLATFORMS, Target, WheelError, host_target, vendor
 
 PLUGIN = "anycost_face_edit"
-REPO = Path(__file__).resolve().parents[2]
 KRITA_BUNDLED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")  # official builds (5.2: 3.10, later 3.13) and distros
 PACKAGE_PLATFORMS = ("win_amd64", "macosx_x86_64", "macosx_arm64", "linux_x86_64")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
@@ -43,13 +43,14 @@ class InstallError(Exception):
 
 
 def plugin_sources() -> tuple[Path, Path, Path]:
-    """(plugin folder, .desktop file, client package) in this checkout."""
-    folder = REPO / "plugin" / "krita" / PLUGIN
-    desktop = REPO / "plugin" / "krita" / f"{PLUGIN}.desktop"
-    client = REPO / "plugin" / "anycost_client"
-    for p in (folder, desktop, client):
-        if not p.exists():
-            raise InstallError(f"{p} is missing: run the installer from the project's checkout (pip install -e .)")
+    """(plugin folder, .desktop file, client package): from a checkout, or where the wheel put them."""
+    host = host_folder("krita")
+    client = client_package()
+    folder = host / PLUGIN if host else None
+    desktop = host / f"{PLUGIN}.desktop" if host else None
+    for name, p in (("the Krita plugin", folder), ("its .desktop file", desktop), ("the client package", client)):
+        if p is None or not p.exists():
+            raise InstallError(missing(name))
     return folder, desktop, client
 
 
