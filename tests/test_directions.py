@@ -34,7 +34,7 @@ from anycost.directions.boundaries import (
     sample_w,
     score_latents,
 )
-from anycost.directions.refine import RefineSettings, measure_effect, refine_directions
+from anycost.directions.refine import EditEffect, RefineSettings, _better, measure_effect, refine_directions
 from anycost.errors import InputError, ModelFileError
 from anycost.io.modelfile import Component, read_model, save_model
 from anycost.training.classifier import (
@@ -236,6 +236,14 @@ def test_refined_directions_leave_the_other_attribute_alone(G):
         assert end.success > start.success
     with pytest.raises(InputError, match="no direction names"):
         refine_directions(G, scorer, DirectionSet([labels["sefa_0"]]))
+
+
+def test_a_refined_direction_is_kept_only_when_it_is_better():
+    start = EditEffect(success=0.1, own=0.6, other_max=0.3)
+    assert _better(EditEffect(0.2, 0.35, 0.2), start)
+    assert not _better(EditEffect(0.05, 0.6, 0.05), start), "fewer successes"
+    assert _better(EditEffect(0.1, 0.4, 0.1), start), "as many, and less drag while still moving 0.3"
+    assert not _better(EditEffect(0.1, 0.1, 0.05), start), "a slider that no longer does its job"
 
 
 # ---------------------------------------------------------------- official boundary files

@@ -7,7 +7,7 @@ becomes a per-slot W+ offset ``V`` (n_style, style_dim), started from the bounda
 on sampled latents so that slider ±1 moves its own attribute by a margin while every other
 attribute stays put:
 
-    loss = mean relu(margin − t·Δown) + λ · mean Σ_others relu(|Δother| − tolerance)² · k + μ · |V|²
+    loss = mean relu(margin − t·Δown) + λ · mean Σ_others relu(|Δother| − tolerance) + μ · |V|²
 
 ``t`` is the slider value used for a sample: +1 where the attribute's score is below 0.5, −1 above
 (edit towards the side with room; a face that already wears glasses cannot gain more). Images are
@@ -33,11 +33,11 @@ from .direction import Direction, DirectionSet
 class RefineSettings:
     steps: int = 60
     batch: int = 16
-    lr: float = 0.05  # relative to the starting offset's typical element
+    lr: float = 0.1  # relative to the starting offset's typical element
     margin: float = 0.4  # own-score change asked for at slider ±1 (success counts ≥ 0.3)
-    tolerance: float = 0.03  # other scores may drift this much before they cost
-    other_weight: float = 30.0
-    other_power: float = 2.0
+    tolerance: float = 0.05  # other scores may drift this much before they cost
+    other_weight: float = 1.0  # linear: a squared or heavier penalty shrinks V until the slider does nothing
+    other_power: float = 1.0
     norm_weight: float = 1e-3  # keeps V small where the classifier does not care
     pool: int = 512  # latents the optimisation draws its batches from
     holdout: int = 64  # separate latents for the reported effect
@@ -78,6 +78,13 @@ def measure_effect(G: Generator, clf, offset: torch.Tensor, attribute: int, w_pl
     others = torch.cat([moved[:, :attribute], moved[:, attribute + 1:]], 1).abs()
     ok = (own >= 0.3) & (others < 0.1).all(1)
     return EditEffect(float(ok.float().mean()), float(own.mean()), float(others.max(1).values.mean()))
+
+
+def _better(after: EditEffect, before: EditEffect) -> bool:
+    """More successes; at a tie, less drag on the others while the slider still does its job."""
+    if after.success != before.success:
+        return after.success > before.success
+    return after.own >= min(0.3, before.own) and after.other_max < before.other_max
 
 
 def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Sequence[str] | None = None,
@@ -127,7 +134,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                 opt.step()
             V = V.detach()
             after = measure_effect(G, clf, V, a, held, held_base, res)
-            if after.success < before.success:
+            if not _better(after, before):
                 V, after = start, before  # never worse than the boundary it started from
             info = {**d.info, "refined": {"steps": s.steps, "batch": s.batch, "margin": s.margin,
                                           "held_out": s.holdout, "before": before.as_dict(),
