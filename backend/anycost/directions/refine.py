@@ -13,6 +13,8 @@ attribute stays put:
 (edit towards the side with room; a face that already wears glasses cannot gain more). Images are
 rendered at the classifier's input size through the multi-resolution generator, which keeps the
 optimisation cheap; the measured effect is reported on latents never used in the optimisation.
+An offset that grows far along directions w hardly varies in (measured in whitened units) has left
+the latent distribution — it fools the classifier with colour fringes — and is not kept.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class RefineSettings:
     holdout: int = 64  # separate latents for the reported effect
     truncation: float = 0.8
     seed: int = 0
+    # an offset that grows this much in whitened W units (w's own spread) has left the latent
+    # distribution: the classifier is fooled by colour fringes instead of seeing the attribute
+    max_drift: float = 1.3
 
 
 @dataclass
@@ -80,6 +85,18 @@ def measure_effect(G: Generator, clf, offset: torch.Tensor, attribute: int, w_pl
     return EditEffect(float(ok.float().mean()), float(own.mean()), float(others.max(1).values.mean()))
 
 
+def whitening(w: torch.Tensor) -> torch.Tensor:
+    """Σ^-1/2 of sampled latents (N, D): offsets measured in units of w's own spread."""
+    cov = torch.cov(w.double().T)
+    e, U = torch.linalg.eigh(cov)
+    return (U * e.clamp_min(1e-8 * float(e.max())).rsqrt()) @ U.T
+
+
+def whitened_norm(offset: torch.Tensor, whiten: torch.Tensor) -> float:
+    """Mean per-slot length of a W+ offset (n_style, D) in whitened units."""
+    return float((offset.double().cpu() @ whiten.cpu()).norm(dim=1).mean())
+
+
 def _better(after: EditEffect, before: EditEffect) -> bool:
     """More successes; at a tie, less drag on the others while the slider still does its job."""
     if after.success != before.success:
@@ -108,6 +125,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
         held = G.to_w_plus(sample_w(G, s.holdout, truncation=s.truncation, seed=s.seed + 71_711))
         say(f"scoring {s.pool} + {s.holdout} samples at {res} px")
         pool_base, held_base = _scores(G, clf, pool, res), _scores(G, clf, held, res)
+        whiten = whitening(sample_w(G, max(2048, 8 * G.style_dim), truncation=1.0, seed=s.seed + 5))
         out = DirectionSet()
         for name in todo:
             d = directions[name]
@@ -134,10 +152,12 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                 opt.step()
             V = V.detach()
             after = measure_effect(G, clf, V, a, held, held_base, res)
-            if not _better(after, before):
+            drift = whitened_norm(V, whiten) / whitened_norm(start, whiten)
+            if drift > s.max_drift or not _better(after, before):
                 V, after = start, before  # never worse than the boundary it started from
             info = {**d.info, "refined": {"steps": s.steps, "batch": s.batch, "margin": s.margin,
-                                          "held_out": s.holdout, "before": before.as_dict(),
+                                          "held_out": s.holdout, "drift": round(drift, 3),
+                                          "before": before.as_dict(),
                                           "after": after.as_dict()}}
             out.add(Direction(d.name, V.cpu(), None, 1.0, d.slider_range, d.source, info))
             say(f"{name}: success {100 * before.success:.0f} % → {100 * after.success:.0f} %, own "

@@ -467,7 +467,7 @@ class AutoencoderTrainer:
                 "tool": "anycost train-autoencoder", "method": "regularised autoencoder (no adversarial loss)",
                 "data": cfg.data, "steps": self.step, "batch": cfg.batch, "seed": cfg.seed,
                 "kimg": round(self.step * cfg.batch / 1000, 3), "lpips": self.lpips is not None,
-                "noise_std": cfg.noise_std, "kl_weight": cfg.kl_weight,
+                "noise_std": cfg.noise_std, "kl_weight": cfg.kl_weight, "init": cfg.init,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **(extra or {}),
             },
