@@ -7,8 +7,10 @@ Prints, with the goals the shipped demo model is held to:
     (the full render downsampled to that resolution); goal ≥ 25 dB at ratio 0.5, full resolution;
   * projection: PSNR of encoder-only and refined projections; goal refined ≥ 25 dB;
   * edit success per attribute direction: share of samples whose classifier score for that
-    attribute moves the intended way by ≥ 0.3 at slider +1 while every other attribute moves
-    < 0.1; goal ≥ 90 %;
+    attribute moves the intended way by ≥ 0.3 at slider ±1 (towards the side with room: +1 where
+    the score is below 0.5, −1 above) while every other attribute moves < 0.1; goal ≥ 90 %;
+  * the same criterion on the dataset's own edits (faces redrawn with one label set to 0 or 1):
+    the ceiling the classifier allows;
 and writes sample grids (random samples at every cost; edits per slider) as PNGs.
 Sections the model cannot support (no encoder, classifier or directions) say so and are skipped.
 """
