@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from anycost.data.synth_faces import ATTRIBUTES, render_batch
 from anycost.directions import directions_in_model
+from anycost.directions.refine import room_sign
 from anycost.editing.project import ProjectionSettings, Projector, psnr
 from anycost.imageio import make_grid, save_image_atomic, tensor_to_uint8
 from anycost.io.modelfile import read_model
@@ -97,8 +98,7 @@ def edits(G, clf, dirs, n: int, out: Path | None) -> None:
     for name in dirs:
         if name in attrs:
             i = attrs.index(name)
-            # +1 where the score is below 0.5, −1 above: a face with glasses cannot gain more glasses
-            t = torch.where(base[:, i] < 0.5, 1.0, -1.0)
+            t = room_sign(base[:, i])  # a face with glasses cannot gain more glasses
             off = dirs[name].offset(G.n_style, G.style_dim, 1.0)
             moved = clf.predict(G.synthesize(w + t[:, None, None] * off)) - base
             ok = success(moved, t, i)
@@ -142,7 +142,7 @@ def dataset_edits(clf, res: int, n: int) -> None:
     for i, name in enumerate(attrs):
         if name not in ATTRIBUTES:
             continue
-        t = torch.where(base[:, i] < 0.5, 1.0, -1.0)
+        t = room_sign(base[:, i])
         redrawn = [replace(f, **{name: 1.0 if s > 0 else 0.0}) for f, s in zip(faces, t.tolist(), strict=True)]
         moved = score(redrawn) - base
         others = [j for j in range(len(attrs)) if j != i]

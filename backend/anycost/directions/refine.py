@@ -27,7 +27,7 @@ import torch
 
 from ..errors import InputError
 from ..models.generator import Generator
-from .boundaries import render_resolution, sample_w
+from .boundaries import render_resolution, sample_w, score_latents
 from .direction import Direction, DirectionSet
 
 
@@ -39,7 +39,6 @@ class RefineSettings:
     margin: float = 0.4  # own-score change asked for at slider ±1 (success counts ≥ 0.3)
     tolerance: float = 0.05  # other scores may drift this much before they cost
     other_weight: float = 1.0  # linear: a squared or heavier penalty shrinks V until the slider does nothing
-    other_power: float = 1.0
     norm_weight: float = 1e-3  # keeps V small where the classifier does not care
     pool: int = 512  # latents the optimisation draws its batches from
     holdout: int = 64  # separate latents for the reported effect
@@ -68,16 +67,11 @@ def room_sign(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(scores < 0.5, 1.0, -1.0)
 
 
-def _scores(G: Generator, clf, w_plus: torch.Tensor, res: int, batch: int = 64) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([clf.predict(G.synthesize(c, res=res, noise="const")) for c in w_plus.split(batch)])
-
-
 def measure_effect(G: Generator, clf, offset: torch.Tensor, attribute: int, w_plus: torch.Tensor,
                    base: torch.Tensor, res: int) -> EditEffect:
     """Success share, own change and largest other change of a W+ offset at slider ±1."""
     t = room_sign(base[:, attribute])
-    edited = _scores(G, clf, w_plus + t[:, None, None] * offset, res)
+    edited = score_latents(G, clf, w_plus + t[:, None, None] * offset, res=res)
     moved = edited - base
     own = t * moved[:, attribute]
     others = torch.cat([moved[:, :attribute], moved[:, attribute + 1:]], 1).abs()
@@ -124,7 +118,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
         pool = G.to_w_plus(sample_w(G, s.pool, truncation=s.truncation, seed=s.seed + 31_337))
         held = G.to_w_plus(sample_w(G, s.holdout, truncation=s.truncation, seed=s.seed + 71_711))
         say(f"scoring {s.pool} + {s.holdout} samples at {res} px")
-        pool_base, held_base = _scores(G, clf, pool, res), _scores(G, clf, held, res)
+        pool_base, held_base = score_latents(G, clf, pool, res=res), score_latents(G, clf, held, res=res)
         whiten = whitening(sample_w(G, max(2048, 8 * G.style_dim), truncation=1.0, seed=s.seed + 5))
         out = DirectionSet()
         for name in todo:
@@ -145,7 +139,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                 own = t * moved[:, a]
                 others = torch.cat([moved[:, :a], moved[:, a + 1:]], 1).abs()
                 loss = (torch.relu(s.margin - own).mean()
-                        + s.other_weight * torch.relu(others - s.tolerance).pow(s.other_power).sum(1).mean()
+                        + s.other_weight * torch.relu(others - s.tolerance).sum(1).mean()
                         + s.norm_weight * (V / unit).pow(2).sum(1).mean())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

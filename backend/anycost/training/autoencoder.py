@@ -178,13 +178,12 @@ class AutoencoderTrainer:
         self.shifted = False
 
     def load_init(self, model) -> None:
-        """Generator and encoder weights from a model file, with its latent space centred again.
+        """Generator and encoder weights from a model file (checked by ``adopt_architecture``), with
+        its latent space centred again.
 
         An exported model's latents were shifted positive for the mapping network (``shift_latents``);
         training pulls w towards zero, so the shift is undone exactly before training goes on.
         """
-        if "generator" not in model.components or "encoder" not in model.components:
-            raise InputError(f"{model.path}: --init needs a model file with a generator and an encoder")
         build_and_load(self.G, model.components["generator"].tensors, f"{model.path} (generator)")
         build_and_load(self.E, model.components["encoder"].tensors, f"{model.path} (encoder)")
         with torch.no_grad():
