@@ -9,6 +9,7 @@ import torch
 from model_support import tiny_generator
 
 from anycost.directions import sefa_directions
+from anycost.models.flops import count_published_macs
 from anycost.search.consistency import ConsistencyEvaluator, consistency_latents
 from anycost.search.evolution import EvolutionSettings, SearchSettings, evolve, search
 from anycost.search.latency import latency_table
@@ -58,7 +59,8 @@ def test_search_respects_the_budget(G, space, latency):
     assert best == sorted(best), "a larger budget never finds less than a smaller one"
     for e in result.table.entries.values():
         assert e.predicted_ms <= e.budget_ms
-        assert e.flops > 0 and e.macs == e.flops // 2
+        assert e.flops > 0 and e.macs == count_published_macs(G, e.res, e.channels)
+        assert e.fits is None  # not timed
         assert e.measured_ms is None  # measure=False
 
 
@@ -115,7 +117,7 @@ def test_budget_below_everything_gives_no_entry(G, space, latency):
 def test_final_timing_fills_measured_times(G, space, latency):
     result = search(G, [1e9], space, latency, settings=SMALL, measure=True)
     (e,) = result.table.entries.values()
-    assert 0 < e.measured_min_ms <= e.measured_ms
+    assert 0 < e.measured_min_ms <= e.measured_ms and e.fits is True
 
 
 def test_edited_latents_follow_the_directions(G):
@@ -151,3 +153,52 @@ def test_the_uniform_baseline_stays_unless_clearly_beaten(G, space, latency):
     assert len(result.table.entries) == len(budgets)
     for e in result.table.entries.values():
         assert e.ratio is not None and e.baseline["label"] == f"{e.res}:{e.ratio:g}"
+
+
+def test_lpips_decides_when_its_backbone_is_available(G, space, latency, tmp_path, monkeypatch):
+    """A random AlexNet file in a temporary torch cache exercises the real LPIPS path of the search."""
+    from torchvision.models import alexnet
+
+    from anycost.search.consistency import LPIPS_DB, load_lpips_if_available
+    from anycost.training.perceptual import BACKBONE_FILES
+
+    home = tmp_path / "torch"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save({f"features.{k}": v for k, v in alexnet().features.state_dict().items()},
+               home / "hub" / "checkpoints" / BACKBONE_FILES["alex"])
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    lp = load_lpips_if_available()
+    assert lp is not None
+    budgets = _budgets(G, space, latency)[:2]
+    with_lpips = search(G, budgets, space, latency, settings=SMALL, lpips_model=lp, measure=False)
+    plain = search(G, budgets, space, latency, settings=SMALL, measure=False)
+    assert with_lpips.table.dist_metric == "lpips" and with_lpips.table.search["lpips"] is True
+    assert plain.table.dist_metric == "mse"
+    for e in with_lpips.table.entries.values():
+        assert e.lpips is not None and e.lpips > 0 and e.dist == e.lpips
+        assert e.score == pytest.approx(e.psnr - LPIPS_DB * e.lpips) and e.score < e.psnr
+    # the same configurations score differently, so the ranking the evolution follows differs
+    lat = consistency_latents(G, 3, seed=2)
+    a, b = ConsistencyEvaluator(G, lat, lpips_model=lp), ConsistencyEvaluator(G, lat)
+    for c in space.uniform_configs()[:4]:
+        if c.channels != space.full or c.res != G.resolution:
+            assert a(c).psnr == pytest.approx(b(c).psnr) and a(c).score < b(c).score
+    assert [c.consistency.score for c in with_lpips.history[budgets[0]]] != \
+        [c.consistency.score for c in plain.history[budgets[0]]]
+
+
+def test_finalists_that_miss_the_budget_when_timed_are_flagged(G, space, latency):
+    """A predictor that promises four times too little: everything fits by prediction, nothing when
+    timed. The entry is kept for the record but flagged, with the measured time that missed."""
+    from dataclasses import replace as dc_replace
+
+    from anycost.search.budget import budget_limit
+
+    optimistic = dc_replace(latency, overhead_ms=0.0, scale=0.0)  # predictions fall to the floor, ¼ of Σ layers
+    full = space.canonical(G.resolution, G.full_channels)
+    budget = optimistic.predict_config(G, full)
+    result = search(G, [budget], space, optimistic, settings=SMALL, measure=True)
+    (e,) = result.table.entries.values()
+    assert e.predicted_ms <= budget
+    assert e.fits is False and e.measured_ms > budget_limit(budget)

@@ -102,7 +102,9 @@ def test_predictor_is_checked_against_whole_renders(G, space, table):
         assert row["rel_error"] == pytest.approx((row["predicted_ms"] - row["measured_ms"]) / row["measured_ms"])
         assert row["measured_median_ms"] >= row["measured_ms"]
     s = t.check
-    assert s["n"] == 4 and s["held_out"] is True
+    assert s["n"] == 4 and s["method"] == "held-out"
+    fitted = {(r, tuple(c)) for r, c in [(row["res"], row["channels"]) for row in check.rows]}
+    assert len(fitted) == 4, "checked on four distinct configurations"
     assert 0 <= s["median_rel_error"] <= s["p90_rel_error"] <= s["max_rel_error"]
     assert 0.5 <= t.scale <= 2.0 and t.calibrated
 
@@ -136,6 +138,10 @@ def test_table_is_cached_per_model_and_machine(G, space, monkeypatch, tmp_path):
     assert check2 is None, "everything came from the cache"
     assert t2.raw == pytest.approx(t1.raw) and t2.scale == pytest.approx(t1.scale)
     assert LatencyTable.load(path).to_dict() == t2.to_dict()
+    # the renderer's version is part of the machine: timings from another renderer are not reused
+    from anycost import __version__
+
+    assert machine_info("cpu")["anycost"] == __version__ and len(machine_info("cpu")["renderer"]) == 16
     # another thread count is another machine as far as timing goes
     threads = torch.get_num_threads()
     info = machine_info("cpu")
@@ -152,3 +158,35 @@ def test_table_is_cached_per_model_and_machine(G, space, monkeypatch, tmp_path):
     path.write_text("{not json")
     t3, check3 = latency_table(G, space, passes=1, check_configs=2)
     assert check3 is not None and LatencyTable.load(path).raw == t3.raw
+
+
+def test_a_small_space_is_checked_leaving_each_render_out(G):
+    """In a uniform space every configuration is in the fit; the error is still out of sample: each
+    render is predicted by a fit on the others."""
+    from anycost.search.latency import _theil_sen
+
+    space = SearchSpace(G, "uniform", min_res=8)
+    t, check = latency_table(G, space, cache=False, passes=2)
+    configs = space.uniform_configs()
+    assert check.method == "leave-one-out" and t.check["method"] == "leave-one-out"
+    assert len(check.rows) == len(configs) == len({(r["res"], tuple(r["channels"])) for r in check.rows})
+    sums = [t.layer_sum(G, r["res"], r["channels"]) for r in check.rows]
+    fastest = [r["measured_ms"] for r in check.rows]
+    for i, row in enumerate(check.rows):
+        a, b = _theil_sen(sums[:i] + sums[i + 1:], fastest[:i] + fastest[i + 1:])
+        assert row["predicted_ms"] == pytest.approx(max(a + b * sums[i], 0.25 * sums[i]))
+    # the table itself is fitted on all of them
+    a, b = _theil_sen(sums, fastest)
+    assert (t.overhead_ms, t.scale) == pytest.approx((a, b))
+
+
+def test_fit_renders_are_distinct(G, space):
+    from anycost.search.latency import calibrate
+
+    t, _ = latency_table(G, space, cache=False, passes=1, check_configs=2)
+    c = space.uniform(32, 0.5)
+    d = space.uniform(16, 0.25)
+    check = calibrate(G, t, [c, c, d, d, c], passes=1)
+    assert len(check.rows) == 2, "each configuration is rendered and counted once"
+    held = calibrate(G, t, [c, d, c], held_out=[d, space.uniform(32, 1.0)], passes=1)
+    assert [r["label"] for r in held.rows] == ["32:1"], "a held-out configuration that is also fitted is dropped"

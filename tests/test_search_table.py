@@ -142,8 +142,15 @@ def test_cli_search_writes_and_caches_a_table(G, tmp_path):
     (e,) = t.entries.values()
     assert e.res == 32 and e.channels == G.full_channels  # everything fits: the full generator
     assert t.latency["check"]["n"] > 0
+    assert "latency predictor: median error" in r.stderr and "each left out of the fit" not in r.stderr
+    assert "score: PSNR (dB)" in r.stdout and "fits" in r.stdout
     cached = tmp_path / "cache" / "search"
     assert len(list(cached.glob("*.json"))) == 1 and list((tmp_path / "cache" / "latency").glob("*.json"))
+    # again: the layer timings come from the cache, and their recorded check is still reported, dated
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert again.returncode == 0, again.stderr
+    line = next(x for x in again.stderr.splitlines() if x.startswith("latency predictor"))
+    assert "median error" in line and "from the cache" in line and t.latency["created"] in line
     bad = subprocess.run([*cmd[:6], "--budget-ms", "fast"], capture_output=True, text=True, env=env, cwd=REPO)
     assert bad.returncode == 2 and "milliseconds" in bad.stderr
 
@@ -155,3 +162,32 @@ def test_cached_table_is_found_for_these_weights_only(G, searched, monkeypatch, 
     found = cached_table(G)
     assert found is not None and found.to_dict()["budgets"] == searched.to_dict()["budgets"]
     assert cached_table(tiny_generator(res=32, seed=3)) is None  # other weights
+
+
+# Three entries of the published anycost-ffhq-config-f-flexible.json (MAC budgets, no timings).
+PUBLISHED_EXCERPT = {
+    "101G": {"channels": [512] * 10 + [256, 256, 128, 96, 32, 64, 8, 8], "dist": 0.018971815176882956,
+             "res": 1024, "macs": 100727199733},
+    "58G": {"channels": [512] * 8 + [384, 384, 192, 192, 64, 64, 32, 32, 8, 16], "dist": 0.06994893466253416,
+            "res": 1024, "macs": 57406441701},
+    "15G": {"channels": [512] * 6 + [384, 384, 128, 256, 64, 64, 32, 128, 16, 32, 16, 8],
+            "dist": 0.1544400227285223, "res": 256, "macs": 14901895481},
+}
+
+
+def test_macs_are_counted_as_the_published_files_count_them(tmp_path):
+    import torch
+
+    from anycost.models.flops import count_flops, count_published_macs
+    from anycost.models.generator import Generator
+
+    with torch.device("meta"):  # the architecture is all that counts
+        G = Generator(resolution=1024, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=512)
+    p = tmp_path / "published.json"
+    p.write_text(json.dumps(PUBLISHED_EXCERPT))
+    table = SearchTable.load(p).check_fits(G)
+    for key, e in table.entries.items():
+        ours = count_published_macs(G, e.res, e.channels)
+        assert ours == pytest.approx(e.macs, rel=1e-8), key
+        # real multiply-adds skip the inserted zeros: far fewer than the published count
+        assert count_flops(G, e.res, e.channels) // 2 < 0.6 * ours

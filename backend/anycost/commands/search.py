@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..errors import InputError
+from ..search.budget import TOLERANCE
 from .common import add_device, resolve_device
 
 
@@ -106,11 +107,8 @@ def run(args: argparse.Namespace) -> int:
                                             progress=say)
     except ValueError as e:
         raise InputError(str(e)) from e
-    if check is not None and say:
-        s = check.summary()
-        which = "other" if latency.check.get("held_out") else "the fitted (the space is small)"
-        say(f"latency predictor: median error {100 * s['median_rel_error']:.1f} %, 90th percentile "
-            f"{100 * s['p90_rel_error']:.1f} % on {s['n']} {which} renders")
+    if say:
+        say(describe_predictor(latency.check, latency.created, cached=check is None))
     cached = result.table.path
     print(format_table(result.table))
     if out is not None:
@@ -120,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"cached as {cached}")
     if len(result.table.entries) < len(budgets):
         print("some budgets could not be met: even the cheapest sub-generator is predicted slower", file=sys.stderr)
+    if any(e.fits is False for e in result.table.entries.values()):
+        print("some entries missed their budget when timed (fits: NO); the service will not use them on this "
+              "machine", file=sys.stderr)
     return 0
 
 
@@ -138,16 +139,38 @@ def _exit_with_parent(pid: int) -> None:
     threading.Thread(target=watch, name="anycost-parent-watch", daemon=True).start()
 
 
+def describe_predictor(check: dict, created: str, *, cached: bool) -> str:
+    """One line on the latency predictor's out-of-sample error, also when the table came from the cache."""
+    when = f"table {'from the cache, ' if cached else ''}measured {created or 'at an unknown date'}"
+    if not check or not check.get("n"):
+        return f"latency predictor: no out-of-sample check recorded ({when})"
+    which = {"held-out": "renders it was not fitted on",
+             "leave-one-out": "renders, each left out of the fit"}.get(check.get("method"), "renders")
+    return (f"latency predictor: median error {100 * check['median_rel_error']:.1f} %, 90th percentile "
+            f"{100 * check['p90_rel_error']:.1f} %, max {100 * check['max_rel_error']:.1f} % on {check['n']} "
+            f"{which} ({when})")
+
+
 def format_table(table) -> str:
-    rows = [f"{'budget':>8} {'sub-generator':>16} {'pred ms':>8} {'meas ms':>8} {'PSNR':>7} {'GFLOP':>7}  "
-            f"{'best uniform':>12} {'PSNR':>7}"]
+    """One row per budget; the consistency column is the score the search maximised (PSNR, or PSNR
+    with the LPIPS penalty when LPIPS decided), with PSNR and LPIPS beside it."""
+    rows = [f"{'budget':>8} {'sub-generator':>16} {'pred ms':>8} {'meas ms':>8} {'fits':>5} {'score':>7} {'PSNR':>7} "
+            f"{'LPIPS':>6} {'GFLOP':>7}  {'best uniform':>12} {'score':>7}"]
     for key, e in table.entries.items():
         meas = f"{e.measured_ms:8.1f}" if e.measured_ms is not None else f"{'-':>8}"
+        fits = {True: "yes", False: "NO", None: "-"}[e.fits]
+        lp = f"{e.lpips:6.3f}" if e.lpips is not None else f"{'-':>6}"
+        score = e.score if e.score is not None else e.psnr
         base = e.baseline or {}
         bl = base.get("label", "-")
-        bp = f"{base['psnr']:7.2f}" if base.get("psnr") is not None else f"{'-':>7}"
-        rows.append(f"{key:>8} {e.label():>16} {e.predicted_ms or 0:8.1f} {meas} {e.psnr or 0:7.2f} "
-                    f"{(e.flops or 0) / 1e9:7.2f}  {bl:>12} {bp}")
+        bs = base.get("score", base.get("psnr"))
+        bp = f"{bs:7.2f}" if bs is not None else f"{'-':>7}"
+        rows.append(f"{key:>8} {e.label():>16} {e.predicted_ms or 0:8.1f} {meas} {fits:>5} {score or 0:7.2f} "
+                    f"{e.psnr or 0:7.2f} {lp} {(e.flops or 0) / 1e9:7.2f}  {bl:>12} {bp}")
         if e.ratio is None:
             rows.append(f"{'':>8} widths {','.join(map(str, e.channels))}")
+    from ..search.consistency import LPIPS_DB
+
+    metric = f"PSNR (dB) − {LPIPS_DB:g} × LPIPS" if table.dist_metric == "lpips" else "PSNR (dB)"
+    rows.append(f"score: {metric}; fits: median of whole renders within the budget (+{100 * TOLERANCE:g} %)")
     return "\n".join(rows)

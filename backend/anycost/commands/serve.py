@@ -23,11 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="endpoint to listen on (default: tcp://127.0.0.1:<free port>); ipc://PATH also works. "
                         "A non-loopback address requires CURVE (--curve-server-key, --allowed-clients)")
     p.add_argument("--preview-budget-ms", type=float, default=None,
-                   help="latency budget of one preview render; picks the sub-generator (default 150)")
+                   help="latency budget of one preview render; picks the sub-generator (default 80)")
     p.add_argument("--search-table", metavar="FILE", default=None,
                    help="sub-generator table from 'anycost search -o' (or a published {budget: {channels, res, "
                         "…}} file): previews use its best entry that fits the budget here (default: the table "
-                        "cached for this model, machine and budget)")
+                        "cached for this model and machine, re-read when 'anycost search' updates it)")
     p.add_argument("--search-time-limit", type=float, default=600.0,
                    help="seconds the background search may spend searching (default 600)")
     p.add_argument("--search-delay", type=float, default=30.0,
@@ -110,7 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
         key = _reuse(args, config)
     server = Server(editor, config, key=key)
     search = None
-    if _wants_background_search(args, editor):
+    if _wants_background_search(args, choice):
         from ..service.preview_search import PreviewSearch
 
         search = PreviewSearch(editor, device=args.device, directions=args.directions,
@@ -139,16 +139,15 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wants_background_search(args: argparse.Namespace, editor) -> bool:
-    """Search in the background when nothing searched covers this budget on this machine yet."""
+def _wants_background_search(args: argparse.Namespace, choice) -> bool:
+    """Search in the background when no searched entry fits the budget here: the cached table is
+    missing or stale (other weights, machine or renderer), has no entry searched for at most the
+    budget, or none of those fits when timed now."""
     import os
 
     if args.search_table or args.no_background_search or os.environ.get("ANYCOST_BACKGROUND_SEARCH", "1") == "0":
         return False
-    from ..search.preview import cached_table
-
-    cached = cached_table(editor.generator)
-    return cached is None or not cached.has_budget(editor.preview_budget_ms)
+    return choice.source == "uniform"
 
 
 def _reuse(args: argparse.Namespace, config) -> bytes | None:

@@ -1,10 +1,10 @@
 """Render costs: which sub-generator (resolution × channels) draws an image.
 
 A cost is written ``full``, ``preview``, ``RES`` (``256``), ``RATIO`` (``0.5``) or
-``RES:RATIO`` (``256:0.5``). ``preview`` means the sub-generator chosen for the preview latency
-budget on this machine (``pick_preview``): the searched configuration for that budget when a
-search table is given or cached (``anycost.search``), else the richest uniform sub-generator
-whose measured render time fits (``pick_preview_cost``).
+``RES:RATIO`` (``256:0.5``). ``preview`` means a sub-generator that fits the preview latency
+budget on this machine. ``parse_cost`` answers it with the richest uniform sub-generator whose
+measured render time fits (``pick_preview_cost``); only ``pick_preview``, which ``Editor`` uses,
+also takes a searched configuration from a search table (``anycost.search``) when one is given.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from ..errors import InputError
 from ..models.channels import STANDARD_RATIOS
 from ..models.flops import count_flops
 from ..models.generator import Generator
+from ..search.budget import FIT_RENDERS, fits_budget
 
 if TYPE_CHECKING:
     from ..search.table import SearchTable
 
-DEFAULT_PREVIEW_BUDGET_MS = 150.0
+# About 12 previews a second, the rate at which a slider drag still reads as continuous (see docs/search.md).
+DEFAULT_PREVIEW_BUDGET_MS = 80.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ _timings: dict[tuple[int, str, str], float] = {}
 
 
 @torch.inference_mode()
-def measure_cost_ms(G: Generator, cost: Cost, repeats: int = 3) -> float:
+def measure_cost_ms(G: Generator, cost: Cost, repeats: int = FIT_RENDERS) -> float:
     """Median render time (ms) of one image at ``cost`` on the generator's device; cached."""
     device = next(G.parameters()).device
     key = (id(G), cost.label(), str(device))
@@ -111,14 +113,14 @@ def measure_cost_ms(G: Generator, cost: Cost, repeats: int = 3) -> float:
 
 
 def pick_preview_cost(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS) -> Cost:
-    """The most expensive candidate whose measured time fits ``budget_ms`` (the cheapest if none does).
+    """The most expensive candidate that fits ``budget_ms`` by ``fits_budget`` (the cheapest if none does).
 
     Candidates are measured cheapest first and measuring stops at the first one over budget,
     so picking costs little more than the budget itself.
     """
     best = None
     for cost in candidate_costs(G):
-        if measure_cost_ms(G, cost) <= budget_ms:
+        if fits_budget(measure_cost_ms(G, cost), budget_ms):
             best = cost
         else:
             break
@@ -136,11 +138,13 @@ class PreviewChoice:
     predicted_ms: float | None = None  # from the latency model of the search
     psnr: float | None = None  # consistency with the full generator, from the search
     flops: int | None = None
+    fits: bool | None = None  # measured_ms fits budget_ms by the one rule (search/budget.py)
 
     def describe(self) -> dict:
         """Plain fields for logs and the service's welcome message."""
         return {"source": self.source, "measured_ms": _round(self.measured_ms),
                 "predicted_ms": _round(self.predicted_ms), "psnr": _round(self.psnr), "flops": self.flops,
+                "fits": self.fits,
                 "channels": list(self.cost.channels) if isinstance(self.cost.channels, tuple) else None}
 
 
@@ -159,5 +163,6 @@ def pick_preview(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
         if choice is not None:
             return choice
     cost = pick_preview_cost(G, budget_ms)
-    return PreviewChoice(cost, budget_ms, "uniform", measured_ms=measure_cost_ms(G, cost),
+    ms = measure_cost_ms(G, cost)  # over the budget only when even the cheapest misses: fits says so
+    return PreviewChoice(cost, budget_ms, "uniform", measured_ms=ms, fits=fits_budget(ms, budget_ms),
                          flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]))

@@ -62,14 +62,34 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+_RENDERER_SOURCES = ("generator.py", "fast_synthesis.py", "layers.py")
+
+
+def renderer_id() -> str:
+    """Changes with the rendering code (timings taken before a renderer change must not be reused)."""
+    from .. import models
+
+    h = hashlib.sha256()
+    for name in _RENDERER_SOURCES:
+        try:
+            h.update((Path(models.__file__).parent / name).read_bytes())
+        except OSError:
+            h.update(name.encode())
+    return h.hexdigest()[:16]
+
+
 def machine_info(device: torch.device | str = "cpu") -> dict:
-    """What render time depends on besides the model: processor, threads, library versions."""
+    """What render time depends on besides the model: processor, threads, library and renderer versions."""
+    from .. import __version__
+
     device = torch.device(device)
     info = {
         "device": device.type,
         "machine": platform.machine(),
         "system": platform.system(),
         "torch": torch.__version__,
+        "anycost": __version__,
+        "renderer": renderer_id(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

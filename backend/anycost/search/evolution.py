@@ -13,9 +13,9 @@ Because every uniform configuration that fits starts in the population and the b
 the result is never worse on the search latents than the best uniform ratio. The last step
 re-scores the best few (and that uniform baseline) on a separate, larger set of latents, takes
 the winner there (the baseline stays unless beaten by more than ``min_gain``, the noise of
-those latents), and times it with whole renders; one that misses its budget by more than
-``tolerance`` gives way to the next (when all miss, the machine is busier than when its layers
-were timed, and the winner stays).
+those latents), and times it with whole renders; one that misses its budget by the rule of
+``budget.py`` gives way to the next. When all miss, the winner is recorded with ``fits: false``
+(and its measured time): the service skips such entries on this machine.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from ..models.flops import count_flops
+from ..models.flops import count_flops, count_published_macs
 from ..models.generator import Generator
+from .budget import FIT_RENDERS, TOLERANCE, fits_budget
 from .consistency import Consistency, ConsistencyEvaluator, consistency_latents
 from .latency import LatencyTable, measure_configs
 from .space import SearchSpace, SubConfig
@@ -53,9 +54,9 @@ class SearchSettings:
     validation_latents: int = 16  # the final choice among the best few
     finalists: int = 4
     truncation: float = 0.8
-    tolerance: float = 0.15  # measured may exceed the budget by this share before the next finalist is taken
+    tolerance: float = TOLERANCE  # of the fit rule (budget.py) applied to the finalists' measured times
     min_gain: float = 0.05  # score (≈ dB) by which a finalist must beat the best uniform ratio on validation
-    measure_passes: int = 5
+    measure_passes: int = FIT_RENDERS
     time_limit: float | None = None  # seconds for the whole search; the best so far is kept
 
     def to_dict(self) -> dict:
@@ -205,16 +206,18 @@ def search(G: Generator, budgets_ms: Sequence[float], space: SearchSpace, latenc
             for cons, cand in scored:
                 (mn, med), = measure_configs(G, [cand.config], passes=settings.measure_passes, impl=latency.impl)
                 timed.append((cons, cand, med, mn))
-                if mn <= budget * (1 + settings.tolerance):
+                if fits_budget(med, budget, settings.tolerance):
                     chosen = timed[-1]
                     break
                 if progress:
-                    progress(f"  {cand.config.label()} measured {mn:.1f} ms, over {budget:g} ms: next finalist")
+                    progress(f"  {cand.config.label()} measured {med:.1f} ms (median), over {budget:g} ms: "
+                             "next finalist")
             if chosen is None:
-                # None fits when timed now: the machine is busier than when the layers were timed (or
-                # the prediction is off); a few renders are no better evidence than the predictor, so
-                # the search's answer stands and the table shows both times.
+                # None fits when timed now (the machine is busier than when the layers were timed, or the
+                # predictor is off): the winner is recorded, flagged, and never used on this machine.
                 chosen = timed[0]
+                if progress:
+                    progress(f"  no finalist fits {budget:g} ms when timed: the entry is flagged 'fits: false'")
         cons, cand, med, mn = chosen
         base = None
         if baseline is not None:
@@ -225,8 +228,9 @@ def search(G: Generator, budgets_ms: Sequence[float], space: SearchSpace, latenc
         entries[budget_label(budget)] = TableEntry(
             res=cand.config.res, channels=list(cand.config.channels), budget_ms=float(budget),
             ratio=cand.config.ratio, predicted_ms=cand.predicted_ms, measured_ms=med, measured_min_ms=mn,
-            psnr=cons.psnr, lpips=cons.lpips, dist=cons.dist, score=cons.score, flops=flops, macs=flops // 2,
-            baseline=base)
+            psnr=cons.psnr, lpips=cons.lpips, dist=cons.dist, score=cons.score, flops=flops,
+            macs=count_published_macs(G, cand.config.res, list(cand.config.channels)), baseline=base,
+            fits=None if med is None else fits_budget(med, budget, settings.tolerance))
         if progress:
             e = entries[budget_label(budget)]
             gain = "" if base is None else f", {cons.score - base['score']:+.2f} over {base['label']}"
@@ -242,7 +246,7 @@ def search(G: Generator, budgets_ms: Sequence[float], space: SearchSpace, latenc
                "resolutions": space.resolutions},
         machine=latency.machine, machine_id=latency.machine_id,
         latency={"overhead_ms": latency.overhead_ms, "scale": latency.scale, "check": latency.check,
-                 "impl": latency.impl},
+                 "impl": latency.impl, "created": latency.created},
         search={**settings.to_dict(), "latents_edited": bool(directions is not None and len(directions)),
                 "lpips": lpips_model is not None, "evaluations": evaluate.evaluations,
                 "seconds": round(time.monotonic() - t0, 2)},

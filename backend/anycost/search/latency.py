@@ -11,7 +11,9 @@ layer's style modulation. A configuration's time is then
 
 where ``overhead`` and ``scale`` are fitted (robustly, Theil–Sen) on whole renders: they
 absorb the per-render setup and the difference between a layer timed alone and inside a
-pipeline. Another set of whole renders checks the predictor and gives its relative error.
+pipeline. The predictor's error is always measured out of sample: on other whole renders, or,
+when the space is so small that the fit saw every configuration, by leaving each one out of the
+fit in turn (leave-one-out) and predicting it.
 
 Timing on a shared machine is noisy, so measurements are taken in passes over every entry
 (a load spike then touches all entries alike, not one layer), after a warm-up call that
@@ -243,15 +245,6 @@ def measure_configs(G: Generator, configs: Sequence[SubConfig], *, passes: int =
     return [(min(t), statistics.median(t)) for t in times]
 
 
-def measure_configs_ms(G: Generator, configs: Sequence[SubConfig], *, passes: int = 5,
-                       impl: str | None = None, stat: str = "min") -> list[float]:
-    """Whole-render ms: the fastest of the passes (``'min'``, the predictor's statistic) or the median
-    (``'median'``, what a user sees under the current load)."""
-    if stat not in ("min", "median"):
-        raise ValueError("stat must be 'min' or 'median'")
-    return [t[0] if stat == "min" else t[1] for t in measure_configs(G, configs, passes=passes, impl=impl)]
-
-
 # ---------------------------------------------------------------------------- the table
 def _envelope(raw: dict[str, float]) -> dict[str, float]:
     """Monotone envelope per layer: a key's value becomes the largest value among keys of the same
@@ -282,6 +275,7 @@ class PredictorCheck:
     """Predicted against measured whole-render times of configurations the fit did not see."""
 
     rows: list[dict] = field(default_factory=list)  # label, predicted_ms, measured_ms, rel_error
+    method: str = "held-out"  # or 'leave-one-out' (each configuration predicted by a fit without it)
 
     @property
     def errors(self) -> list[float]:
@@ -290,9 +284,9 @@ class PredictorCheck:
     def summary(self) -> dict:
         e = sorted(self.errors)
         if not e:
-            return {"n": 0}
+            return {"n": 0, "method": self.method}
         p90 = e[min(len(e) - 1, int(math.ceil(0.9 * len(e))) - 1)]
-        return {"n": len(e), "median_rel_error": statistics.median(e), "p90_rel_error": p90,
+        return {"n": len(e), "method": self.method, "median_rel_error": statistics.median(e), "p90_rel_error": p90,
                 "max_rel_error": e[-1], "mean_signed_rel_error": statistics.mean(r["rel_error"] for r in self.rows)}
 
 
@@ -301,7 +295,7 @@ class LatencyTable:
     architecture: str
     machine: dict
     impl: str
-    raw: dict[str, float] = field(default_factory=dict)  # layer key → median ms as measured
+    raw: dict[str, float] = field(default_factory=dict)  # layer key → fastest sample (ms), as measured
     overhead_ms: float = 0.0
     scale: float = 1.0
     calibrated: bool = False
@@ -318,9 +312,6 @@ class LatencyTable:
     def add(self, measured: dict[str, float]) -> None:
         self.raw.update(measured)
         self.layers = _envelope(self.raw)
-
-    def missing(self, G: Generator, configs: Iterable[SubConfig]) -> set[str]:
-        return {k for c in configs for k in layer_keys(G, c.res, c.channels) if k not in self.layers}
 
     def layer_sum(self, G: Generator, res: int, channels: Sequence[int]) -> float:
         try:
@@ -370,35 +361,37 @@ def _fit(G: Generator, table: LatencyTable, configs: Sequence[SubConfig], measur
     table.calibrated = True
 
 
-def _check(G: Generator, table: LatencyTable, configs: Sequence[SubConfig],
-           measured: Sequence[tuple[float, float]]) -> PredictorCheck:
-    rows = []
-    for c, (fastest, median) in zip(configs, measured, strict=True):
-        p = table.predict_config(G, c)
-        rows.append({"label": c.label(), "res": c.res, "channels": list(c.channels), "predicted_ms": p,
-                     "measured_ms": fastest, "measured_median_ms": median, "rel_error": (p - fastest) / fastest})
-    check = PredictorCheck(rows)
-    table.check = check.summary()
-    return check
+def _row(c: SubConfig, predicted: float, fastest: float, median: float) -> dict:
+    return {"label": c.label(), "res": c.res, "channels": list(c.channels), "predicted_ms": predicted,
+            "measured_ms": fastest, "measured_median_ms": median, "rel_error": (predicted - fastest) / fastest}
 
 
 def calibrate(G: Generator, table: LatencyTable, configs: Sequence[SubConfig], *,
-              held_out: Sequence[SubConfig] = (), passes: int = 5) -> PredictorCheck | None:
-    """Fit ``overhead_ms`` and ``scale`` on whole renders of ``configs`` and check the predictor on
-    ``held_out``; both are timed in the same interleaved passes, so a change of load between the
-    fit and the check does not show up as predictor error."""
-    measured = measure_configs(G, list(configs) + list(held_out), passes=passes, impl=table.impl)
-    _fit(G, table, configs, [m[0] for m in measured[: len(configs)]])
-    if not held_out:
-        return None
-    return _check(G, table, held_out, measured[len(configs):])
+              held_out: Sequence[SubConfig] = (), passes: int = 5) -> PredictorCheck:
+    """Fit ``overhead_ms`` and ``scale`` on whole renders of ``configs`` (distinct) and measure the
+    predictor's error out of sample: on ``held_out`` when given, else leave-one-out over ``configs``.
 
-
-def check_predictor(G: Generator, table: LatencyTable, configs: Sequence[SubConfig], *,
-                    passes: int = 5) -> PredictorCheck:
-    """Time whole renders (fastest of ``passes``, and the median) and compare with the prediction;
-    the summary is kept in ``table.check``."""
-    return _check(G, table, configs, measure_configs(G, configs, passes=passes, impl=table.impl))
+    Fit and check renders are timed in the same interleaved passes, so a change of load between
+    them does not show up as predictor error. The summary is kept in ``table.check``."""
+    configs = list(dict.fromkeys(configs))
+    held_out = [c for c in dict.fromkeys(held_out) if c not in set(configs)]
+    measured = measure_configs(G, configs + held_out, passes=passes, impl=table.impl)
+    fit_ms = [m[0] for m in measured[: len(configs)]]
+    if held_out:
+        _fit(G, table, configs, fit_ms)
+        rows = [_row(c, table.predict_config(G, c), *m)
+                for c, m in zip(held_out, measured[len(configs):], strict=True)]
+        check = PredictorCheck(rows, "held-out")
+    else:
+        rows = []
+        if len(configs) > 1:  # each predicted by a fit on the others (one other: its offset, scale 1)
+            for i, c in enumerate(configs):
+                _fit(G, table, configs[:i] + configs[i + 1:], fit_ms[:i] + fit_ms[i + 1:])
+                rows.append(_row(c, table.predict_config(G, c), *measured[i]))
+        _fit(G, table, configs, fit_ms)
+        check = PredictorCheck(rows, "leave-one-out" if rows else "none")
+    table.check = check.summary()
+    return check
 
 
 def sample_configs(space: SearchSpace, n: int, seed: int) -> list[SubConfig]:
@@ -433,7 +426,7 @@ def latency_table(G: Generator, space: SearchSpace, *, cache: bool = True, remea
             table = None
     if table is None:
         table = LatencyTable(architecture_id(G), info, default_impl(device))
-    fit_configs = space.uniform_configs() + sample_configs(space, 4, seed + 1)
+    fit_configs = list(dict.fromkeys(space.uniform_configs() + sample_configs(space, 4, seed + 1)))
     fit_set = set(fit_configs)
     held_out = [c for c in sample_configs(space, check_configs + len(fit_set), seed + 2) if c not in fit_set]
     held_out = held_out[:check_configs]
@@ -444,11 +437,9 @@ def latency_table(G: Generator, space: SearchSpace, *, cache: bool = True, remea
         progress(f"timing {len(missing)} layer shapes on {info['device']}")
     table.add(measure_layers(G, missing, impl=table.impl, passes=passes, seed=seed, progress=progress))
     if progress:
-        progress(f"fitting on {len(fit_configs)} whole renders, checking on {len(held_out)} others")
+        how = f"checking on {len(held_out)} others" if held_out else "checking each by leaving it out of the fit"
+        progress(f"fitting on {len(fit_configs)} whole renders, {how}")
     check = calibrate(G, table, fit_configs, held_out=held_out)
-    if check is None:  # the space is so small that the fit saw every configuration
-        check = check_predictor(G, table, fit_configs)
-    table.check["held_out"] = bool(held_out)
     table.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if cache:
         table.save(path)

@@ -1,29 +1,30 @@
 """Choosing the service's preview sub-generator from a search table, on this machine, now.
 
-An entry of the project's tables was searched for a budget; the best entry searched for at most
-the preview budget is timed with a few whole renders before it is used (the table may come from
-another machine, or this one may be busier now), and the next one is tried when it misses the
-budget by more than ``TOLERANCE``. Published tables carry MAC budgets and no timings: their
-entries are timed cheapest first, stopping at the first that misses the budget, and the most
-faithful of those that fit is taken.
+Every entry is judged by the one rule of ``budget.py``: the median of a few whole renders here
+must fit the preview budget (within its tolerance). For the project's tables, the entries
+searched for at most the preview budget are tried most faithful first (so with budgets 40, 80,
+160 ms searched and a 150 ms preview, the 80 ms entry is used); an entry that misses is refused
+and the next one is tried. Entries the search itself timed over their budget on this machine are
+skipped without timing. Published tables carry MAC budgets and no timings: their entries are
+timed cheapest first, stopping at the first that misses, and the most faithful that fits is taken.
 """
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
 
 import torch
 
 from ..editing.render import Cost, PreviewChoice
 from ..models.flops import count_flops
 from ..models.generator import Generator
+from .budget import FIT_RENDERS, fits_budget
 from .cache import machine_id, machine_info, table_cache_path, weights_id
 from .latency import measure_configs
 from .space import SubConfig, layers_used
 from .table import SearchTable, TableEntry
 
-TOLERANCE = 0.25
-MAX_TRIES = 3
+MAX_TRIES = 3  # entries timed before giving up on a table (each costs a few renders)
 
 
 def entry_cost(G: Generator, e: TableEntry) -> Cost:
@@ -39,42 +40,55 @@ def entry_cost(G: Generator, e: TableEntry) -> Cost:
     return Cost(res, tuple(int(c) for c in e.channels))
 
 
-def _time(G: Generator, e: TableEntry, passes: int) -> tuple[float, float]:
-    (fastest, median), = measure_configs(G, [SubConfig(e.res, tuple(e.channels))], passes=passes)
-    return fastest, median
+def time_entry(G: Generator, e: TableEntry, passes: int = FIT_RENDERS) -> float:
+    """Median ms of whole renders of the entry's sub-generator here (the statistic of ``fits_budget``)."""
+    (_, median), = measure_configs(G, [SubConfig(e.res, tuple(e.channels))], passes=passes)
+    return median
 
 
-def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *, tolerance: float = TOLERANCE,
-                    passes: int = 3) -> PreviewChoice | None:
+def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *,
+                    passes: int = FIT_RENDERS) -> PreviewChoice | None:
     """The best entry of ``table`` that fits ``budget_ms`` here and now, or None."""
     table.check_fits(G)
-    limit = budget_ms * (1 + tolerance)
     if table.source == "search":
-        for e in table.ranked(budget_ms)[:MAX_TRIES]:
-            fastest, median = _time(G, e, passes)
-            if fastest <= limit:
-                cost = entry_cost(G, e)
+        here = table.machine_id is not None and table.machine_id == machine_id(machine_info(G._device()))
+        tries = 0
+        for e in table.ranked(budget_ms):
+            if e.fits is False and here:
+                continue  # timed over its budget right after the search, on this machine
+            if tries >= MAX_TRIES:
+                break
+            tries += 1
+            median = time_entry(G, e, passes)
+            if fits_budget(median, budget_ms):
                 flops = e.flops if e.flops is not None else count_flops(G, e.res, list(e.channels))
-                return PreviewChoice(cost, budget_ms, "search", measured_ms=median, predicted_ms=e.predicted_ms,
-                                     psnr=e.psnr, flops=flops)
+                return PreviewChoice(entry_cost(G, e), budget_ms, "search", measured_ms=median,
+                                     predicted_ms=e.predicted_ms, psnr=e.psnr, flops=flops, fits=True)
         return None
     fits: list[tuple[TableEntry, float]] = []
     for e in sorted(table.entries.values(), key=lambda e: count_flops(G, e.res, list(e.channels))):
-        fastest, median = _time(G, e, passes)
-        if fastest > limit:
+        median = time_entry(G, e, passes)
+        if not fits_budget(median, budget_ms):
             break
         fits.append((e, median))
     if not fits:
         return None
     e, median = max(fits, key=lambda t: (t[0].quality(), -t[1]))
     return PreviewChoice(entry_cost(G, e), budget_ms, "table", measured_ms=median, psnr=e.psnr,
-                         flops=count_flops(G, e.res, list(e.channels)))
+                         flops=count_flops(G, e.res, list(e.channels)), fits=True)
 
 
-def cached_table(G: Generator, device: torch.device | str | None = None) -> SearchTable | None:
-    """The table searched for these weights on this machine, if one is cached (None when absent or unreadable)."""
+def cached_table_path(G: Generator, device: torch.device | str | None = None) -> Path:
+    """Where the table searched for these weights on this machine is cached."""
+    return table_cache_path(G, G._device() if device is None else device)
+
+
+def cached_table(G: Generator, device: torch.device | str | None = None, *,
+                 path: Path | None = None) -> SearchTable | None:
+    """The table searched for these weights on this machine, if one is cached (None when absent or
+    unreadable). ``path``: the cache file when already known (finding it hashes the weights)."""
     device = G._device() if device is None else device
-    path = table_cache_path(G, device)
+    path = table_cache_path(G, device) if path is None else path
     if not path.is_file():
         return None
     try:
@@ -86,10 +100,3 @@ def cached_table(G: Generator, device: torch.device | str | None = None) -> Sear
         return None
     return table
 
-
-def choice_from_entry(G: Generator, e: TableEntry, budget_ms: float | None = None) -> PreviewChoice:
-    """A choice from an entry just searched on this machine, without timing it again."""
-    budget = budget_ms if budget_ms is not None else e.budget_ms if e.budget_ms is not None else math.inf
-    flops = e.flops if e.flops is not None else count_flops(G, e.res, list(e.channels))
-    return PreviewChoice(entry_cost(G, e), budget, "search", measured_ms=e.measured_ms, predicted_ms=e.predicted_ms,
-                         psnr=e.psnr, flops=flops)

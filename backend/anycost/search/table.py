@@ -8,7 +8,7 @@ The project's tables look like this (``budgets`` has the shape of the published 
      "machine": {...}, "machine_id": "…", "latency": {...}, "search": {...},
      "dist_metric": "lpips" | "mse", "created": "…",
      "budgets": {"80ms": {"budget_ms": 80, "res": 128, "channels": [...], "ratio": null,
-                          "predicted_ms": 71.2, "measured_ms": 74.0, "measured_min_ms": 69.8,
+                          "predicted_ms": 71.2, "measured_ms": 74.0, "measured_min_ms": 69.8, "fits": true,
                           "psnr": 29.1, "lpips": null, "dist": 0.0049, "score": 29.1,
                           "flops": 1234567890, "macs": 617283945,
                           "baseline": {"label": "128:0.5", "psnr": 27.9, ...}}, ...}}
@@ -73,6 +73,7 @@ class TableEntry:
     flops: int | None = None
     macs: int | None = None
     baseline: dict | None = None  # the best uniform ratio within the same budget, for comparison
+    fits: bool | None = None  # measured_ms fitted budget_ms by the rule of budget.py; None when not timed
 
     def quality(self) -> float:
         """Higher is better: the search's score, else PSNR, else minus the published distance."""
@@ -109,6 +110,8 @@ class TableEntry:
         for k in ("flops", "macs"):
             if kw.get(k) is not None:
                 kw[k] = int(float(kw[k]))
+        if kw.get("fits") is not None and not isinstance(kw["fits"], bool):
+            raise InputError(f"{where}: 'fits' must be true, false or null")
         return cls(res=res, channels=channels, **kw)
 
 
@@ -147,9 +150,6 @@ class SearchTable:
 
     def budgets_ms(self) -> list[float]:
         return sorted(e.budget_ms for e in self.entries.values() if e.budget_ms is not None)
-
-    def has_budget(self, budget_ms: float) -> bool:
-        return any(e.budget_ms is not None and math.isclose(e.budget_ms, budget_ms) for e in self.entries.values())
 
     def ranked(self, budget_ms: float) -> list[TableEntry]:
         """Entries searched for a budget of at most ``budget_ms``, best first (richer budget first on ties)."""

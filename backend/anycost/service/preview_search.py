@@ -5,7 +5,8 @@ When no search table fits the preview budget, the service starts with the unifor
 child process, so start-up stays fast. The child times the layers at normal priority (while the service is idle after
 start-up; timing must see the CPU as renders see it), then drops to low priority for the search
 itself, so renders keep precedence. When it finishes, its table is in the cache (the next start
-uses it at once) and previews switch to its choice.
+uses it at once) and previews switch to its choice if that fits the budget when timed here (the
+rule of ``search/budget.py``, as for every other choice).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..search.cache import cache_dir
 from .log import log
 
 NICE = 10
+KEEP_LOGS = 5  # background-search logs kept in the cache folder (one per service run)
 
 
 class PreviewSearch:
@@ -69,6 +71,7 @@ class PreviewSearch:
 
     def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        _prune_logs(self.log_path.parent, keep=KEEP_LOGS - 1)
         logf = open(self.log_path, "w")  # noqa: SIM115 - the child writes to it; closed when it ends
         try:
             # Same process group as the service (a supervisor stopping the group stops the search too),
@@ -107,32 +110,28 @@ class PreviewSearch:
             return
         self.state = "done"
         choice = self.editor.preview_choice()
-        log("info", "preview_search_done", seconds=seconds, changed=changed,
-            preview_cost=choice.cost.label(), **choice.describe())
+        log("info", "preview_search_done", seconds=seconds, changed=changed, preview_cost=choice.cost.label(),
+            predictor=self._predictor_error(), **choice.describe())
 
     def _adopt(self) -> bool:
-        """Switch previews to the searched entry for the budget, timed with a few renders here (for
-        the record: its predicted time fits, and renders running meanwhile would only inflate it)."""
-        from dataclasses import replace
-
-        from ..search.latency import measure_configs
-        from ..search.preview import cached_table, choice_from_entry
-        from ..search.space import SubConfig
+        """Choose the preview again from the table the search left in the cache; True when a searched
+        entry now fits the budget here."""
+        from ..search.preview import cached_table
 
         ed = self.editor
-        table = cached_table(ed.generator)
-        if table is None:
+        if cached_table(ed.generator) is None:
             raise RuntimeError("the search finished but left no table for this model and machine")
-        entries = table.ranked(ed.preview_budget_ms)
-        if not entries:
-            return False
-        e = entries[0]
-        choice = choice_from_entry(ed.generator, e, ed.preview_budget_ms)
-        if choice.measured_ms is None:
-            (_, median), = measure_configs(ed.generator, [SubConfig(e.res, tuple(e.channels))], passes=3)
-            choice = replace(choice, measured_ms=median)
-        ed.set_preview(choice)
-        return True
+        return ed.preview_choice(recheck=True).source == "search"
+
+    def _predictor_error(self) -> dict | None:
+        """The latency predictor's out-of-sample error the search table records, for the log."""
+        from ..search.preview import cached_table
+
+        table = cached_table(self.editor.generator)
+        check = (table.latency.get("check") if table is not None else None) or {}
+        if not check.get("n"):
+            return None
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in check.items()}
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -150,6 +149,22 @@ class PreviewSearch:
             self.proc.kill()
             self.proc.wait(timeout)
         log("info", "preview_search_stopped", pid=self.proc.pid)
+
+
+def _prune_logs(folder: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` background-search logs (one is written per service run)."""
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    logs = sorted(folder.glob("background-*.log"), key=mtime, reverse=True)
+    for old in logs[max(0, keep):]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
 
 
 def _tail(path: Path, n: int = 800) -> str:

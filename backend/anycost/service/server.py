@@ -272,6 +272,9 @@ class Server:
                       "preview_ms": detail["measured_ms"], "preview_source": detail["source"],
                       "preview_predicted_ms": detail["predicted_ms"], "preview_psnr": detail["psnr"],
                       "preview_flops": detail["flops"], "preview_channels": detail["channels"],
+                      # false when even the cheapest sub-generator misses the budget here (by the
+                      # rule of search/budget.py): preview_ms is then over preview_budget_ms
+                      "preview_fits": detail["fits"],
                       "preview_search": self.preview_search.state if self.preview_search else "off"},
             "limits": self.limits.describe(),
             "session_timeout": self.config.session_timeout,

@@ -183,6 +183,11 @@ class RenderWorker(threading.Thread):
             yield
         if s.closed:
             return
+        before = ed.preview_choice()
+        after = ed.preview_choice(recheck=True)  # a search run meanwhile ('anycost search') takes effect here
+        if after is not before:
+            log("info", "preview_changed", reason="search table updated", preview_cost=after.cost.label(),
+                **after.describe())
         es.reference(ed.preview_cost())  # the colour-match reference, so the first preview costs one render
         yield
         if s.closed:

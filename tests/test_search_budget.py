@@ -1,0 +1,106 @@
+"""One rule decides whether a sub-generator fits a preview budget; the editor applies it to
+search tables (given or cached) and to the uniform fallback, and re-reads the cache when it changes."""
+
+from __future__ import annotations
+
+import pytest
+from model_support import tiny_generator
+
+from anycost.editing.session import Editor
+from anycost.io.modelfile import save_model
+from anycost.search.budget import TOLERANCE, budget_limit, fits_budget
+from anycost.search.cache import machine_id, machine_info, table_cache_path, weights_id
+from anycost.search.preview import pick_from_table
+from anycost.search.table import SearchTable, TableEntry
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+QUARTER = [32, 32, 16, 16, 8, 8, 32, 32]  # 16 px, narrow
+MID = [32, 32, 32, 32, 24, 16, 16, 8]  # 32 px, per-layer widths
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    G = tiny_generator(res=32)
+    path = save_model(tmp_path_factory.mktemp("budget") / "tiny.safetensors", generator=G,
+                      info={"name": "tiny", "channel_configs": "flexible", "face": False})
+    return path, G
+
+
+def _table(G, entries: dict[str, TableEntry], machine: str | None = None) -> SearchTable:
+    return SearchTable(entries, model={"name": "tiny", "weights": weights_id(G)},
+                       machine_id=machine or machine_id(machine_info("cpu")))
+
+
+def _issue_table(G) -> SearchTable:
+    """What 'anycost search --budget-ms 40,80,160' leaves: one entry per budget, richer with the budget."""
+    return _table(G, {
+        "40ms": TableEntry(res=16, channels=QUARTER, budget_ms=40.0, psnr=20.0, score=20.0, fits=True),
+        "80ms": TableEntry(res=32, channels=MID, budget_ms=80.0, psnr=30.0, score=30.0, fits=True),
+        "160ms": TableEntry(res=32, channels=list(G.full_channels), budget_ms=160.0, psnr=100.0, score=100.0,
+                            fits=True),
+    })
+
+
+def test_the_fit_rule():
+    assert budget_limit(100.0) == pytest.approx(100.0 * (1 + TOLERANCE))
+    assert fits_budget(100.0 * (1 + TOLERANCE), 100.0)
+    assert not fits_budget(100.0 * (1 + TOLERANCE) + 0.01, 100.0)
+    assert fits_budget(50.0, 100.0) and not fits_budget(None, 100.0)
+    assert fits_budget(104.0, 100.0, tolerance=0.05) and not fits_budget(106.0, 100.0, tolerance=0.05)
+
+
+def test_cached_entry_searched_for_a_smaller_budget_is_used(model):
+    """A cached 40/80/160 table serves a 150 ms preview with its 80 ms entry, not the uniform pick."""
+    path, G = model
+    _issue_table(G).save(table_cache_path(G, "cpu"))
+    ed = Editor(path, preview_budget_ms=150)
+    choice = ed.preview_choice()
+    assert choice.source == "search" and choice.cost.channels == tuple(MID) and choice.psnr == 30.0
+    assert choice.fits is True and 0 < choice.measured_ms <= budget_limit(150)
+    # below every searched budget: nothing in the table applies, the uniform measurement decides
+    low = Editor(path, preview_budget_ms=30).preview_choice()
+    assert low.source == "uniform"
+
+
+def test_the_cache_is_read_again_when_it_changes(model):
+    path, G = model
+    ed = Editor(path, preview_budget_ms=150)
+    assert ed.preview_choice().source == "uniform"  # nothing cached yet
+    _issue_table(G).save(table_cache_path(G, "cpu"))
+    assert ed.preview_choice().source == "uniform", "without recheck the choice stands"
+    assert ed.preview_choice(recheck=True).source == "search"
+    again = ed.preview_choice()
+    assert ed.preview_choice(recheck=True) is again, "an unchanged file is not timed again"
+
+
+def test_entries_flagged_over_budget_here_are_skipped(model):
+    """An entry the search timed over its budget on this machine is never used here; the same entry
+    from another machine's table is timed here and used when it fits."""
+    _, G = model
+    entries = {
+        "80ms": TableEntry(res=32, channels=MID, budget_ms=80.0, psnr=40.0, score=40.0, fits=False,
+                           measured_ms=500.0),
+        "40ms": TableEntry(res=16, channels=QUARTER, budget_ms=40.0, psnr=20.0, score=20.0, fits=True),
+    }
+    here = pick_from_table(G, _table(G, entries), 150.0)
+    assert here is not None and here.cost.channels == tuple(QUARTER) and here.cost.res == 16
+    elsewhere = pick_from_table(G, _table(G, entries, machine="another-machine"), 150.0)
+    assert elsewhere is not None and elsewhere.cost.channels == tuple(MID)
+
+
+def test_the_uniform_fallback_says_when_nothing_fits(model):
+    path, _ = model
+    choice = Editor(path, preview_budget_ms=1e-3).preview_choice()
+    assert choice.source == "uniform" and choice.fits is False and choice.measured_ms > budget_limit(1e-3)
+    assert choice.describe()["fits"] is False
+    roomy = Editor(path, preview_budget_ms=1e5).preview_choice()
+    assert roomy.fits is True and roomy.cost.res is None and roomy.cost.channels is None  # the full generator
+
+
+def test_a_table_from_other_weights_is_ignored(model):
+    path, G = model
+    other = tiny_generator(res=32, seed=4)
+    t = _issue_table(other)
+    t.save(table_cache_path(G, "cpu"))  # at this model's path, but searched for other weights
+    assert Editor(path, preview_budget_ms=150).preview_choice().source == "uniform"
