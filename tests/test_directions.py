@@ -424,3 +424,44 @@ def test_random_blur_augmentation():
     # blurring keeps the mean colour (reflect padding, normalised kernel) and lowers the detail
     assert torch.allclose(y.mean((2, 3)), x.mean((2, 3)), atol=0.02)
     assert (y[changed].diff(dim=-1).abs().mean() < x[changed].diff(dim=-1).abs().mean())
+
+
+# ---------------------------------------------------------------- listing and checking direction files
+def test_cli_directions_no_directions_and_bad_files(G, tmp_path, capsys):
+    from anycost.cli import main
+
+    def run(*args) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    # a model without directions lists none, the same way for both model formats: not an error
+    bare = save_model(tmp_path / "bare.safetensors", generator=G, info={"name": "bare"})
+    ckpt = tmp_path / "bare.pt"
+    torch.save({"g_ema": G.state_dict()}, ckpt)
+    for model in (bare, ckpt):
+        code, out, err = run("directions", "--model", model)
+        assert code == 0 and "no edit directions" in out, (model, out, err)
+        code, out, _ = run("directions", "--model", model, "--json")
+        assert code == 0 and json.loads(out)["directions"] == []
+
+    # arrays that are not directions are refused with the shapes that would be
+    for shape in [(3, 4), (4,), (5, 32), (2, 3, 32)]:
+        np.save(tmp_path / "bad.npy", np.ones(shape, np.float32))
+        code, _, err = run("directions", "--model", tmp_path / "bad.npy")
+        assert code == 2 and "not a direction" in err and str(shape) in err, (shape, err)
+    np.save(tmp_path / "wide.npy", np.ones((1, 48), np.float32))
+    code, out, _ = run("directions", "--model", tmp_path / "wide.npy")
+    assert code == 0 and "wide" in out  # a well-formed direction lists on its own
+    # ... and is checked against a model on request
+    code, _, err = run("directions", "--model", tmp_path / "wide.npy", "--for-model", bare)
+    assert code == 2 and "style_dim 48" in err and "uses 32" in err, err
+    np.save(tmp_path / "slots.npy", np.ones((G.n_style + 2, 32), np.float32))
+    code, _, err = run("directions", "--model", tmp_path / "slots.npy", "--for-model", bare)
+    assert code == 2 and f"the model has {G.n_style}" in err, err
+    save_directions_file(tmp_path / "ok.npy", [Direction("ok", torch.ones(32), layers=[0, 1])])
+    code, out, _ = run("directions", "--model", tmp_path / "ok.npy", "--for-model", bare)
+    assert code == 0 and "ok" in out
+    with pytest.raises(InputError, match="style_dim 48"):
+        load_directions_file(tmp_path / "wide.npy", fits=(G.n_style, 32))

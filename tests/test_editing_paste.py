@@ -230,3 +230,22 @@ def test_delta_blend_adds_only_the_edit(face):
         paste_back(region, al, edited, blend="delta")
     with pytest.raises(InputError, match="blend"):
         paste_back(region, al, edited, reference=reference, blend="overlay")
+
+
+def test_read_only_pixels_and_mask_paste_without_warnings(face):
+    import warnings
+
+    mask = np.zeros(face.shape[:2], np.uint8)
+    mask[:, :256] = 255
+    region = _region(face, mask=mask)
+    writable = paste_back(region, align_face(region, 128, landmarks=LANDMARKS), np.full((128, 128, 3), 255, np.uint8),
+                          color_match=False)
+    region.rgba.setflags(write=False)  # as a buffer from Pillow or a host arrives
+    region.mask.setflags(write=False)
+    al = align_face(region, 128, landmarks=LANDMARKS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only array
+        out = paste_back(region, al, np.full((128, 128, 3), 255, np.uint8), color_match=False)
+        blend_weight(region, al)
+    np.testing.assert_array_equal(out, writable)
+    np.testing.assert_array_equal(out[:, 256:], region.rgba[:, 256:])

@@ -241,3 +241,29 @@ def test_file_pixel_limit_is_configurable(tmp_path):
     tiny = _save(tmp_path, Image.fromarray(_pixels(20, 64)[..., :3]), "tiny.png")
     with pytest.raises(InputError, match="too small"):
         Region.from_file(tiny)
+
+
+def test_file_pixels_and_masks_are_writable_copies(tmp_path):
+    base = _pixels(40, 50)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 5:25] = 255
+    img = _save(tmp_path, Image.fromarray(base, "RGBA"), "img.png")
+    mpath = _save(tmp_path, Image.fromarray(mask), "mask.png")
+    r = Region.from_file(img, mpath)
+    assert r.rgba.flags.writeable and r.mask.flags.writeable
+    np.testing.assert_array_equal(r.rgba, base)
+    # with_mask reads a mask file, takes an array, or drops the selection
+    plain = Region.from_array(base)
+    np.testing.assert_array_equal(plain.with_mask(mpath).mask, mask)
+    np.testing.assert_array_equal(plain.with_mask(mask > 0).mask, mask)
+    assert r.with_mask(None).mask is None
+    with pytest.raises(InputError, match="same size"):
+        Region.from_array(_pixels(40, 60)).with_mask(mpath)
+
+
+def test_a_low_pixel_limit_is_stated_in_pixels(tmp_path):
+    p = _save(tmp_path, Image.fromarray(_pixels(64, 64)[..., :3]), "px.png")
+    with pytest.raises(InputError, match=r"too large.*2000 pixels"):
+        Region.from_file(p, max_pixels=2000)
+    with pytest.raises(InputError, match=r"too large: 64 × 64 = 4096 pixels, the limit is 4000 pixels"):
+        Region.from_array(_pixels(64, 64), max_pixels=4000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,19 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
     return out
 
 
+def image_writer(arr: np.ndarray, path: str | os.PathLike) -> Callable[[str], None]:
+    """A function that writes ``arr`` to a given file in the format ``path``'s extension names (for
+    writing under a temporary name first). An unknown extension is an ``InputError``, raised here,
+    before anything is written."""
+    check_output_path(path)
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None:  # a suffix in OUTPUT_SUFFIXES that this Pillow build cannot write
+        from .errors import InputError
+
+        raise InputError(f"this installation cannot write {Path(path).suffix!r} images; use .png")
+    return lambda tmp: Image.fromarray(arr).save(tmp, format=fmt)
+
+
 def save_image_atomic(arr: np.ndarray, path: str | os.PathLike) -> Path:
     """Write an image so that ``path`` either holds the whole file or is left untouched."""
-    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ValueError(f"unknown image extension {Path(path).suffix!r}")
-    return atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format=fmt))
+    return atomic_write(path, image_writer(arr, path))

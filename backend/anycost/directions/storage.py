@@ -28,6 +28,8 @@ from .direction import Direction, DirectionSet
 COMPONENT = "directions"
 COMPONENT_VERSION = 1
 _META_KEY = "anycost.directions"
+# The smallest style vector a direction file may hold (the project's smallest generators use 32).
+MIN_STYLE_DIM = 8
 
 
 def to_component(directions: Iterable[Direction]) -> Component:
@@ -86,18 +88,34 @@ def save_directions_file(path: str | os.PathLike, directions: Iterable[Direction
     return atomic_write(path, lambda tmp: save_file(comp.tensors, tmp, metadata=meta))
 
 
-def load_directions_file(path: str | os.PathLike, *, source: str = "file") -> DirectionSet:
-    """Read a standalone direction file of any supported kind (see the module docstring)."""
+def load_directions_file(path: str | os.PathLike, *, source: str = "file",
+                         fits: tuple[int, int] | None = None) -> DirectionSet:
+    """Read a standalone direction file of any supported kind (see the module docstring).
+
+    ``fits`` = (n_style, style_dim) of the model the directions are for: a direction of another shape
+    is an ``InputError`` that names the file. Without it only the shape's form is checked."""
     path = Path(path)
+    dirs = _read_directions_file(path, source)
+    if fits is not None:
+        for d in dirs.values():
+            try:
+                d.check_fits(*fits)
+            except InputError as e:
+                raise InputError(f"{path}: {e}") from None
+    return dirs
+
+
+def _read_directions_file(path: Path, source: str) -> DirectionSet:
     if not path.is_file():
         raise InputError(f"direction file not found: {path}")
     if path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, EOFError) as e:
             raise ModelFileError(f"{path} is not a plain numeric .npy array: {e}") from e
         if arr.dtype.kind not in "fiu":
             raise ModelFileError(f"{path} does not hold numbers (dtype {arr.dtype})")
+        _check_npy_shape(path, arr.shape)
         name = path.stem.lower().replace(" ", "_")
         try:
             return DirectionSet([Direction(name, torch.from_numpy(np.asarray(arr, np.float32)), source=source)])
@@ -122,3 +140,17 @@ def load_directions_file(path: str | os.PathLike, *, source: str = "file") -> Di
     from .official import load_official_boundaries
 
     return load_official_boundaries(path)
+
+
+def _check_npy_shape(path: Path, shape: tuple[int, ...]) -> None:
+    """A .npy direction is (style_dim,), (1, style_dim) or (n_style, style_dim); a generator has
+    n_style = 2 · log2(resolution) − 2 slots, an even number, and a style vector of at least
+    ``MIN_STYLE_DIM`` numbers. Anything else is some other array, not a direction."""
+    dims = shape[-1] if shape else 0
+    rows = shape[0] if len(shape) == 2 else 1
+    if len(shape) not in (1, 2) or dims < MIN_STYLE_DIM or (rows != 1 and (rows % 2 or rows < 2)):
+        raise ModelFileError(
+            f"{path} holds an array of shape {tuple(shape)}, not a direction: expected (style_dim,), "
+            f"(1, style_dim) or (n_style, style_dim) with an even number of style slots and "
+            f"style_dim ≥ {MIN_STYLE_DIM} (e.g. (512,) or (18, 512))"
+        )

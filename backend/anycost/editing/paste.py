@@ -149,7 +149,8 @@ def _weight(region: Region, alignment: Alignment, grid: torch.Tensor, box: tuple
         fm = torch.from_numpy(np.asarray(alignment.face_mask, dtype=np.float32))[None]
         weight.mul_(warp.grid_sample(fm, grid, "bilinear", "zeros")[0].clamp_(0.0, 1.0))
     if region.mask is not None:
-        weight.mul_(torch.from_numpy(region.mask[y0:y1, x0:x1]).float().mul_(1.0 / 255.0))
+        # a float copy: the mask may be a read-only array (torch warns on those)
+        weight.mul_(torch.from_numpy(region.mask[y0:y1, x0:x1].astype(np.float32)).mul_(1.0 / 255.0))
     return weight
 
 

@@ -9,6 +9,10 @@ The loss is pixel MSE + LPIPS (when its weights are available locally) on the fu
 generator, a term on a sampled sub-generator so cheap previews of the result stay faithful
 (consistency-aware projection), and a pull towards the encoder's answer that keeps the
 latent where edit directions behave.
+
+The answer (on finishing, running out of budget or being cancelled) is the best latent seen,
+judged by the deterministic part of the loss: everything but the sub-generator term, whose
+random draw changes from step to step and would make losses of different steps incomparable.
 """
 
 from __future__ import annotations
@@ -33,14 +37,15 @@ CancelCheck = Callable[[], bool] | threading.Event | None
 class ProjectionStep:
     """One progress report of a projection."""
 
-    step: int  # 0 = the encoder's answer (or the mean latent), then refinement steps
+    step: int  # 0 = the starting latent (the encoder's answer, the mean latent or w_init), then steps run
     w_plus: torch.Tensor  # (1, n_style, style_dim), detached
     image: torch.Tensor  # (1, 3, R, R) in [-1, 1], the full render of w_plus
-    loss: float
+    loss: float  # the deterministic loss (the terms in ``terms`` but "consistency") of w_plus
     psnr: float  # of ``image`` against the target, dB (images in [-1, 1])
     elapsed: float  # seconds since the projection started
     final: bool = False
     cancelled: bool = False
+    terms: tuple[str, ...] = ("mse",)  # loss terms in use: mse, lpips, encoder, consistency
 
 
 @dataclass
@@ -104,14 +109,15 @@ class Projector:
         return next(self.G.parameters()).device
 
     def lpips(self):
-        if not self._lpips_loaded and self.settings.use_lpips:
+        """The LPIPS module (loaded once), or None when its backbone weights are not cached."""
+        if not self._lpips_loaded:
             from ..training.perceptual import backbone_path, load_lpips
 
             # VGG-LPIPS suits inversion best; take whichever backbone is cached (one warning if none)
             net = "vgg" if backbone_path("vgg").is_file() else "alex"
             self._lpips = load_lpips(net, self.device)
             self._lpips_loaded = True
-        return self._lpips if self.settings.use_lpips else None
+        return self._lpips
 
     def prepare_target(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) in [-1, 1] at any size → the generator's resolution."""
@@ -136,36 +142,63 @@ class Projector:
         return self.G.synthesize(w, noise="const", **kw)
 
     def iter_project(self, target: torch.Tensor, *, w_init: torch.Tensor | None = None,
-                     cancel: CancelCheck = None, settings: ProjectionSettings | None = None
-                     ) -> Iterator[ProjectionStep]:
-        """Yield the encoder's answer, refinement progress every ``report_every`` steps, then the final step."""
+                     anchor: torch.Tensor | None = None, cancel: CancelCheck = None,
+                     settings: ProjectionSettings | None = None) -> Iterator[ProjectionStep]:
+        """Yield the starting latent, refinement progress every ``report_every`` steps, then the final
+        step, which holds the best latent seen.
+
+        ``w_init`` is where refinement starts (default: the encoder's answer); ``anchor`` is what the
+        encoder term pulls towards (default: the starting latent), so a caller that resumes from an
+        earlier or loaded latent can still keep it near the encoder's answer."""
         s = settings or self.settings
         t0 = time.perf_counter()
         target = self.prepare_target(target)
         w0 = (self.encode(target) if w_init is None else w_init.to(self.device, torch.float32)).detach()
-        with torch.no_grad():
-            img0 = self._render(w0)
-        first = ProjectionStep(0, w0.clone(), img0, F.mse_loss(img0, target).item(), psnr(img0, target),
-                               time.perf_counter() - t0, final=s.steps <= 0)
-        yield first
-        if s.steps <= 0:
-            return
-        if _is_cancelled(cancel):
-            first.cancelled = True
-            return
+        anchor = w0 if anchor is None else anchor.to(self.device, torch.float32).detach()
+        if anchor.shape != w0.shape:
+            raise ValueError(f"anchor has shape {tuple(anchor.shape)}, the latent {tuple(w0.shape)}")
+        refine = s.steps > 0
+        # loaded before the first answer so that step 0's loss uses the same terms as the rest (cached after)
+        lp = self.lpips() if refine and s.use_lpips and s.lpips_weight > 0 else None
+        terms = ("mse",) + (("lpips",) if lp is not None else ())
+        if refine:
+            terms += (("encoder",) if s.encoder_reg > 0 else ())
+            terms += (("consistency",) if s.consistency_weight > 0 and s.consistency_ratios else ())
 
-        lp = self.lpips() if s.lpips_weight > 0 else None
-        w = w0.clone().requires_grad_(True)
-        rng = torch.Generator().manual_seed(s.seed)
-        low_res = [r for r in self.G.resolutions if r >= min(32, self.G.resolution)]
-
-        def loss_fn() -> torch.Tensor:
-            img = self._render(w)
+        def objective(img: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            """The deterministic part of the loss (no sampled sub-generator): comparable across steps."""
             loss = s.mse_weight * F.mse_loss(img, target)
             if lp is not None:
                 loss = loss + s.lpips_weight * lp(img, target).mean()
-            if s.encoder_reg > 0:
-                loss = loss + s.encoder_reg * (w - w0).square().sum(-1).mean()
+            if refine and s.encoder_reg > 0:
+                loss = loss + s.encoder_reg * (w - anchor).square().sum(-1).mean()
+            return loss
+
+        with torch.no_grad():
+            img0 = self._render(w0)
+            loss0 = float(objective(img0, w0))
+        first = ProjectionStep(0, w0.clone(), img0, loss0, psnr(img0, target), time.perf_counter() - t0,
+                               final=not refine, terms=terms)
+        yield first
+        if not refine:
+            return
+        if _is_cancelled(cancel):
+            first.cancelled = first.final = True
+            return
+
+        w = w0.clone().requires_grad_(True)
+        best = [loss0, w0.clone()]  # lowest deterministic loss seen and its latent
+        rng = torch.Generator().manual_seed(s.seed)
+        low_res = [r for r in self.G.resolutions if r >= min(32, self.G.resolution)]
+
+        def keep_if_best(loss: float, latent: torch.Tensor) -> None:
+            if loss < best[0]:
+                best[0], best[1] = loss, latent.detach().clone()
+
+        def loss_fn() -> torch.Tensor:
+            img = self._render(w)
+            loss = objective(img, w)
+            keep_if_best(float(loss.detach()), w)  # the loss of w as it is now, before the update
             if s.consistency_weight > 0 and s.consistency_ratios:
                 ratio = s.consistency_ratios[int(torch.randint(len(s.consistency_ratios), (1,), generator=rng))]
                 res = low_res[int(torch.randint(len(low_res), (1,), generator=rng))]
@@ -182,13 +215,24 @@ class Projector:
         else:
             raise ValueError(f"optimizer must be 'adam' or 'lbfgs', got {s.optimizer!r}")
 
+        def report(step: int, final: bool = False, cancelled: bool = False) -> ProjectionStep:
+            with torch.no_grad():
+                wd = w.detach().clone()
+                img = self._render(wd)
+                loss = float(objective(img, wd))
+                keep_if_best(loss, wd)
+                if final and not torch.equal(best[1], wd):
+                    wd, loss = best[1].clone(), best[0]
+                    img = self._render(wd)
+            return ProjectionStep(step, wd, img, loss, psnr(img, target), time.perf_counter() - t0,
+                                  final=final, cancelled=cancelled, terms=terms)
+
         t_refine = time.perf_counter()
         step = 0
-        last = 0.0
         with _frozen(self.G, self.encoder):
             while step < s.steps:
                 if _is_cancelled(cancel):
-                    yield self._report(step, w, target, last, t0, final=True, cancelled=True)
+                    yield report(step, final=True, cancelled=True)
                     return
                 if s.time_budget is not None and time.perf_counter() - t_refine >= s.time_budget:
                     break
@@ -198,10 +242,8 @@ class Projector:
                     for g in opt.param_groups:
                         g["lr"] = s.lr * min(1.0, (step + 1) / 5) * 0.5 * (1 + math.cos(math.pi * frac))
                     opt.zero_grad(set_to_none=True)
-                    loss = loss_fn()
-                    loss.backward()
+                    loss_fn().backward()
                     opt.step()
-                    last = float(loss.detach())
                 else:
                     def closure() -> torch.Tensor:
                         opt.zero_grad(set_to_none=True)
@@ -209,21 +251,13 @@ class Projector:
                         loss.backward()
                         return loss
 
-                    last = float(opt.step(closure).detach())
+                    opt.step(closure)
                 step += 1
                 if step % max(1, s.report_every) == 0 and step < s.steps:
-                    yield self._report(step, w, target, last, t0)
-        yield self._report(step, w, target, last, t0, final=True)
+                    yield report(step)
+        yield report(step, final=True)
 
     def project(self, target: torch.Tensor, **kw) -> ProjectionStep:
         """Run ``iter_project`` to the end and return its final step."""
         steps = list(self.iter_project(target, **kw))
         return steps[-1]
-
-    @torch.no_grad()
-    def _report(self, step: int, w: torch.Tensor, target: torch.Tensor, loss: float, t0: float,
-                final: bool = False, cancelled: bool = False) -> ProjectionStep:
-        wd = w.detach().clone()
-        img = self._render(wd)
-        return ProjectionStep(step, wd, img, loss, psnr(img, target), time.perf_counter() - t0,
-                              final=final, cancelled=cancelled)

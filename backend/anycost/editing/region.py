@@ -29,6 +29,11 @@ CHANNEL_ORDERS = ("RGBA", "BGRA")
 _PIL_LIMIT_LOCK = threading.Lock()
 
 
+def pixel_count(n: int) -> str:
+    """``67.1 megapixels`` for large counts, ``2000 pixels`` for small ones (a low configured limit)."""
+    return f"{n / 1e6:.1f} megapixels" if n >= 100_000 else f"{n} pixels"
+
+
 def check_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "region") -> None:
     """Raise ``InputError`` unless ``width`` × ``height`` is a usable region size."""
     if isinstance(width, bool) or isinstance(height, bool):
@@ -43,8 +48,8 @@ def check_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS, wh
         raise InputError(f"the {what} is empty ({w} × {h} pixels); select an area that contains a face")
     if w * h > max_pixels:
         raise InputError(
-            f"the {what} is too large: {w} × {h} = {w * h / 1e6:.1f} megapixels, the limit is "
-            f"{max_pixels / 1e6:.1f} megapixels; select a smaller area around the face"
+            f"the {what} is too large: {w} × {h} = {pixel_count(w * h)}, the limit is "
+            f"{pixel_count(max_pixels)}; select a smaller area around the face"
         )
     if w < MIN_SIDE or h < MIN_SIDE:
         raise InputError(
@@ -154,19 +159,39 @@ class Region:
         rgba = _to_rgba(im, path)
         mask = None
         if mask_path is not None:
-            mask = _to_grey(_open_image(mask_path, max_pixels), mask_path)
-            if mask.shape != rgba.shape[:2]:
-                raise InputError(
-                    f"the mask {os.fspath(mask_path)!r} is {mask.shape[1]} × {mask.shape[0]} pixels but the "
-                    f"image {os.fspath(path)!r} is {rgba.shape[1]} × {rgba.shape[0]}; they must be the same size"
-                )
+            mask = read_mask_file(mask_path, (rgba.shape[0], rgba.shape[1]), max_pixels=max_pixels,
+                                  image_name=os.fspath(path))
         return cls(rgba, mask)
+
+    def with_mask(self, mask: np.ndarray | str | os.PathLike | None, *,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Region:
+        """This region's pixels with another selection: a uint8 or boolean (H, W) array, a mask image
+        file (greyscale, white = selected) or None for everything."""
+        if mask is None:
+            return Region(self.rgba)
+        if isinstance(mask, (str, os.PathLike)):
+            return Region(self.rgba, read_mask_file(mask, (self.height, self.width), max_pixels=max_pixels))
+        return Region(self.rgba, _as_mask(mask, (self.height, self.width)))
 
     # ------------------------------------------------------------------------------------------------
 
     def to_bytes(self, channel_order: str = "RGBA") -> bytes:
         """Tightly packed rows in the host's channel order."""
         return encode_rgba(self.rgba, channel_order)
+
+
+def read_mask_file(path: str | os.PathLike, shape: tuple[int, int], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   image_name: str | None = None) -> np.ndarray:
+    """A selection mask image read as greyscale (white = selected): a writable (H, W) uint8 array of
+    ``shape``, or an ``InputError`` naming the file."""
+    mask = _to_grey(_open_image(path, max_pixels), path)
+    if mask.shape != tuple(shape):
+        image = f"image {image_name!r}" if image_name else "image"
+        raise InputError(
+            f"the mask {os.fspath(path)!r} is {mask.shape[1]} × {mask.shape[0]} pixels but the "
+            f"{image} is {shape[1]} × {shape[0]}; they must be the same size"
+        )
+    return mask
 
 
 def encode_rgba(rgba: np.ndarray, channel_order: str = "RGBA") -> bytes:
@@ -254,7 +279,8 @@ def _open_image(path: str | os.PathLike, max_pixels: int) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"the image {name!r} claims more than {max_pixels / 1e6:.1f} megapixels and was not decoded"
+            f"the image {name!r} is too large: it claims more than {pixel_count(max_pixels)} (the limit) "
+            f"and was not decoded"
         ) from None
     except Image.UnidentifiedImageError:
         raise InputError(f"{name!r} is not an image file Pillow can read") from None
@@ -276,10 +302,11 @@ def _to_rgba(im: Image.Image, path: str | os.PathLike) -> np.ndarray:
             out = im.convert("RGB").convert("RGBA")
         else:
             out = im.convert("RGBA")
-        arr = np.asarray(out, dtype=np.uint8)
+        # np.array, not asarray: Pillow's buffer is read-only and callers (and torch) expect to own the pixels
+        arr = np.array(out, dtype=np.uint8)
     except (ValueError, OSError) as e:
         raise InputError(f"cannot convert the image {os.fspath(path)!r} (mode {im.mode}) to RGBA: {e}") from None
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def _to_grey(im: Image.Image, path: str | os.PathLike) -> np.ndarray:
@@ -288,7 +315,7 @@ def _to_grey(im: Image.Image, path: str | os.PathLike) -> np.ndarray:
     try:
         if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
             im = im.convert("RGB")
-        return np.ascontiguousarray(np.asarray(im.convert("L"), dtype=np.uint8))
+        return np.array(im.convert("L"), dtype=np.uint8)  # a writable copy (see _to_rgba)
     except (ValueError, OSError) as e:
         raise InputError(f"cannot read the mask {os.fspath(path)!r} (mode {im.mode}) as greyscale: {e}") from None
 

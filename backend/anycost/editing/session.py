@@ -12,6 +12,7 @@ Everything the service and the CLI do goes through these two classes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ from ..models.generator import Generator
 from .align import Alignment, align_face
 from .paste import BLEND_MODES, paste_back
 from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
-from .region import Region
+from .region import DEFAULT_MAX_PIXELS, MIN_SIDE, Region, check_size
 from .render import DEFAULT_PREVIEW_BUDGET_MS, FULL, Cost, PreviewChoice, parse_cost, pick_preview
 
 
@@ -39,10 +40,15 @@ class Editor:
     def __init__(self, model: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
                  preview_budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS, use_lpips: bool = True,
                  directions: str | os.PathLike | None = None, search_table: str | os.PathLike | None = None,
-                 use_search_cache: bool = True, blend: str = "delta"):
+                 use_search_cache: bool = True, blend: str = "delta", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 direction_layers: list[int] | None = None):
         from ..registry import DEFAULT_MODEL, KNOWN_MODELS, resolve_model
 
         name = DEFAULT_MODEL if model is None else model
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < MIN_SIDE * MIN_SIDE:
+            raise InputError(f"max_pixels must be an integer of at least {MIN_SIDE * MIN_SIDE}, got {max_pixels!r}")
+        # Largest region open() accepts: the paste-back's float buffers grow with it.
+        self.max_pixels = max_pixels
         self.path = resolve_model(name)
         self.device = torch.device(device)
         spec = KNOWN_MODELS.get(str(name))
@@ -75,38 +81,117 @@ class Editor:
 
             self.search_table = SearchTable.load(search_table).check_fits(self.generator)
         if directions is not None:
-            self.load_directions(directions)
+            self.load_directions(directions, layers=direction_layers)
 
     @property
     def is_face_model(self) -> bool:
         return bool(self.info.get("face", True))
 
-    def load_directions(self, path: str | os.PathLike) -> DirectionSet:
-        """Add directions from a file (project .safetensors/.npy, or an official boundary .pt)."""
+    def load_directions(self, path: str | os.PathLike, *, layers: list[int] | None = None) -> DirectionSet:
+        """Add directions from a file (project .safetensors/.npy, or an official boundary .pt).
+
+        ``layers`` sets the style slots they act on (official boundaries, fitted in W, default to all
+        slots; editing only the coarse ones, e.g. 0-7, keeps colour and texture). Nothing is added
+        unless every direction fits this model."""
         p = Path(path)
-        loaded = load_official_boundaries(p) if p.suffix in (".pt", ".pth") else load_directions_file(p)
+        loaded = (load_official_boundaries(p, layers=layers) if p.suffix in (".pt", ".pth")
+                  else load_directions_file(p, fits=(self.generator.n_style, self.generator.style_dim)))
+        if layers is not None:
+            loaded = DirectionSet(dataclasses.replace(d, layers=list(layers)) for d in loaded.values())
         for d in loaded.values():
             d.check_fits(self.generator.n_style, self.generator.style_dim)
         self.directions = self.directions.merged(loaded)
         return loaded
 
+    def check_sliders(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Slider values as floats, or an InputError: no directions, an unknown name (the message lists
+        the valid ones) or a value outside the direction's slider range."""
+        dirs = self.directions
+        if values and not len(dirs):
+            raise InputError(f"model {self.name!r} has no edit directions; load a direction file")
+        checked = {}
+        for name, v in values.items():
+            if name not in dirs:
+                raise InputError(f"unknown slider {name!r}; valid sliders: {', '.join(dirs)}")
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                raise InputError(f"slider {name!r} needs a number, got {v!r}") from None
+            lo, hi = dirs[name].slider_range
+            if not (np.isfinite(v) and lo <= v <= hi):
+                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {v!r}")
+            checked[name] = v
+        return checked
+
+    def check_latent(self, w_plus: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """A W+ latent for this model as (1, n_style, style_dim) float32, or an InputError."""
+        shape = (self.generator.n_style, self.generator.style_dim)
+        try:
+            w = torch.as_tensor(w_plus if isinstance(w_plus, torch.Tensor) else np.asarray(w_plus)).float()
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise InputError(f"latent is not a numeric array: {e}") from None
+        if w.ndim == 2:
+            w = w[None]
+        if tuple(w.shape) != (1, *shape):
+            raise InputError(f"latent has shape {tuple(w.shape)}; this model needs (1, {shape[0]}, "
+                             f"{shape[1]}) (or without the leading 1)")
+        if not torch.isfinite(w).all():
+            raise InputError("latent has non-finite values")
+        return w
+
+    def read_latent(self, path: str | os.PathLike) -> torch.Tensor:
+        """A latent saved by ``EditSession.save_latent`` (.npy), checked against this model."""
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise InputError(f"cannot read latent file {os.fspath(path)}: {e}") from e
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+            raise InputError(f"latent file {os.fspath(path)} does not hold a numeric array")
+        try:
+            return self.check_latent(arr)
+        except InputError as e:
+            raise InputError(f"latent file {os.fspath(path)}: {e}") from None
+
     def preview_cost(self) -> Cost:
         """The sub-generator that fits the preview budget on this machine (chosen once)."""
         return self.preview_choice().cost
 
-    def preview_choice(self) -> PreviewChoice:
-        """The preview sub-generator and its measured time: from the search table given, else from a
-        table searched for this budget on this machine (cached by ``anycost search``), else the
-        richest uniform ratio that fits."""
-        if self._preview is None:
+    def preview_choice(self, *, recheck: bool = False) -> PreviewChoice:
+        """The preview sub-generator and its measured time: the best entry that fits the budget here
+        of the search table given, else of the table cached for this model and machine by ``anycost
+        search`` (any entry searched for at most the budget), else the richest uniform ratio that fits.
+
+        ``recheck``: choose again if the cached table's file changed since it was read (a search run
+        while this editor lives takes effect from the next session)."""
+        if self._preview is None or (recheck and self._search_cache_changed()):
             table = self.search_table
             if table is None and self.use_search_cache:
-                from ..search.preview import cached_table
-
-                cached = cached_table(self.generator)
-                table = cached if cached is not None and cached.has_budget(self.preview_budget_ms) else None
+                table = self._read_search_cache()
             self._preview = pick_preview(self.generator, self.preview_budget_ms, table)
         return self._preview
+
+    def _search_cache_stamp(self) -> tuple[Path, int | None]:
+        """The cached table's path (found once: it hashes the weights) and its modification time."""
+        path = getattr(self, "_search_cache_path", None)
+        if path is None:
+            from ..search.preview import cached_table_path
+
+            path = self._search_cache_path = cached_table_path(self.generator)
+        try:
+            return path, path.stat().st_mtime_ns
+        except OSError:
+            return path, None
+
+    def _read_search_cache(self):
+        from ..search.preview import cached_table
+
+        path, self._search_cache_mtime = self._search_cache_stamp()
+        return cached_table(self.generator, path=path)
+
+    def _search_cache_changed(self) -> bool:
+        if self.search_table is not None or not self.use_search_cache:
+            return False
+        return self._search_cache_stamp()[1] != getattr(self, "_search_cache_mtime", None)
 
     def set_preview(self, choice: PreviewChoice) -> None:
         """Switch previews to another sub-generator (e.g. when a background search finishes)."""
@@ -130,28 +215,26 @@ class Editor:
 
     def open(self, image: Region | str | os.PathLike | np.ndarray, mask: np.ndarray | str | os.PathLike | None = None,
              *, align: bool = True, landmarks=None) -> EditSession:
-        """Start editing a region: align it and take the encoder's instant projection."""
+        """Start editing a region: align it and take the encoder's instant projection.
+
+        ``image`` is a file path, a ``Region`` or a uint8 array; ``mask`` a uint8/boolean array or a mask
+        image file (white = edit). Regions over ``max_pixels`` are refused."""
+        limit = self.max_pixels
         if isinstance(image, Region):
-            region = image if mask is None else Region(image.rgba, _mask_array(mask, image))
+            check_size(image.width, image.height, limit)
+            region = image if mask is None else image.with_mask(mask, max_pixels=limit)
         elif isinstance(image, np.ndarray):
-            region = Region.from_array(image, None if mask is None else np.asarray(mask))
+            region = Region.from_array(image, max_pixels=limit)
+            if mask is not None:
+                region = region.with_mask(mask, max_pixels=limit)
+        elif isinstance(mask, np.ndarray):
+            region = Region.from_file(image, max_pixels=limit).with_mask(mask, max_pixels=limit)
         else:
-            region = Region.from_file(image, mask_path=mask if not isinstance(mask, np.ndarray) else None)
-            if isinstance(mask, np.ndarray):
-                region = Region(region.rgba, _mask_array(mask, region))
+            region = Region.from_file(image, mask_path=mask, max_pixels=limit)
         use_landmarks = align and self.is_face_model
         alignment = align_face(region, self.generator.resolution, use_landmarks=use_landmarks,
                                landmarks=landmarks)
         return EditSession(self, region, alignment)
-
-
-def _mask_array(mask, region: Region) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.dtype == bool:
-        m = m.astype(np.uint8) * 255
-    if m.dtype != np.uint8 or m.shape != (region.height, region.width):
-        raise InputError(f"the mask must be a {region.width} × {region.height} uint8 array")
-    return m
 
 
 class EditSession:
@@ -161,13 +244,11 @@ class EditSession:
         self.editor = editor
         self.region = region
         self.alignment = alignment
-        G = editor.generator
         self.target = torch.from_numpy(alignment.image).permute(2, 0, 1)[None].float().div(127.5).sub(1)
         self.target = self.target.to(editor.device)
         self.w_base: torch.Tensor = editor._projector.encode(self.target)
         self.w_encoder = self.w_base.clone()
         self.sliders: dict[str, float] = {}
-        self._shape = (G.n_style, G.style_dim)
         self.last_projection: ProjectionStep | None = None
         self._references: dict[str, torch.Tensor] = {}  # unedited renders per cost, for colour matching
 
@@ -179,7 +260,8 @@ class EditSession:
     # ---------------------------------------------------------------- projection
     def iter_project(self, steps: int | None = None, *, time_budget: float | None = None,
                      cancel: CancelCheck = None, **overrides) -> Iterator[ProjectionStep]:
-        """Refine the projection from the encoder's answer, yielding progress; the session follows along."""
+        """Refine the projection from the current latent (the encoder's answer, an earlier refinement or a
+        loaded latent), pulled towards the encoder's answer; yields progress and the session follows along."""
         base = self.editor.projection
         fields = {**base.__dict__, **overrides}
         if steps is not None:
@@ -187,8 +269,8 @@ class EditSession:
         if time_budget is not None:
             fields["time_budget"] = float(time_budget)
         settings = ProjectionSettings(**fields)
-        for step in self.editor._projector.iter_project(self.target, w_init=self.w_encoder, cancel=cancel,
-                                                        settings=settings):
+        for step in self.editor._projector.iter_project(self.target, w_init=self.w_base, anchor=self.w_encoder,
+                                                        cancel=cancel, settings=settings):
             self.w_base = step.w_plus
             self._references.clear()
             self.last_projection = step
@@ -202,15 +284,7 @@ class EditSession:
         return last
 
     def set_latent(self, w_plus: torch.Tensor | np.ndarray) -> None:
-        w = torch.as_tensor(np.asarray(w_plus) if not isinstance(w_plus, torch.Tensor) else w_plus).float()
-        if w.ndim == 2:
-            w = w[None]
-        if tuple(w.shape) != (1, *self._shape):
-            raise InputError(f"latent has shape {tuple(w.shape)}; this model needs (1, {self._shape[0]}, "
-                             f"{self._shape[1]}) (or without the leading 1)")
-        if not torch.isfinite(w).all():
-            raise InputError("latent has non-finite values")
-        self.w_base = w.to(self.editor.device)
+        self.w_base = self.editor.check_latent(w_plus).to(self.editor.device)
         self._references.clear()
 
     def save_latent(self, path: str | os.PathLike) -> Path:
@@ -219,11 +293,7 @@ class EditSession:
         return atomic_write(path, lambda tmp: np.save(tmp, arr), suffix=".npy")
 
     def load_latent(self, path: str | os.PathLike) -> None:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"cannot read latent file {path}: {e}") from e
-        self.set_latent(arr)
+        self.set_latent(self.editor.read_latent(path))
 
     # ---------------------------------------------------------------- sliders
     def set(self, **values: float) -> None:
@@ -231,18 +301,7 @@ class EditSession:
 
     def set_sliders(self, values: Mapping[str, float], *, replace: bool = False) -> None:
         """Set slider values in [-1, 1] (scaled per direction); unknown names list the valid ones."""
-        dirs = self.editor.directions
-        if values and not len(dirs):
-            raise InputError(f"model {self.editor.name!r} has no edit directions; load a direction file")
-        checked = {}
-        for name, v in values.items():
-            if name not in dirs:
-                raise InputError(f"unknown slider {name!r}; valid sliders: {', '.join(dirs) or 'none'}")
-            v = float(v)
-            lo, hi = dirs[name].slider_range
-            if not (np.isfinite(v) and lo <= v <= hi):
-                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {v!r}")
-            checked[name] = v
+        checked = self.editor.check_sliders(values)
         self.sliders = checked if replace else {**self.sliders, **checked}
 
     def reset(self) -> None:
