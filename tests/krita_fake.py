@@ -3,7 +3,8 @@
 It keeps what the adapter relies on and what the real Krita does (checked in tests/test_krita_e2e.py):
 pixels in the layer's own depth with integer RGBA stored as B,G,R,A and float as R,G,B,A, image
 coordinates, transparent outside a layer's pixels; ``Selection.pixelData`` as an 8-bit mask;
-``addChildNode``/``remove`` undoable, ``setPixelData`` not; ``edit_undo`` undoes the newest step.
+``addChildNode``/``remove`` undoable, ``setPixelData`` not; ``edit_undo``/``edit_redo`` act on the newest
+step.
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ class FakeNode:
             self.children.remove(child)
             child.parent = None
 
-        self.doc._push(f"add {child._name}", do, undo)
+        if self.doc.adding_is_undoable:
+            self.doc._push(f"add {child._name}", do, undo)
+        else:
+            do()
+            self.doc._modified = True
         return True
 
     def remove(self) -> bool:
@@ -190,6 +195,7 @@ class FakeDocument:
         self.root = FakeNode(self, "root", "grouplayer")
         self.undo_stack: list[tuple[str, object, object]] = []
         self.redo_stack: list[tuple[str, object, object]] = []
+        self.adding_is_undoable = True  # False: what a Krita whose addChildNode left no undo step would do
         self._selection: FakeSelection | None = None
         self._modified = False
         self.active: FakeNode | None = None
@@ -210,6 +216,12 @@ class FakeDocument:
             entry = self.undo_stack.pop()
             entry[2]()
             self.redo_stack.append(entry)
+
+    def redo(self) -> None:
+        if self.redo_stack:
+            entry = self.redo_stack.pop()
+            entry[1]()
+            self.undo_stack.append(entry)
 
     def width(self) -> int:
         return self._w
@@ -267,4 +279,4 @@ class FakeKrita:
         return self.doc
 
     def action(self, name: str):
-        return FakeAction(self.doc.undo) if name == "edit_undo" else None
+        return {"edit_undo": FakeAction(self.doc.undo), "edit_redo": FakeAction(self.doc.redo)}.get(name)

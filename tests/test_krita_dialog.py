@@ -62,5 +62,8 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
     assert r["sliders"] == ["sefa_0", "sefa_1", "sefa_2"] and r["quality_items"] > 2
     assert r["slider_value"] == 0.5 and "ms" in r["latency_label"] and r["thumbnail_updates"] >= 2
     assert r["apply_enabled"] and r["after_reset"] == 0.0
+    assert r["reset_all"]["before"] == [0.0, 0.7, -0.3]
+    assert r["reset_all"]["after"] == [0.0, 0.0, 0.0] and r["reset_all"]["positions"] == [0, 0, 0], "Reset all"
+    assert r["preview_choice"].startswith("Preview: ") and not r["retry_visible"]
     assert r["phase"] == "done" and r["results"] == ["Anycost Face Edit (sefa_0 -0.40)"]
     assert r["dialog_result"] == 1, "accepted"

@@ -28,6 +28,7 @@ DRIVER = REPO / "tests" / "hosts" / "krita_driver"
 W, H = 288, 224  # the document
 FACE_AT = (100, 48)  # where the 128² face is pasted
 SELECTION = (110, 58, 108, 108)
+PADDING = 0.1  # in the test's kritarc: the plugin reads its settings from Krita's
 KRITA_TIMEOUT = 240
 
 KRITA = shutil.which("krita")
@@ -83,6 +84,7 @@ def krita_run(tmp_path_factory):
     shutil.copytree(DRIVER / "anycost_e2e_driver", pykrita / "anycost_e2e_driver")
     shutil.copyfile(DRIVER / "anycost_e2e_driver.desktop", pykrita / "anycost_e2e_driver.desktop")
     set_ini_value(kritarc, "python", "enable_anycost_e2e_driver", "true")
+    set_ini_value(kritarc, PLUGIN, "padding", str(PADDING))
 
     out = root / "out"
     out.mkdir()
@@ -134,11 +136,21 @@ def test_installed_and_krita_exits_cleanly(krita_run):
 
 
 def test_action_in_filter_menu_with_shortcut(run):
-    assert run["results"]["plugin_qt6"] is False, "Krita 5: the plugin uses Krita's PyQt5"
-    action = run["results"]["action"]
+    r = run["results"]
+    assert r["plugin_qt6"] is False, "Krita 5: the plugin uses Krita's PyQt5"
+    action = r["action"]
     assert action["text"] == "Anycost Face Edit…"
     assert action["shortcut"] == "Ctrl+Alt+Shift+F"
-    assert action["enabled"]
+    assert action["enabled"], "enabled with a document open"
+    assert r["enabled_without_document"] is False, "disabled before any document is open"
+    assert r["menus_holding_action"] == ["Filter"], "in the main window's Filter menu"
+
+
+def test_the_vendored_wheels_are_the_ones_imported(run):
+    info = json.loads((run["pykrita"] / PLUGIN / "INSTALL.json").read_text())
+    vendor = (run["pykrita"] / PLUGIN / "vendor" / info["vendor"]).resolve()
+    for name, path in run["results"]["imported_from"].items():
+        assert vendor in Path(path).resolve().parents, f"{name} came from {path}, not from {vendor}"
 
 
 def test_16bit_and_float_layers_convert_like_krita(run):
@@ -157,20 +169,26 @@ def test_dialog_offers_the_backends_sliders_and_costs(run):
     assert len(r["directions"]) >= 3 and all(lo < 0 < hi for lo, hi in r["directions"].values())
     assert r["quality_items"][0] == "auto" and len(r["quality_items"]) > 2
     sx, sy, sw, sh = SELECTION
-    pad = round(0.25 * max(sw, sh))
-    assert r["region"] == [sx - pad, sy - pad, sw + 2 * pad, sh + 2 * pad], "selection bounds + default padding"
+    pad = round(PADDING * max(sw, sh))
+    assert r["region"] == [sx - pad, sy - pad, sw + 2 * pad, sh + 2 * pad], "selection bounds + kritarc's padding"
+    assert r["progress_when_ready"] == [0, 100, 100], "the projection's progress bar is full once ready"
+    assert r["preview_choice"].startswith("Preview: ") and " ms measured" in r["preview_choice"]
 
 
 def test_cancel_leaves_the_document_identical(run):
     r, out = run["results"], run["out"]
     seen = r["cancel_preview"]
     assert seen["layers"][: seen["layers"].index("Anycost preview (temporary)")] == ["Background"]
-    assert seen["locked"] and seen["previews"] >= 1 and "ms" in seen["latency"]
+    assert seen["locked"] and seen["previews"] >= 1 and "ms" in seen["latency"] and "drawing" in seen["latency"]
     x, y, w, h = r["region"]
     pv = _raw(out, "cancel_preview_layer.raw", w, h)
     assert (pv[..., 3] > 0).sum() > 100, "previews stream into the temporary layer"
     assert (out / "source_during_preview.raw").read_bytes() == (out / "source_before.raw").read_bytes()
     assert r["after_cancel"]["layers"] == r["before"]["layers"]
+    assert "User layer" in r["after_cancel"]["layers"], "the user's last step is kept"
+    assert r["after_cancel_undo"] == [n for n in r["before"]["layers"] if n != "User layer"], \
+        "the newest step is the user's own: the preview left no step in the history"
+    assert r["after_cancel_redo"] == r["before"]["layers"]
     assert (out / "after_cancel_image.raw").read_bytes() == (out / "before_image.raw").read_bytes()
     assert r["after_cancel"]["modified"] == r["before"]["modified"]
 
@@ -209,6 +227,7 @@ def test_apply_writes_one_new_layer_at_the_region(run):
 def test_one_undo_removes_the_new_layer(run):
     r, out = run["results"], run["out"]
     assert r["after_undo"]["layers"] == r["before"]["layers"]
+    assert "User layer" in r["after_undo"]["layers"], "one undo takes back the edit, not the user's step too"
     assert (out / "after_undo_image.raw").read_bytes() == (out / "before_image.raw").read_bytes()
 
 

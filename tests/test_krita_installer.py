@@ -73,8 +73,8 @@ def test_wheel_choice_and_unpack(wheel_dir, tmp_path):
     out = W.vendor(t, tmp_path / "vendor", wheel_dir=wheel_dir, download=False, log=lambda *_: None)
     assert out.name == "cp311-linux_x86_64"
     assert "cp311-manylinux" in (out / "zmq" / "__init__.py").read_text()
-    with pytest.raises(W.WheelError, match="no wheel of pyzmq, msgpack for Python 3.9"):
-        W.vendor(W.Target("3.9", "linux_x86_64"), tmp_path / "v", wheel_dir=wheel_dir, download=False)
+    with pytest.raises(W.WheelError, match="no wheel of pyzmq, msgpack for Python 3.7"):
+        W.vendor(W.Target("3.7", "linux_x86_64"), tmp_path / "v", wheel_dir=wheel_dir, download=False)
     evil = tmp_path / "evil.whl"
     with zipfile.ZipFile(evil, "w") as z:
         z.writestr("../escape.py", "x = 1\n")
@@ -106,6 +106,19 @@ def _anycost(*args, env_home: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+def _cli(monkeypatch, capsys, *args, env_home: Path) -> subprocess.CompletedProcess:
+    """``anycost ARGS`` in this process (the same ``main`` as the console command, without paying for a
+    new interpreter's imports)."""
+    from anycost.cli import main
+
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache"), ("XDG_DATA_HOME", "data")):
+        monkeypatch.setenv(var, str(env_home / sub))
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["anycost", *args], rc, out.out, out.err)
+
+
 def test_install_and_uninstall(tmp_path, wheel_dir):
     pykrita, rc = tmp_path / "krita" / "pykrita", tmp_path / "kritarc"
     rc.write_text("[python]\nenable_other=true\n")
@@ -121,24 +134,112 @@ def test_install_and_uninstall(tmp_path, wheel_dir):
     cfg = json.loads((tmp_path / "config" / "anycost" / "plugin.json").read_text())
     assert cfg["backend_command"] == [sys.executable, "-m", "anycost", "serve"]
     assert "Krita's Python: 3.10" in p.stdout
+    assert "vendored for it: pyzmq-27.1.0-cp310-cp310-win_amd64.whl, msgpack-1.1.0-cp310-cp310-win_amd64.whl" \
+        in p.stdout, "the wheels by name"
+    assert json.loads((plugin / "INSTALL.json").read_text())["wheels"][0].startswith("pyzmq-27.1.0-cp310")
+    assert not [q for q in pykrita.iterdir() if q.name.startswith(".")], "no staging folder left behind"
 
+    set_ini_value(rc, PLUGIN, "padding", "0.4")  # what the plugin's settings dialog writes
     p = _anycost("uninstall", "krita", "--pykrita-dir", str(pykrita), "--kritarc", str(rc), env_home=tmp_path)
     assert p.returncode == 0, p.stderr
     assert not plugin.exists() and not (pykrita / f"{PLUGIN}.desktop").exists()
     assert get_ini_value(rc, "python", f"enable_{PLUGIN}") is None and "enable_other=true" in rc.read_text()
+    assert get_ini_value(rc, PLUGIN, "padding") == "0.4", "settings stay without --purge"
+    p = _anycost("uninstall", "krita", "--pykrita-dir", str(pykrita), "--kritarc", str(rc), "--purge",
+                 env_home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert f"[{PLUGIN}]" not in rc.read_text() and "enable_other=true" in rc.read_text()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_failed_reinstall_leaves_the_working_install_untouched(tmp_path, wheel_dir, monkeypatch, capsys):
+    pykrita, rc = tmp_path / "krita" / "pykrita", tmp_path / "kritarc"
+    args = ["install", "krita", "--pykrita-dir", str(pykrita), "--kritarc", str(rc), "--offline"]
+
+    def _anycost(*a, env_home):
+        return _cli(monkeypatch, capsys, *a, env_home=env_home)
+
+    p = _anycost(*args, "--python-version", "3.11", "--platform", "linux_x86_64", "--wheel-dir", str(wheel_dir),
+                 env_home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    before, rc_before = _tree(pykrita), rc.read_text()
+    assert "anycost_face_edit/INSTALL.json" in before and any("/vendor/cp311-linux_x86_64/zmq/" in k for k in before)
+
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    p = _anycost(*args, "--python-version", "3.12", "--platform", "linux_x86_64", "--wheel-dir", str(empty),
+                 env_home=tmp_path)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.startswith("anycost: error: no wheel of pyzmq, msgpack for Python 3.12"), p.stderr
+    assert _tree(pykrita) == before, "the old install is complete and identical"
+    assert rc.read_text() == rc_before
+
+    # a first install that fails leaves nothing, and Krita is not told to load a plugin that is not there
+    fresh, fresh_rc = tmp_path / "fresh" / "pykrita", tmp_path / "fresh-kritarc"
+    p = _anycost("install", "krita", "--pykrita-dir", str(fresh), "--kritarc", str(fresh_rc), "--offline",
+                 "--python-version", "3.12", "--platform", "linux_x86_64", "--wheel-dir", str(empty), env_home=tmp_path)
+    assert p.returncode != 0
+    assert list(fresh.iterdir()) == [] and not fresh_rc.exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--python-version", "311", "python version must look like 3.11, got '311'"),
+    ("--platform", "beos", "unknown platform 'beos'"),
+])
+def test_bad_target_is_a_clear_error(tmp_path, option, value, message, monkeypatch, capsys):
+    args = {"--python-version": "3.11", "--platform": "linux_x86_64", option: value}
+    p = _cli(monkeypatch, capsys, "install", "krita", "--pykrita-dir", str(tmp_path / "pykrita"), "--kritarc",
+             str(tmp_path / "rc"), "--offline", *[x for kv in args.items() for x in kv], env_home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.startswith(f"anycost: error: {message}"), p.stderr
+    assert not (tmp_path / "pykrita" / PLUGIN).exists() and not (tmp_path / "rc").exists()
 
 
 def test_link_install_points_at_the_sources(tmp_path, wheel_dir):
     pykrita = tmp_path / "pykrita"
+    repo = Path(__file__).resolve().parents[1]
+    source = repo / "plugin" / "krita" / PLUGIN
+    K.install(pykrita, kritarc=tmp_path / "rc", python_version="3.11", platform="linux_x86_64",
+              wheel_dir=wheel_dir, download=False, log=lambda *_: None)  # a copy first: the link replaces it
     report = K.install(pykrita, link=True, kritarc=tmp_path / "rc", python_version="3.11", platform="linux_x86_64",
                        wheel_dir=wheel_dir, download=False, log=lambda *_: None)
     assert report.linked and report.vendored
-    plugin = pykrita / PLUGIN
-    repo = Path(__file__).resolve().parents[1]
-    assert (plugin / "extension.py").resolve() == repo / "plugin" / "krita" / PLUGIN / "extension.py"
-    assert (plugin / "lib" / "anycost_client").resolve() == repo / "plugin" / "anycost_client"
-    assert (plugin / "vendor" / "cp311-linux_x86_64").is_dir() and not (plugin / "vendor").is_symlink()
-    assert not (repo / "plugin" / "krita" / PLUGIN / "vendor").exists(), "nothing written into the checkout"
+    plugin, beside = pykrita / PLUGIN, pykrita / f"{PLUGIN}{K.LINKED_SUFFIX}"
+    assert plugin.is_symlink() and plugin.resolve() == source, "the folder itself is linked: new files show up"
+    assert (beside / "lib" / "anycost_client").resolve() == repo / "plugin" / "anycost_client"
+    assert (beside / "vendor" / "cp311-linux_x86_64" / "zmq").is_dir()
+    assert not (source / "vendor").exists() and not (source / "lib").exists(), "nothing written into the checkout"
+    assert not [q for q in pykrita.iterdir() if q.name.startswith(".")], "no staging folder left behind"
+
+    # the plugin finds both beside its linked folder (this Python is the target's 3.11 on linux_x86_64)
+    sys.path.insert(0, str(repo / "plugin" / "krita"))
+    try:
+        from anycost_face_edit import vendor_paths
+    finally:
+        sys.path.remove(str(repo / "plugin" / "krita"))
+    assert vendor_paths.LINKED_SUFFIX == K.LINKED_SUFFIX
+    added = vendor_paths.add_bundled_paths(str(plugin))
+    try:
+        if vendor_paths.candidate_keys() == ["cp311-linux_x86_64"]:
+            assert added == [str(beside / "vendor" / "cp311-linux_x86_64"), str(beside / "lib")]
+        else:
+            assert added == [str(beside / "lib")]
+    finally:
+        for path in added:
+            sys.path.remove(path)
+
+    # a copy install replaces the link and removes what was beside it; uninstall leaves nothing
+    K.install(pykrita, kritarc=tmp_path / "rc", python_version="3.11", platform="linux_x86_64",
+              wheel_dir=wheel_dir, download=False, log=lambda *_: None)
+    assert not plugin.is_symlink() and (plugin / "lib" / "anycost_client").is_dir() and not beside.exists()
+    assert source.is_dir() and (source / "extension.py").is_file(), "the checkout is untouched"
+    K.install(pykrita, link=True, kritarc=tmp_path / "rc", python_version="3.11", platform="linux_x86_64",
+              wheel_dir=wheel_dir, download=False, log=lambda *_: None)
+    K.uninstall(pykrita, kritarc=tmp_path / "rc")
+    assert sorted(q.name for q in pykrita.iterdir()) == [] and (source / "extension.py").is_file()
 
 
 def test_missing_wheels_offline_is_a_clear_error(tmp_path):
@@ -176,6 +277,8 @@ def test_package_is_accepted_by_kritas_importer(tmp_path, wheel_dir):
 
 @pytest.mark.parametrize("layout, version", [
     ("bin/python310.dll", "3.10"),
+    ("python/python38.dll", "3.8"),
+    ("python/python310.zip", "3.10"),
     ("Contents/Frameworks/Python.framework/Versions/3.10/Python", "3.10"),
     ("lib/python3.13/os.py", "3.13"),
 ])
@@ -183,8 +286,8 @@ def test_krita_python_found_in_official_layouts(tmp_path, layout, version):
     root = tmp_path / "krita"
     (root / layout).parent.mkdir(parents=True)
     (root / layout).write_text("")
-    if layout.endswith(".dll"):
-        (root / "bin" / "python3.dll").write_text("")  # the stable-ABI shim says nothing about the version
+    if layout.endswith(".dll"):  # the stable-ABI shim beside it says nothing about the version
+        (root / layout).with_name("python3.dll").write_text("")
     assert K.detect_krita_python(root)[0] == version
     assert K.detect_krita_python(tmp_path / "nothing") is None
 
@@ -194,3 +297,21 @@ def test_krita_python_read_from_the_pykrita_library(tmp_path):
     lib.parent.mkdir(parents=True)
     lib.write_bytes(b"\x7fELF\x00junk\x00libpython3.11.so.1.0\x00more")
     assert K.detect_krita_python(tmp_path / "usr") == ("3.11", str(lib))
+
+
+def test_a_system_python_is_not_taken_for_kritas(tmp_path, monkeypatch):
+    """Without --krita, a prefix such as /usr counts only with Krita's own Python plugin in it."""
+    usr = tmp_path / "usr"
+    (usr / "lib" / "python3.11").mkdir(parents=True)
+    (usr / "lib" / "python3.11" / "os.py").write_text("")
+    (usr / "lib" / "x86_64-linux-gnu" / "libpython3.11.so.1.0").parent.mkdir(parents=True)
+    (usr / "lib" / "x86_64-linux-gnu" / "libpython3.11.so.1.0").write_bytes(b"")
+    monkeypatch.setattr(K, "_krita_roots", lambda: [usr])
+    assert K.detect_krita_python() is None
+    with pytest.raises(K.InstallError, match="no Krita found on PATH"):
+        K.install(tmp_path / "p", kritarc=tmp_path / "rc", download=False)
+    assert K.detect_krita_python(usr) == ("3.11", str(usr / "lib" / "python3.11")), "an explicit --krita folder"
+    lib = usr / "lib" / "x86_64-linux-gnu" / "kritaplugins" / "kritapykrita.so"
+    lib.parent.mkdir()
+    lib.write_bytes(b"\x7fELF\x00libpython3.11.so.1.0\x00")
+    assert K.detect_krita_python() == ("3.11", str(lib))

@@ -21,6 +21,7 @@ from service_support import Backend, make_directions
 
 from anycost_client import backend_launcher as BL
 from anycost_client.controller import (
+    AUTO,
     BackendLink,
     EditController,
     LinkSettings,
@@ -251,6 +252,30 @@ def test_canvas_removes_the_preview_plainly_when_undo_is_not_ours():
     canvas.show_preview(_frame((0, 0, 8, 8), 10))
     canvas.discard()
     assert doc.layer_names() == ["Background"] and other.layer_names() == ["Background"]
+
+
+@pytest.mark.parametrize("adding_is_undoable", [True, False])
+def test_removing_the_preview_never_takes_back_the_users_step(adding_is_undoable):
+    """The user added a layer just before the dialog. Cancel removes the preview and nothing else, whether
+    the preview's own step is undone or (a Krita whose adding leaves no step) the undo hit the user's
+    step and is redone."""
+    doc = _painted_doc()
+    src = doc.activeNode()
+    mine = doc.createNode("my layer", "paintlayer")
+    src.parentNode().addChildNode(mine, src)
+    doc.setActiveNode(src)
+    history = [what for what, *_ in doc.undo_stack]
+    doc.adding_is_undoable = adding_is_undoable
+    canvas = KritaCanvas(FakeKrita(doc), doc, src, read_region(doc, src))
+    canvas.show_preview(_frame((0, 0, 8, 8), 10))
+    assert doc.layer_names() == ["Background", PREVIEW_LAYER_NAME, "my layer"]
+    canvas.discard()
+    assert doc.layer_names() == ["Background", "my layer"], "the user's layer stays"
+    assert [what for what, *_ in doc.undo_stack] == history + (["remove " + PREVIEW_LAYER_NAME]
+                                                               if not adding_is_undoable else [])
+    if adding_is_undoable:
+        doc.undo()
+        assert doc.layer_names() == ["Background"], "the user's own step is still the one to undo"
 
 
 # ---------------------------------------------------------------------------------------- controller + link
@@ -516,3 +541,130 @@ def test_plugin_imports_only_qt_krita_and_the_client():
 
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 0 and r.stdout.strip() == "", r.stderr + r.stdout
+
+
+class SlowCanvas(RecordingCanvas):
+    """Drawing takes a while, as writing a large preview into a Krita layer does."""
+
+    DRAW_S = 0.08
+
+    def show_preview(self, frame):
+        time.sleep(self.DRAW_S)
+        super().show_preview(frame)
+
+
+_RUNS_ONCE = """
+import os, sys
+marker = sys.argv[1]
+if os.path.exists(marker):
+    sys.exit(5)  # every later start fails: a backend that keeps dying
+open(marker, "w").close()
+os.execv(sys.executable, [sys.executable, "-m", "anycost", "serve", *sys.argv[2:]])
+"""
+
+
+def test_preview_choice_latency_stale_quality_and_finding_a_backend_after_giving_up(monkeypatch, tmp_path,
+                                                                                    backend_files):
+    """A remembered fixed cost this backend does not offer falls back to Auto; the dialog's text about the
+    backend's preview choice comes from its real welcome; the latency includes drawing; once the link
+    gave up on a backend that keeps dying, a backend started meanwhile is found and the edit goes on."""
+    _, model, dirs = backend_files
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    script, marker = tmp_path / "once.py", tmp_path / "started"
+    script.write_text(_RUNS_ONCE)
+    command = [sys.executable, str(script), str(marker), "--model", str(model), "--directions", str(dirs), "--no-lpips"]
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=command, host="test", max_restarts=1, rediscover_every=0.3,
+                                          backend_args=["--preview-budget-ms", "80"]))
+    loop.links.append(link)
+    canvas = SlowCanvas()
+    changes: list[str] = []
+    c = EditController(link, _region(), canvas, quality="512:0.125", on_change=changes.append)
+    external = None
+    try:
+        assert c.preview_choice_text() == ""
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+        assert c.levels and "512:0.125" not in c.levels
+        assert c.quality == AUTO and "quality" in changes, "a cost the backend does not offer: back to auto"
+
+        costs = link.welcome["costs"]
+        text = c.preview_choice_text()
+        assert text.startswith(f"Preview: {costs['preview']} · "), text
+        assert f" · {costs['preview_ms']:.0f} ms measured" in text, text
+        if costs["preview_predicted_ms"] is not None:  # a searched configuration has a prediction too
+            assert f"measured / {costs['preview_predicted_ms']:.0f} predicted" in text, text
+        assert f"({costs['preview_source']}, budget 80 ms)" in text and "FLOP" in text, text
+
+        c.set_slider("sefa_0", 0.5)
+        loop.run_until(lambda: c.previews_shown, 60, "a preview")
+        assert c.draw_ms >= 1000 * SlowCanvas.DRAW_S, "the canvas's drawing time is measured"
+        assert c.latency_ms >= c.draw_ms + (c.render_ms or 0.0), "the latency shown includes the drawing"
+        assert f"drawing {c.draw_ms:.0f} ms" in c.latency_text()
+
+        # the backend dies and cannot be restarted: the link gives up, the dialog keeps its state
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.state == LinkState.FAILED, 60, "the link to give up")
+        assert c.phase == Phase.READY and c.can_retry and "keeps stopping" in c.status_line()
+        shown = c.previews_shown
+        # a backend comes up meanwhile (started by hand): found while the dialog is open, the edit replayed
+        external = Backend(tmp_path, model, dirs, conn=tmp_path / "anycost" / "backend-byhand.json")
+        loop.run_until(lambda: c.previews_shown > shown, 60, "a preview from the backend found later")
+        assert link.state == LinkState.CONNECTED and link.connection_file == external.conn
+        assert c.sessions_opened == 2 and c.sliders["sefa_0"] == 0.5 and not c.can_retry
+        assert not canvas.results and canvas.discarded == 0
+    finally:
+        link.shutdown()
+        if external is not None:
+            external.stop()
+
+
+def test_retry_starts_the_backend_again(monkeypatch, tmp_path):
+    """After the link gave up, Retry starts the configured backend again (here one that fails at once)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=[sys.executable, "-c", "import sys; sys.exit(3)"],
+                                          host="test"))
+    loop.links.append(link)
+    link.ensure()
+    first = link.launcher.pid
+    loop.run_until(lambda: link.state == LinkState.FAILED, 30, "the failed start")
+    assert "exited with code 3" in link.message
+    link.retry()
+    assert link.state == LinkState.STARTING and link.launcher.pid != first, "started again"
+    loop.run_until(lambda: link.state == LinkState.FAILED, 30, "the second failed start")
+    log = (tmp_path / "state" / "anycost" / "backend-test.log").read_text()
+    assert log.count("starting:") == 2
+    link.shutdown()
+
+
+_NEWER_THAN_38 = {"nextafter", "removeprefix", "removesuffix", "is_relative_to", "bit_count", "pairwise", "cache"}
+
+
+def test_plugin_code_stays_python_3_8_compatible():
+    """Official Krita 5.0/5.1 builds run Python 3.8: the plugin and the client package must parse and run
+    there. Checks the 3.8 grammar and the newer runtime features that parse fine but fail at run time."""
+    import ast
+
+    files = sorted((REPO / "plugin" / "krita" / "anycost_face_edit").glob("*.py"))
+    files += sorted((REPO / "plugin" / "anycost_client").glob("*.py"))
+    for path in files:
+        tree = ast.parse(path.read_text(), str(path), feature_version=(3, 8))
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                if node.func.id in ("isinstance", "issubclass") and len(node.args) == 2:
+                    assert not isinstance(node.args[1], ast.BinOp), f"{where}: isinstance(x, A | B) needs 3.10"
+                if node.func.id == "zip":
+                    assert not any(k.arg == "strict" for k in node.keywords), f"{where}: zip(strict=) needs 3.10"
+                if node.func.id == "dataclass":
+                    assert not any(k.arg in ("slots", "kw_only") for k in node.keywords), f"{where}: 3.10"
+            if isinstance(node, ast.Attribute):
+                assert node.attr not in _NEWER_THAN_38, f"{where}: .{node.attr} is newer than Python 3.8"
+            if isinstance(node, ast.ImportFrom):
+                names = {a.name for a in node.names}
+                assert not names & _NEWER_THAN_38, f"{where}: imports {names & _NEWER_THAN_38}"
+        assert "from __future__ import annotations" in path.read_text() or path.name == "__init__.py", \
+            f"{path.name}: annotations like 'str | None' need the __future__ import on 3.8"

@@ -9,6 +9,13 @@ What goes where (``<res>`` is Krita's resource folder, e.g. ``~/.local/share/kri
     <res>/pykrita/anycost_face_edit/anycost_face_edit.action  the action's text and shortcut
     kritarc: [python] enable_anycost_face_edit=true
 
+With ``--link`` (development) the plugin folder is a link to the checkout's, and what must not go
+into the checkout sits beside it, where the plugin also looks (``vendor_paths``)::
+
+    <res>/pykrita/anycost_face_edit -> <checkout>/plugin/krita/anycost_face_edit
+    <res>/pykrita/anycost_face_edit.linked/lib/anycost_client -> <checkout>/plugin/anycost_client
+    <res>/pykrita/anycost_face_edit.linked/vendor/cpXY-PLATFORM/
+
 The client package lives inside the plugin folder because Krita's importer copies only the plugin's
 own folder (plus its ``.desktop`` and ``.action`` files) out of a zip. Krita reads ``.action`` files
 from plugin folders and from ``<res>/actions``; one copy only, or it warns about duplicates: the
@@ -25,15 +32,18 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sources import client_package, host_folder, missing
-from .wheels import PLATFORMS, Target, WheelError, host_target, vendor
+from .wheels import PLATFORMS, Target, WheelError, host_target, vendor, vendored_wheels
 
 PLUGIN = "anycost_face_edit"
-KRITA_BUNDLED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")  # official builds (5.2: 3.10, later 3.13) and distros
+SETTINGS_GROUP = PLUGIN  # the plugin's own settings in kritarc (plugin/krita/anycost_face_edit/settings.py)
+# Pythons Krita runs: official builds bundle 3.8 (5.0, 5.1), 3.10 (5.2) and 3.13 (later); distributions use theirs
+KRITA_BUNDLED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 PACKAGE_PLATFORMS = ("win_amd64", "macosx_x86_64", "macosx_arm64", "linux_x86_64")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
@@ -79,45 +89,64 @@ def _python_in(data: bytes | str) -> str | None:
     return f"3.{minors[-1]}" if minors else None
 
 
+# Files that only Krita's own Python support ships; a folder holding one of them is a Krita. The version
+# comes from the file (the libpython the plugin library links to) or from its name.
+KRITA_EVIDENCE = (
+    "lib/*/kritaplugins/kritapykrita.so", "lib/kritaplugins/kritapykrita.so", "lib64/kritaplugins/kritapykrita.so",
+    "lib/*/kritaplugins/kritapykrita.dylib", "Contents/PlugIns/kritapykrita.so",
+    "Contents/Frameworks/Python.framework/Versions/3.*",  # krita.app bundles its Python framework
+    "bin/python3*.dll", "python/python3*.dll", "python/python3*.zip",  # Windows: Krita's embedded Python
+)
+# Only for a folder the user named with --krita: a Python library folder says nothing about Krita on a
+# shared prefix such as /usr, but inside an unpacked AppImage or a custom build it is Krita's.
+EXPLICIT_ONLY = ("lib/python3.*",)
+
+
+def _version_of(path: Path) -> str | None:
+    if path.is_file() and path.suffix in (".so", ".dylib"):
+        try:
+            return _python_in(path.read_bytes())
+        except OSError:
+            return None
+    if "Versions" in path.parts:  # macOS: …/Python.framework/Versions/3.10
+        return path.name if re.fullmatch(r"3\.\d{1,2}", path.name) else None
+    return _python_in(path.name)
+
+
+def _krita_roots() -> list[Path]:
+    """Where a Krita may be installed: the prefix of ``krita`` on PATH, then the platform's usual places."""
+    roots: list[Path] = []
+    exe = shutil.which("krita")
+    if exe:
+        roots.append(Path(os.path.realpath(exe)).parent.parent)
+    if sys.platform == "win32":
+        for env in ("ProgramFiles", "ProgramW6432"):
+            if os.environ.get(env):
+                roots.append(Path(os.environ[env]) / "Krita (x64)")
+    elif sys.platform == "darwin":
+        roots.append(Path("/Applications/krita.app"))
+    else:
+        roots.append(Path("/usr"))
+    return list(dict.fromkeys(roots))
+
+
 def detect_krita_python(krita: str | os.PathLike | None = None) -> tuple[str, str] | None:
-    """(Python version, where it was found) of the Krita at ``krita`` (binary, install folder or .app),
-    or of the Krita on PATH / in the usual places; None when no Krita is found."""
-    candidates: list[Path] = []
+    """(Python version, the file it was read from) of the Krita at ``krita`` (binary, install folder or
+    .app), or of the Krita on PATH / in the usual places; None when no Krita's Python is found.
+
+    Without ``krita``, a folder counts only with evidence of Krita's own Python (its plugin library or
+    bundled Python), so a system Python on a machine without Krita is never taken for Krita's."""
     if krita:
         p = Path(krita)
-        candidates.append(p.parent.parent if p.is_file() else p)
+        roots, patterns = [p.parent.parent if p.is_file() else p], KRITA_EVIDENCE + EXPLICIT_ONLY
     else:
-        exe = shutil.which("krita")
-        if exe:
-            candidates.append(Path(os.path.realpath(exe)).parent.parent)
-        if sys.platform == "win32":
-            for env in ("ProgramFiles", "ProgramW6432"):
-                if os.environ.get(env):
-                    candidates.append(Path(os.environ[env]) / "Krita (x64)")
-        elif sys.platform == "darwin":
-            candidates.append(Path("/Applications/krita.app"))
-        candidates.append(Path("/usr"))
-    for root in candidates:
-        patterns = [
-            "lib/*/kritaplugins/kritapykrita.so", "lib/kritaplugins/kritapykrita.so",
-            "lib64/kritaplugins/kritapykrita.so",
-            "bin/python3*.dll", "lib/krita-python-libs", "Contents/Frameworks/Python.framework/Versions/3.*",
-            "Contents/PlugIns/kritapykrita.so", "lib/python3.*",
-        ]
+        roots, patterns = _krita_roots(), KRITA_EVIDENCE
+    for root in roots:
         for pat in patterns:
-            for hit in sorted(glob.glob(str(root / pat))):
-                path = Path(hit)
-                if path.is_file() and path.suffix == ".so":
-                    try:
-                        version = _python_in(path.read_bytes())
-                    except OSError:
-                        version = None
-                elif "Versions" in hit:  # macOS: …/Python.framework/Versions/3.10
-                    version = path.name if re.fullmatch(r"3\.\d{1,2}", path.name) else None
-                else:
-                    version = _python_in(path.name)
+            for hit in sorted(glob.glob(str(root / pat)), reverse=True):  # python311.dll before python3.dll
+                version = _version_of(Path(hit))
                 if version:
-                    return version, str(path)
+                    return version, hit
     return None
 
 
@@ -152,6 +181,20 @@ def set_ini_value(path: Path, group: str, key: str, value: str | None) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def remove_ini_group(path: Path, group: str) -> bool:
+    """Remove ``[group]`` and its entries from a KConfig file; whether it was there."""
+    if not path.exists():
+        return False
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.strip() == f"[{group}]"), None)
+    if start is None:
+        return False
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    del lines[start:end]
+    path.write_text("\n".join(lines).strip("\n") + "\n", encoding="utf-8")
+    return True
+
+
 def get_ini_value(path: Path, group: str, key: str) -> str | None:
     if not path.exists():
         return None
@@ -184,30 +227,75 @@ def default_backend_command() -> list[str]:
     return [sys.executable, "-m", "anycost", "serve"]
 
 
-def _copy_plugin(dest: Path, link: bool) -> None:
+LINKED_SUFFIX = ".linked"  # the folder beside a linked plugin (vendor_paths.LINKED_SUFFIX)
+
+
+def _symlink(link: Path, target: Path) -> None:
+    try:
+        link.symlink_to(target.resolve(), target_is_directory=True)
+    except OSError as e:
+        hint = (" Windows allows symbolic links only with Developer Mode on or as administrator;"
+                if sys.platform == "win32" else "")
+        raise InstallError(f"cannot link {link} to {target}: {e}.{hint} install without --link to copy the "
+                           "plugin instead") from e
+
+
+def _build_plugin(dest: Path, link: bool) -> None:
+    """Fill the empty folder ``dest``: the plugin and the client package, or for ``link`` only a link to
+    the client package (``dest`` becomes the folder beside the linked plugin)."""
     folder, _, client = plugin_sources()
+    if link:
+        (dest / "lib").mkdir()
+        _symlink(dest / "lib" / "anycost_client", client)
+        return
+    shutil.copytree(folder, dest, ignore=IGNORE, dirs_exist_ok=True)
+    shutil.copytree(client, dest / "lib" / "anycost_client", ignore=IGNORE)
+
+
+def _remove(path: Path) -> bool:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+        return True
+    return False
+
+
+def _swap_in(stage: Path, dest: Path) -> None:
+    """Replace ``dest`` by the complete folder ``stage`` (same parent); the old one goes only once the new
+    one is in place, and comes back if the move fails."""
+    old = None
     if dest.is_symlink() or dest.is_file():
         dest.unlink()
     elif dest.exists():
-        shutil.rmtree(dest)
-    if not link:
-        shutil.copytree(folder, dest, ignore=IGNORE)
-        shutil.copytree(client, dest / "lib" / "anycost_client", ignore=IGNORE)
-        return
-    # development: a real folder of links to the sources (vendor/ stays out of the checkout)
-    dest.mkdir(parents=True)
-    for src in folder.iterdir():
-        if src.name != "__pycache__":
-            (dest / src.name).symlink_to(src.resolve(), target_is_directory=src.is_dir())
-    (dest / "lib").mkdir()
-    (dest / "lib" / "anycost_client").symlink_to(client.resolve(), target_is_directory=True)
+        old = stage.with_name(stage.name.replace("-new-", "-old-"))
+        os.replace(dest, old)
+    try:
+        os.replace(stage, dest)
+    except OSError as e:
+        if old is not None:
+            os.replace(old, dest)
+        raise InstallError(f"cannot put the new plugin folder in place of {dest}: {e} (is a program using it? "
+                           "close Krita and try again)") from e
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_file(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.new")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
 
 
 def install(pykrita_dir: str | os.PathLike | None = None, *, link: bool = False, python_version: str | None = None,
             platform: str | None = None, wheel_dir: str | os.PathLike | None = None, krita: str | None = None,
             kritarc: str | os.PathLike | None = None, backend_command: list[str] | None = None,
             vendor_wheels: bool = True, download: bool = True, log=print) -> InstallReport:
-    folder, desktop_src, _ = plugin_sources()
+    """Install (or reinstall) the plugin. Everything is built in a folder beside the destination and
+    swapped in only when complete: a failed reinstall leaves the previous install as it was, and
+    ``kritarc`` is touched only after success."""
+    _, desktop_src, _ = plugin_sources()
     pykrita = Path(pykrita_dir) if pykrita_dir else default_resource_dir() / "pykrita"
     resources = pykrita.parent
     rc = Path(kritarc) if kritarc else default_kritarc()
@@ -217,60 +305,80 @@ def install(pykrita_dir: str | os.PathLike | None = None, *, link: bool = False,
         if found is None:
             raise InstallError("cannot find Krita's Python: no Krita found"
                                f"{' at ' + str(krita) if krita else ' on PATH or in the usual places'}. "
-                               "Pass --python-version (Help ▸ About Krita ▸ Python, or 3.10 for official "
-                               "Krita 5.2 builds) and --platform if Krita runs elsewhere")
+                               "Pass --python-version (Help ▸ About Krita ▸ System Information, or 3.10 for "
+                               "official Krita 5.2 builds, 3.8 for 5.0–5.1) and --platform if Krita runs elsewhere")
         python_version, source = found
-    target = Target(python_version, platform or host_target().platform)
+    try:
+        target = Target(python_version, platform or host_target().platform)
+    except WheelError as e:
+        raise InstallError(str(e)) from e
 
     pykrita.mkdir(parents=True, exist_ok=True)
     dest = pykrita / PLUGIN
-    _copy_plugin(dest, link)
-    desktop = pykrita / f"{PLUGIN}.desktop"
-    shutil.copyfile(desktop_src, desktop)
-    action = dest / f"{PLUGIN}.action"
+    for pattern in (f".{PLUGIN}-new-*", f".{PLUGIN}-old-*"):  # of an install that was killed midway
+        for leftover in pykrita.glob(pattern):
+            _remove(leftover)
+    sidecar = pykrita / f"{PLUGIN}{LINKED_SUFFIX}"
+    stage = Path(tempfile.mkdtemp(prefix=f".{PLUGIN}-new-", dir=pykrita))  # same file system: an atomic move
+    stage.chmod(0o755)  # mkdtemp's 0700 would hide the plugin from other accounts of a shared profile
+    staged_link = stage.with_name(stage.name + "-link")
+    report = InstallReport(dest, pykrita / f"{PLUGIN}.desktop", dest / f"{PLUGIN}.action", rc,
+                           python_version=python_version, python_source=source, linked=link)
+    report.backend_command = list(backend_command or default_backend_command())
+    try:
+        if link:  # first, so that a system refusing links fails before anything is changed
+            _symlink(staged_link, plugin_sources()[0])
+        _build_plugin(stage, link)
+        if vendor_wheels:
+            out = vendor(target, stage / "vendor", wheel_dir=Path(wheel_dir) if wheel_dir else None,
+                         download=download, log=log)
+            report.vendored = vendored_wheels(out)
+        (stage / "INSTALL.json").write_text(json.dumps({
+            "installed": datetime.datetime.now().isoformat(timespec="seconds"), "python": python_version,
+            "python_found_in": source, "vendor": target.key if vendor_wheels else None, "linked": link,
+            "wheels": report.vendored, "backend_command": report.backend_command}, indent=2) + "\n",
+            encoding="utf-8")
+        if link:
+            _swap_in(stage, sidecar)
+            _swap_in(staged_link, dest)
+        else:
+            _swap_in(stage, dest)
+            _remove(sidecar)  # of an earlier linked install
+    except WheelError as e:
+        raise InstallError(str(e)) from e
+    finally:
+        for leftover in (stage, staged_link):
+            _remove(leftover)
+    _replace_file(desktop_src, report.desktop)
     stale = resources / "actions" / f"{PLUGIN}.action"  # from an earlier zip import: one copy only
     if stale.exists():
         stale.unlink()
-    report = InstallReport(dest, desktop, action, rc, python_version=python_version, python_source=source,
-                           linked=link)
-    try:
-        if vendor_wheels:
-            out = vendor(target, dest / "vendor", wheel_dir=Path(wheel_dir) if wheel_dir else None,
-                         download=download, log=log)
-            report.vendored = sorted(p.name for p in out.iterdir())
-    except WheelError as e:
-        raise InstallError(str(e)) from e
     set_ini_value(rc, "python", f"enable_{PLUGIN}", "true")
 
     from anycost_client.backend_launcher import save_config
 
-    report.backend_command = list(backend_command or default_backend_command())
     save_config({"backend_command": report.backend_command})
-    (dest / "INSTALL.json").write_text(json.dumps({
-        "installed": datetime.datetime.now().isoformat(timespec="seconds"), "python": python_version,
-        "python_found_in": source, "vendor": target.key if vendor_wheels else None, "linked": link,
-        "backend_command": report.backend_command}, indent=2) + "\n", encoding="utf-8")
     return report
 
 
-def uninstall(pykrita_dir: str | os.PathLike | None = None, *, kritarc: str | os.PathLike | None = None) -> list[Path]:
-    """Remove what ``install`` put in place; returns what was removed."""
+def uninstall(pykrita_dir: str | os.PathLike | None = None, *, kritarc: str | os.PathLike | None = None,
+              purge: bool = False) -> list[Path]:
+    """Remove what ``install`` put in place, and with ``purge`` the plugin's settings in ``kritarc`` too
+    (group ``[anycost_face_edit]``); returns what was changed."""
     pykrita = Path(pykrita_dir) if pykrita_dir else default_resource_dir() / "pykrita"
     rc = Path(kritarc) if kritarc else default_kritarc()
-    removed = []
-    dest = pykrita / PLUGIN
-    if dest.is_symlink() or dest.is_file():
-        dest.unlink()
-        removed.append(dest)
-    elif dest.exists():
-        shutil.rmtree(dest)
-        removed.append(dest)
+    removed = [p for p in (pykrita / PLUGIN, pykrita / f"{PLUGIN}{LINKED_SUFFIX}") if _remove(p)]
     for p in (pykrita / f"{PLUGIN}.desktop", pykrita.parent / "actions" / f"{PLUGIN}.action"):
         if p.exists():
             p.unlink()
             removed.append(p)
+    changed = False
     if get_ini_value(rc, "python", f"enable_{PLUGIN}") is not None:
         set_ini_value(rc, "python", f"enable_{PLUGIN}", None)
+        changed = True
+    if purge and remove_ini_group(rc, SETTINGS_GROUP):
+        changed = True
+    if changed:
         removed.append(rc)
     return removed
 
@@ -282,8 +390,6 @@ def package(output: str | os.PathLike, *, python_versions: tuple[str, ...] = KRI
     """The zip for Tools ▸ Scripts ▸ Import Python Plugin from File…: the ``.desktop`` file, the plugin
     folder with the client package and vendored wheels for every (Python, platform) pair, and the
     ``.action`` file (the importer copies it to Krita's actions folder)."""
-    import tempfile
-
     folder, desktop_src, client = plugin_sources()
     for plat in platforms:
         if plat not in PLATFORMS:

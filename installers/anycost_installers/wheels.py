@@ -34,10 +34,12 @@ __all__ = [
     "host_target",
     "unpack_wheel",
     "vendor",
+    "vendored_wheels",
 ]
 
 PACKAGES = ("pyzmq", "msgpack")
 IMPORT_NAMES = {"pyzmq": "zmq", "msgpack": "msgpack"}
+WHEELS_RECORD = "WHEELS.txt"  # in each vendor folder: the wheels it was unpacked from
 PLATFORMS = ("linux_x86_64", "linux_aarch64", "win_amd64", "macosx_x86_64", "macosx_arm64")
 
 # pip's --platform values to ask for, best first, per platform key
@@ -225,4 +227,11 @@ def vendor(target: Target, vendor_root: Path, *, wheel_dir: Path | None = None, 
     for wheel in wheels.values():
         unpack_wheel(wheel, out)
         log(f"vendored {wheel.name}")
+    (out / WHEELS_RECORD).write_text("".join(f"{w.name}\n" for w in wheels.values()), encoding="utf-8")
     return out
+
+
+def vendored_wheels(folder: Path) -> list[str]:
+    """The wheel file names ``vendor`` unpacked into ``folder`` (one ``vendor_root/<key>``)."""
+    record = Path(folder) / WHEELS_RECORD
+    return record.read_text(encoding="utf-8").split() if record.is_file() else []

@@ -168,6 +168,8 @@ class BackendLink:
         if self.state in (LinkState.IDLE, LinkState.FAILED):
             self.restarts = 0
             self._discover(first=True)
+        if self.state == LinkState.FAILED:
+            self._next_discovery = time.monotonic() + self.settings.rediscover_every
 
     def _find(self) -> Path | None:
         if self.settings.connection_file:
@@ -293,6 +295,8 @@ class BackendLink:
                 self._connect_timed_out()
         elif self.state == LinkState.RECONNECTING:
             self._tick_reconnecting(now)
+        elif self.state == LinkState.FAILED:
+            self._tick_failed(now)
         elif self.state == LinkState.CONNECTED and self.owns_backend and not self.launcher.running():
             self._lost_at = now
             self._next_discovery = now
@@ -374,6 +378,30 @@ class BackendLink:
                 if self.state == LinkState.STARTING:
                     self._set(LinkState.RECONNECTING, "The backend is gone; started a new one…")
 
+    def _tick_failed(self, now: float) -> None:
+        """While a dialog is open, keep looking for a backend that came up meanwhile (started by hand,
+        or by another host). Nothing is started from here: a command that keeps failing would only fail
+        again; ``retry`` does that when the user asks."""
+        if not self._listeners or now < self._next_discovery:
+            return
+        self._next_discovery = now + self.settings.rediscover_every
+        path = self._find()
+        if path is None or not path.exists():
+            return
+        if self.launcher is not None and not self.launcher.running():
+            self.launcher = None  # ours is dead for good: the backend found now is not ours to restart
+        try:
+            self._connect(path)
+        except ConnectionFileError:
+            return
+        self._handshake()
+
+    def retry(self) -> None:
+        """Try again now, from the start (restarting a backend this link starts); for a Retry button."""
+        if self.state == LinkState.FAILED:
+            self._drop_connection()
+            self.ensure()
+
     def _handshake(self) -> None:
         """Say hello on the current socket: ZeroMQ reconnects a socket to a backend restarted on the same
         endpoint by itself, so pongs may flow before any new welcome."""
@@ -452,8 +480,8 @@ _STAGES = {"align": "Finding the face", "encode": "Encoding the face", "refine":
 class EditController:
     """One edit of one region; drive it from the dialog, read its attributes to draw the dialog.
 
-    ``on_change(what)`` is called with ``"status"``, ``"sliders"``, ``"progress"``, ``"preview"``,
-    ``"done"``, ``"cancelled"`` or ``"failed"``.
+    ``on_change(what)`` is called with ``"status"``, ``"sliders"``, ``"quality"``, ``"progress"``,
+    ``"preview"``, ``"done"``, ``"cancelled"`` or ``"failed"``.
     """
 
     def __init__(self, link: BackendLink, region: Region, canvas: Canvas, *, quality: str = AUTO,
@@ -475,8 +503,10 @@ class EditController:
         self.specs: dict[str, SliderSpec] = {}
         self.levels: list[str] = []
         self.progress: dict[str, Any] = {}
-        self.latency_ms: float | None = None
-        self.render_ms: float | None = None
+        self.latency_ms: float | None = None  # slider moved → preview drawn on the canvas
+        self.render_ms: float | None = None  # of that preview, on the backend
+        self.draw_ms: float | None = None  # of that preview, on the canvas
+        self.preview_choice: dict[str, Any] = {}  # the backend's preview sub-generator (welcome's "costs")
         self.preview_cost: str | None = None
         self.previews_shown = 0
         self.sessions_opened = 0
@@ -486,7 +516,6 @@ class EditController:
         self._sent_at: dict[int, float] = {}
         self._shown_box: tuple[int, int, int, int] | None = None
         self._last_edit_at = 0.0
-        self._edit_pending = False
         self._flush_scheduled = False
         self._dirty = False  # sliders or quality changed since the last edit sent
         self._commit_rid: Any = None
@@ -539,8 +568,14 @@ class EditController:
             self._emit("sliders")
 
     def _levels_from(self, welcome: dict) -> None:
-        levels = (welcome.get("costs") or {}).get("levels") or []
-        self.levels = [str(x) for x in levels]
+        costs = welcome.get("costs") or {}
+        self.levels = [str(x) for x in costs.get("levels") or []]
+        self.preview_choice = dict(costs) if isinstance(costs, dict) else {}
+        if self.quality not in (AUTO, "full") and self.levels and self.quality not in self.levels:
+            # a fixed cost remembered from another backend or model: every preview would be refused
+            log.info("preview quality %r is not offered by this backend; using auto", self.quality)
+            self.quality = AUTO
+            self._emit("quality")
 
     def set_slider(self, name: str, value: float) -> None:
         spec = self.specs.get(name)
@@ -737,6 +772,10 @@ class EditController:
             log.exception("showing the preview failed")
             self._fail(f"could not draw the preview: {e}")
             return
+        drawn = time.monotonic()
+        self.draw_ms = 1000.0 * (drawn - now)
+        if sent is not None:  # what the user waits for: the round trip and the drawing
+            frame.latency_ms = 1000.0 * (drawn - sent)
         self.preview_rgba = bytearray(self.region.rgba)
         if box is not None:
             paste_box(self.preview_rgba, self.region.width, box, rgba)
@@ -836,6 +875,18 @@ class EditController:
         except Exception:
             log.exception("removing the preview failed")
 
+    @property
+    def can_retry(self) -> bool:
+        """The backend link gave up while this edit is still open (a Retry button's state)."""
+        return not self.finished and self.link.state == LinkState.FAILED
+
+    def retry(self) -> None:
+        """Try to reach a backend again (starting the configured one); the edit replays once connected."""
+        if self.can_retry:
+            self.error = None
+            self.link.retry()
+            self._emit("status")
+
     # ------------------------------------------------------------------ for the dialog
     def status_line(self) -> str:
         parts = [self.message]
@@ -844,11 +895,38 @@ class EditController:
         return " — ".join(parts)
 
     def latency_text(self) -> str:
+        """The newest preview: slider moved → drawn, with the backend's render and the canvas's drawing."""
         if self.latency_ms is None:
             return "–"
-        render = f", render {self.render_ms:.0f} ms" if self.render_ms is not None else ""
+        parts = [f"render {self.render_ms:.0f} ms"] if self.render_ms is not None else []
+        if self.draw_ms is not None:
+            parts.append(f"drawing {self.draw_ms:.0f} ms")
+        detail = f" ({', '.join(parts)})" if parts else ""
         cost = f" at {self.preview_cost}" if self.preview_cost else ""
-        return f"{self.latency_ms:.0f} ms{render}{cost}"
+        return f"{self.latency_ms:.0f} ms{detail}{cost}"
+
+    def preview_choice_text(self) -> str:
+        """The sub-generator the backend chose for Auto previews and what it costs on the backend's machine,
+        e.g. ``Preview: 128:flexible · 1.9 GFLOP · 74 ms measured / 71 predicted (searched, budget 80 ms)``;
+        refreshed on every (re)connect. Empty before the first welcome."""
+        c = self.preview_choice
+        if not c.get("preview"):
+            return ""
+        parts = [f"Preview: {c['preview']}"]
+        flops = c.get("preview_flops")
+        if isinstance(flops, (int, float)) and flops > 0:
+            parts.append(f"{flops / 1e9:.1f} GFLOP" if flops >= 1e8 else f"{flops / 1e6:.0f} MFLOP")
+        measured, predicted = c.get("preview_ms"), c.get("preview_predicted_ms")
+        if isinstance(measured, (int, float)) and isinstance(predicted, (int, float)):
+            parts.append(f"{measured:.0f} ms measured / {predicted:.0f} predicted")
+        elif isinstance(measured, (int, float)):
+            parts.append(f"{measured:.0f} ms measured")
+        elif isinstance(predicted, (int, float)):
+            parts.append(f"{predicted:.0f} ms predicted")
+        how = [str(c["preview_source"])] if c.get("preview_source") else []
+        if isinstance(c.get("preview_budget_ms"), (int, float)):
+            how.append(f"budget {c['preview_budget_ms']:g} ms")
+        return " · ".join(parts) + (f" ({', '.join(how)})" if how else "")
 
     def progress_fraction(self) -> float | None:
         p = self.progress

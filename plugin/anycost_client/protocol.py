@@ -227,7 +227,7 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_MESSAGE, "header must be a map")
     rid = header.get("id")
-    if not isinstance(rid, int | str | type(None)) or isinstance(rid, bool):
+    if not isinstance(rid, (int, str, type(None))) or isinstance(rid, bool):
         rid = None
     sid = header.get("sid") if isinstance(header.get("sid"), str) else None
 
@@ -245,7 +245,7 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
     if mtype not in MESSAGE_FIELDS or (expect is not None and mtype not in expect):
         raise fail(E_UNKNOWN_TYPE, f"unknown message type {mtype[:40]!r}")
     ts = header.get("ts")
-    if not isinstance(ts, float | int) or isinstance(ts, bool) or not math.isfinite(ts):
+    if not isinstance(ts, (float, int)) or isinstance(ts, bool) or not math.isfinite(ts):
         raise fail(E_BAD_MESSAGE, "header lacks a valid timestamp 'ts'")
     nonce = header.get("nonce")
     if not isinstance(nonce, bytes) or not 8 <= len(nonce) <= 64:
@@ -269,7 +269,8 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
     if len(descs) > limits.max_frames:
         raise fail(E_TOO_LARGE, f"{len(descs)} frames exceed the limit of {limits.max_frames}")
     frames = []
-    for i, (d, data) in enumerate(zip(descs, data_parts, strict=True)):
+    for i, d in enumerate(descs):  # lengths checked above; no zip(strict=): hosts may run Python 3.8
+        data = data_parts[i]
         if not isinstance(d, dict):
             raise fail(E_BAD_MESSAGE, f"frame {i}: descriptor must be a map")
         fmt = d.get("fmt")

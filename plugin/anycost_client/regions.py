@@ -13,12 +13,11 @@ And the geometry: the selection's bounds grown by a padding around the face, cli
 the selection's coverage as an ``A8`` mask; pasting a preview's box into the region.
 
 Every conversion is a few C-level passes (slicing, ``bytes.translate``, ``map`` over a table,
-``bisect``), so a 1024² region converts in well under a second.
+``bisect``), so a 1024² region converts in well under a second. Runs on Python 3.8 (Krita 5.0–5.1).
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from array import array
 from bisect import bisect_left
@@ -242,12 +241,18 @@ def _srgb_decode(c: float) -> float:
     return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
 
+def _next_below(x: float) -> float:
+    """The largest double below the positive finite ``x`` (``math.nextafter(x, -inf)``, which needs 3.9)."""
+    bits = struct.unpack("<q", struct.pack("<d", x))[0]
+    return struct.unpack("<d", struct.pack("<q", bits - 1))[0]
+
+
 @lru_cache(maxsize=2)
 def _float_thresholds(linear: bool) -> list[float]:
     """Just below the float value where 8-bit code i becomes i+1 (i = 0..254): ``bisect_left`` then rounds
     half up and clamps."""
     mids = [(i + 0.5) / 255 for i in range(255)]
-    return [math.nextafter(_srgb_decode(m) if linear else m, -math.inf) for m in mids]
+    return [_next_below(_srgb_decode(m) if linear else m) for m in mids]
 
 
 @lru_cache(maxsize=2)
@@ -255,19 +260,17 @@ def _u8_to_float(linear: bool) -> list[float]:
     return [_srgb_decode(i / 255) if linear else i / 255 for i in range(256)]
 
 
-def _floats(data: bytes | memoryview, depth: str) -> list[float]:
-    if depth == "F32":
-        a = array("f")
-        a.frombytes(bytes(data))
-        return a.tolist()
-    n = len(data) // 2
-    return list(struct.unpack(f"={n}e", bytes(data)))
+@lru_cache(maxsize=2)
+def _f16_to_u8(linear: bool) -> bytes:
+    """Every half float's bit pattern (native order) → its 8-bit code, the same as ``_float_to_u8``."""
+    halves = struct.unpack("=65536e", array("H", range(65536)).tobytes())
+    return bytes(map(partial(bisect_left, _float_thresholds(linear)), halves))
 
 
-def _pack_floats(values: list[float], depth: str) -> bytes:
-    if depth == "F32":
-        return array("f", values).tobytes()
-    return struct.pack(f"={len(values)}e", *values)
+def _floats(data: bytes | memoryview) -> list[float]:
+    a = array("f")
+    a.frombytes(bytes(data))
+    return a.tolist()
 
 
 def _float_to_u8(values: list[float], linear: bool) -> bytes:
@@ -281,6 +284,39 @@ def _float_to_u8(values: list[float], linear: bool) -> bytes:
     return bytes(out)
 
 
+@lru_cache(maxsize=8)
+def _byte_planes(depth: str, linear: bool) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """For an 8-bit code → a channel of ``depth`` (native byte order): one ``bytes.translate`` table per
+    byte of the channel, for colour and for alpha (never gamma-coded)."""
+    def encode(values: list[float] | list[int]) -> list[bytes]:
+        if depth == "U16":
+            return [array("H", [v]).tobytes() for v in values]
+        return [struct.pack("=e" if depth == "F16" else "=f", v) for v in values]
+
+    def planes(encoded: list[bytes]) -> tuple[bytes, ...]:
+        return tuple(bytes(e[k] for e in encoded) for k in range(DEPTHS[depth]))
+
+    if depth == "U16":
+        colour = _u8_to_u16_linear() if linear else [257 * i for i in range(256)]
+        alpha = [257 * i for i in range(256)]
+    else:
+        colour, alpha = _u8_to_float(linear), _u8_to_float(False)
+    return planes(encode(colour)), planes(encode(alpha))
+
+
+def _u8_to_wide(src: bytes, depth: str, linear: bool) -> bytes:
+    """RGBA8 → 4 channels of ``depth``: each output byte is a table lookup of its 8-bit code, so the whole
+    conversion is ``bytes.translate`` and slice assignments."""
+    colour, alpha = _byte_planes(depth, linear)
+    b = DEPTHS[depth]
+    out = bytearray(len(src) * b)
+    a = src[3::4]
+    for k in range(b):
+        out[k::b] = src.translate(colour[k])
+        out[3 * b + k::4 * b] = a.translate(alpha[k])
+    return bytes(out)
+
+
 def to_rgba8(data: bytes | bytearray | memoryview, width: int, height: int, fmt: PixelFormat) -> bytes:
     """A host's pixels (``fmt``) → the wire's RGBA8."""
     n = width * height
@@ -289,17 +325,17 @@ def to_rgba8(data: bytes | bytearray | memoryview, width: int, height: int, fmt:
                           f"got {len(data)}")
     if fmt.depth == "U8":
         out = _colour_only(bytes(data), _u8_linear_tables()[0]) if fmt.linear else bytes(data)
-    elif fmt.depth == "U16":
+    elif fmt.depth in ("U16", "F16"):  # 65536-entry tables indexed by the 16-bit pattern
+        table = _u16_to_u8 if fmt.depth == "U16" else _f16_to_u8
         a = array("H")
         a.frombytes(bytes(data))
-        out = bytes(map(_u16_to_u8(fmt.linear).__getitem__, a))
-        if fmt.linear:
-            alpha = bytes(map(_u16_to_u8(False).__getitem__, a[3::4]))
+        out = bytes(map(table(fmt.linear).__getitem__, a))
+        if fmt.linear:  # alpha is never gamma-coded
             out = bytearray(out)
-            out[3::4] = alpha
+            out[3::4] = bytes(map(table(False).__getitem__, a[3::4]))
             out = bytes(out)
     else:
-        out = _float_to_u8(_floats(data, fmt.depth), fmt.linear)
+        out = _float_to_u8(_floats(data), fmt.linear)
     return swap_red_blue(out) if fmt.order == "BGRA" else out
 
 
@@ -311,20 +347,10 @@ def from_rgba8(rgba: bytes | bytearray | memoryview, width: int, height: int, fm
     src = swap_red_blue(rgba) if fmt.order == "BGRA" else bytes(rgba)
     if fmt.depth == "U8":
         return _colour_only(src, _u8_linear_tables()[1]) if fmt.linear else src
-    if fmt.depth == "U16":
-        if fmt.linear:
-            table = _u8_to_u16_linear()
-            values = array("H", map(table.__getitem__, src))
-            values[3::4] = array("H", (257 * v for v in src[3::4]))
-            return values.tobytes()
+    if fmt.depth == "U16" and not fmt.linear:
         out = bytearray(2 * len(src))
         out[0::2] = src  # v × 257: both bytes equal v, in either byte order
         out[1::2] = src
         return bytes(out)
-    colour, alpha = _u8_to_float(fmt.linear), _u8_to_float(False)
-    values = [0.0] * len(src)
-    for c in range(3):
-        values[c::4] = list(map(colour.__getitem__, src[c::4]))
-    values[3::4] = list(map(alpha.__getitem__, src[3::4]))
-    return _pack_floats(values, fmt.depth)
+    return _u8_to_wide(src, fmt.depth, fmt.linear)
 

@@ -68,6 +68,15 @@ result["thumbnail_updates"] = dialog.thumbnail_updates
 result["apply_enabled"] = dialog.apply_button.isEnabled()
 dialog.rows[name].reset.click()
 result["after_reset"] = controller.sliders[name]
+names = list(dialog.rows)
+dialog.set_slider(names[1], 0.7)
+dialog.set_slider(names[2], -0.3)
+moved = [controller.sliders[n] for n in names]
+dialog.reset_all.click()
+result["reset_all"] = {"before": moved, "after": [controller.sliders[n] for n in names],
+                       "positions": [dialog.rows[n].slider.value() for n in names]}
+result["preview_choice"] = dialog.choice.text()
+result["retry_visible"] = dialog.retry_button.isVisible()
 dialog.set_slider(name, -0.4)
 dialog.apply_button.click()
 wait(lambda: controller.finished, 60)

@@ -136,7 +136,14 @@ class FaceEditDialog(Q.QDialog):
         form.addRow("Preview quality", self.quality)
         self.latency = Q.QLabel("–")
         self.latency.setObjectName("latency")
+        self.latency.setToolTip("Slider moved → preview drawn on the canvas, with the backend's render time")
         form.addRow("Preview latency", self.latency)
+        self.choice = Q.QLabel()
+        self.choice.setObjectName("preview_choice")
+        self.choice.setWordWrap(True)
+        self.choice.setToolTip("The sub-generator the backend picked for Auto previews, and its cost on the "
+                               "backend's machine")
+        form.addRow("Auto preview", self.choice)
         self.notice = Q.QLabel()
         self.notice.setWordWrap(True)
         right.addWidget(self.notice)
@@ -150,6 +157,10 @@ class FaceEditDialog(Q.QDialog):
         if on_settings is not None:
             settings_button = buttons.addButton("Settings…", Q.ROLE_RESET)
             settings_button.clicked.connect(lambda *_: on_settings())
+        self.retry_button = buttons.addButton("Retry", Q.ROLE_ACTION)
+        self.retry_button.setObjectName("retry")
+        self.retry_button.setToolTip("Look for the backend again, or start it")
+        self.retry_button.clicked.connect(lambda *_: c.retry())
         self.apply_button.clicked.connect(lambda *_: self.apply())
         self.cancel_button.clicked.connect(lambda *_: self.reject())
         outer.addWidget(buttons)
@@ -159,7 +170,13 @@ class FaceEditDialog(Q.QDialog):
         c = self.controller
         wanted = c.quality
         items = [(AUTO, "Auto (fits the latency budget)")] + [(lv, f"Fixed {lv}") for lv in c.levels]
-        if [self.quality.itemData(i) for i in range(self.quality.count())] == [k for k, _ in items]:
+        keys = [k for k, _ in items]
+        if [self.quality.itemData(i) for i in range(self.quality.count())] == keys:
+            idx = keys.index(wanted) if wanted in keys else 0
+            if self.quality.currentIndex() != idx:  # the controller went back to Auto
+                self.quality.blockSignals(True)
+                self.quality.setCurrentIndex(idx)
+                self.quality.blockSignals(False)
             return
         self.quality.blockSignals(True)
         self.quality.clear()
@@ -231,6 +248,7 @@ class FaceEditDialog(Q.QDialog):
             self.progress.setValue(int(100 * (frac if frac is not None else (1.0 if c.phase != Phase.FAILED
                                                                                else 0.0))))
         self.latency.setText(c.latency_text())
+        self.choice.setText(c.preview_choice_text() or "–")
         self.notice.setText(c.notice or "")
         if self.thumbnail_updates == 0:
             self._update_thumbnail()
@@ -238,6 +256,7 @@ class FaceEditDialog(Q.QDialog):
         self.apply_button.setEnabled(c.phase == Phase.READY and connected)
         self.slider_box.setEnabled(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
         self.cancel_button.setText("Close" if c.phase == Phase.FAILED else "Cancel")
+        self.retry_button.setVisible(c.can_retry)
 
 
 class SettingsDialog(Q.QDialog):
@@ -259,7 +278,12 @@ class SettingsDialog(Q.QDialog):
         self.budget.setRange(10, 10_000)
         self.budget.setSuffix(" ms")
         self.budget.setValue(settings.preview_budget_ms)
+        self.budget.setToolTip("Given to a backend this plugin starts (--preview-budget-ms); a backend started "
+                               "elsewhere keeps its own budget")
         form.addRow("Preview latency budget", self.budget)
+        budget_note = Q.QLabel("Applies to a backend the plugin starts, from its next start.")
+        budget_note.setWordWrap(True)
+        form.addRow("", budget_note)
         self.padding = Q.QDoubleSpinBox()
         self.padding.setRange(0.0, 2.0)
         self.padding.setSingleStep(0.05)

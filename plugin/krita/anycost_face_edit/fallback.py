@@ -28,8 +28,9 @@ class BrokenInstallExtension(Extension):
             None, "Anycost Face Edit",
             f"The plugin cannot load its libraries: {self.error}.\n\n"
             f"Krita runs Python {v.major}.{v.minor} ({candidate_keys()[0]}). Install the plugin for this Krita "
-            "with 'anycost install krita' (it vendors pyzmq and msgpack for Krita's Python), or import the "
-            "anycost_krita.zip that matches your platform.")
+            "with 'anycost install krita' (it vendors pyzmq and msgpack for Krita's Python; a Flatpak, AppImage "
+            "or Snap Krita needs --python-version), or import anycost_krita.zip (Python 3.8 to 3.13 on Windows, "
+            "macOS and Linux x86-64).")
 
 
 def register_broken(error: ImportError) -> None:

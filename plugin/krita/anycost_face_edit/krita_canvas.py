@@ -9,7 +9,8 @@ API in the tests. Facts it relies on (Krita 5.1–6):
 - ``setPixelData`` is not undoable, ``addChildNode`` is: a new layer filled *before* it is added is
   exactly one undo step;
 - the temporary preview layer's own "Add layer" step is undone (the ``edit_undo`` action) instead of
-  removing the layer, so neither Apply nor Cancel leaves preview steps in the undo history.
+  removing the layer, so neither Apply nor Cancel leaves preview steps in the undo history; the undo
+  is checked by its effect and a step that was not the preview's is redone at once.
 """
 
 from __future__ import annotations
@@ -137,14 +138,23 @@ class KritaCanvas:
         if self.preview_fmt is not None:
             layer.setPixelData(bytes(r.width * r.height * self.preview_fmt.bytes_per_pixel), r.x, r.y, r.width,
                                r.height)
-        # Undo the preview's own "add layer" step. One undo that takes our layer out of the tree can only
-        # be the undo of its addition; if it did not, remove the layer the plain way.
+        # Undo the preview's own "add layer" step, so that no step of it stays in the history. Krita (5.1)
+        # names the newest step only generically ("Undo Add Layer", translated, updated late) and keeps
+        # its undo/redo actions enabled, so the step is checked by its effect: an undo that takes our
+        # layer out of the tree was the undo of its addition. One that did not took back another step
+        # (the user's, were the addition not undoable): redo gives it back, and the layer goes plainly.
         undo = self.app.action("edit_undo") if self.app is not None else None
         if undo is not None and _same_doc(self.app, self.doc):
             undo.trigger()
             self.doc.waitForDone()
+            if layer.parentNode() is not None:
+                log.warning("undo did not remove the preview layer; redoing the step it took back")
+                redo = self.app.action("edit_redo")
+                if redo is not None:
+                    redo.trigger()
+                    self.doc.waitForDone()
         if layer.parentNode() is not None:
-            log.info("the preview layer was not removed by undo; removing it")
+            log.info("removing the preview layer")
             layer.remove()
             self.doc.waitForDone()
         self.doc.refreshProjection()

@@ -28,13 +28,10 @@ else:
 Qt = QtCore.Qt
 QTimer = QtCore.QTimer
 QSocketNotifier = QtCore.QSocketNotifier
-QObject = QtCore.QObject
 QImage = QtGui.QImage
 QPixmap = QtGui.QPixmap
-QKeySequence = QtGui.QKeySequence
 
 QApplication = QtWidgets.QApplication
-QCheckBox = QtWidgets.QCheckBox
 QComboBox = QtWidgets.QComboBox
 QDialog = QtWidgets.QDialog
 QDialogButtonBox = QtWidgets.QDialogButtonBox
@@ -48,13 +45,10 @@ QLineEdit = QtWidgets.QLineEdit
 QMessageBox = QtWidgets.QMessageBox
 QProgressBar = QtWidgets.QProgressBar
 QPushButton = QtWidgets.QPushButton
-QScrollArea = QtWidgets.QScrollArea
-QSizePolicy = QtWidgets.QSizePolicy
 QSlider = QtWidgets.QSlider
 QSpinBox = QtWidgets.QSpinBox
 QToolButton = QtWidgets.QToolButton
 QVBoxLayout = QtWidgets.QVBoxLayout
-QWidget = QtWidgets.QWidget
 
 
 def _enum(owner, scoped: str, name: str):
@@ -66,7 +60,6 @@ HORIZONTAL = _enum(Qt, "Orientation", "Horizontal")
 KEEP_ASPECT = _enum(Qt, "AspectRatioMode", "KeepAspectRatio")
 SMOOTH = _enum(Qt, "TransformationMode", "SmoothTransformation")
 ALIGN_CENTER = _enum(Qt, "AlignmentFlag", "AlignCenter")
-RICH_TEXT = _enum(Qt, "TextFormat", "RichText")
 PLAIN_TEXT = _enum(Qt, "TextFormat", "PlainText")
 TEXT_SELECTABLE = _enum(Qt, "TextInteractionFlag", "TextSelectableByMouse")
 FORMAT_RGBA8888 = _enum(QImage, "Format", "Format_RGBA8888")
@@ -76,15 +69,9 @@ BUTTON_CANCEL = _enum(QDialogButtonBox, "StandardButton", "Cancel")
 ROLE_ACCEPT = _enum(QDialogButtonBox, "ButtonRole", "AcceptRole")
 ROLE_REJECT = _enum(QDialogButtonBox, "ButtonRole", "RejectRole")
 ROLE_RESET = _enum(QDialogButtonBox, "ButtonRole", "ResetRole")
-SIZE_EXPANDING = _enum(QSizePolicy, "Policy", "Expanding")
-SIZE_PREFERRED = _enum(QSizePolicy, "Policy", "Preferred")
+ROLE_ACTION = _enum(QDialogButtonBox, "ButtonRole", "ActionRole")
 
 
 def exec_dialog(dialog) -> int:
     """Run a modal dialog (a nested event loop: timers and socket notifiers keep firing)."""
     return dialog.exec() if QT6 else dialog.exec_()
-
-
-def bytes_of(data) -> bytes:
-    """A QByteArray (or bytes) as bytes."""
-    return data if isinstance(data, bytes) else bytes(data)

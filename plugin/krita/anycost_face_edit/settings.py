@@ -20,7 +20,7 @@ class Settings:
     backend_command: str = ""  # empty: the command the installer recorded
     connection_file: str = ""  # a specific backend's connection file (e.g. a shared workstation)
     endpoint: str = ""  # override of the connection file's address
-    preview_budget_ms: int = 150  # for a backend this plugin starts: latency budget of one preview
+    preview_budget_ms: int = 80  # for a backend this plugin starts: latency budget of one preview
     padding: float = 0.25  # context around the selection, × its longer side
     refine_steps: int = 0  # projection refinement steps (0: the encoder's answer only)
     quality: str = AUTO

@@ -3,6 +3,7 @@
     anycost_face_edit/lib/anycost_client/          the client package (copied by the installer)
     anycost_face_edit/vendor/cp311-linux_x86_64/   pyzmq + msgpack unpacked from wheels, one folder per
     anycost_face_edit/vendor/cp310-win_amd64/      Python version and platform (the zip has several)
+    anycost_face_edit.linked/lib, …/vendor         the same beside a plugin folder linked to a checkout
 
 The installer names the folders with ``vendor_key``; the plugin picks its own with ``candidate_keys``.
 Standard library only.
@@ -14,7 +15,8 @@ import os
 import platform
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.abspath(__file__))  # abspath keeps a linked folder's own path
+LINKED_SUFFIX = ".linked"  # the installer's folder beside a plugin linked for development
 
 
 def platform_key(system: str | None = None, machine: str | None = None) -> str:
@@ -42,15 +44,18 @@ def candidate_keys() -> list[str]:
 
 
 def add_bundled_paths(root: str = HERE) -> list[str]:
-    """Put ``lib`` and the matching ``vendor`` folder first on ``sys.path``; returns what was added."""
+    """Put ``lib`` and the matching ``vendor`` folder first on ``sys.path``; returns what was added. They are
+    in the plugin folder, or for a plugin folder linked to a checkout in ``<folder>.linked`` beside it
+    (``root`` is the path Krita imported the plugin from, not the link's target)."""
     added = []
+    bases = [root, root.rstrip("/\\") + LINKED_SUFFIX]
     for key in candidate_keys():
-        path = os.path.join(root, "vendor", key)
-        if os.path.isdir(path):
+        path = next((p for p in (os.path.join(b, "vendor", key) for b in bases) if os.path.isdir(p)), None)
+        if path is not None:
             added.append(path)
             break
-    lib = os.path.join(root, "lib")
-    if os.path.isdir(lib):
+    lib = next((p for p in (os.path.join(b, "lib") for b in bases) if os.path.isdir(p)), None)
+    if lib is not None:
         added.append(lib)
     for path in reversed(added):
         if path in sys.path:

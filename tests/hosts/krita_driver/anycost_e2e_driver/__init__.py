@@ -190,8 +190,26 @@ class Driver(Extension):
         RESULTS["formats"] = out
         save()
 
+    def menus(self):
+        """The plugin's action without a document (disabled), and the menu that holds it."""
+        k = Krita.instance()
+        action = k.action("anycost_face_edit")
+        RESULTS["enabled_without_document"] = action.isEnabled()
+        holders = []
+        for top in k.activeWindow().qwindow().menuBar().actions():
+            menu = top.menu()
+            if menu is not None and action in menu.actions():
+                holders.append(menu.objectName())
+        RESULTS["menus_holding_action"] = holders
+        import msgpack
+        import zmq
+
+        RESULTS["imported_from"] = {"zmq": zmq.__file__, "msgpack": msgpack.__file__}
+        save()
+
     def scenario(self):
         k = Krita.instance()
+        self.menus()
         if "formats" in SPEC["scenarios"]:
             self.formats()
             yield
@@ -209,6 +227,19 @@ class Driver(Extension):
         sel.select(x, y, w, h, 255)
         doc.setSelection(sel)
         yield from sleep(0.2)
+        # the user's own last step before the dialog: Cancel, or Apply and one Undo, must keep it
+        mine = doc.createNode("User layer", "paintlayer")
+        source.parentNode().addChildNode(mine, source)
+        doc.waitForDone()
+
+        def source_active():
+            doc.setActiveNode(source)  # takes effect through the event loop
+            return doc.activeNode() is not None and doc.activeNode().name() == source.name()
+
+        yield from sleep(0.5)  # Krita makes the new layer active later, through its event loop
+        yield from wait_for(source_active, 10, "the source layer to be active again")
+        yield from sleep(0.3)
+        yield from wait_for(source_active, 10, "the source layer to stay active")
         doc.setModified(False)
         self.snapshot(doc, "before")
         dump("source_before.raw", source.pixelData(0, 0, doc.width(), doc.height()))
@@ -219,6 +250,9 @@ class Driver(Extension):
         event("dialog 1 open")
         yield from self.wait_ready(dialog, SPEC["ready_timeout_s"])
         c = dialog.controller
+        RESULTS["progress_when_ready"] = [dialog.progress.minimum(), dialog.progress.maximum(),
+                                          dialog.progress.value()]
+        RESULTS["preview_choice"] = dialog.choice.text()
         specs = {n: [s.lo, s.hi] for n, s in c.specs.items()}
         RESULTS["directions"] = specs
         RESULTS["region"] = list(c.region.rect.as_tuple())
@@ -236,6 +270,17 @@ class Driver(Extension):
         yield from wait_for(lambda: self.plugin().dialog is None, 20, "the dialog to close")
         event("dialog 1 cancelled")
         self.snapshot(doc, "after_cancel")
+        # the newest step in the history is the user's again: one Undo takes back their layer, Redo returns it
+        k.action("edit_undo").trigger()
+        doc.waitForDone()
+        RESULTS["after_cancel_undo"] = [n.name() for n in doc.rootNode().childNodes()]
+        k.action("edit_redo").trigger()
+        doc.waitForDone()
+        yield from sleep(0.3)
+        RESULTS["after_cancel_redo"] = [n.name() for n in doc.rootNode().childNodes()]
+        doc.setActiveNode(source)
+        yield from wait_for(lambda: doc.activeNode() is not None and doc.activeNode().name() == source.name(), 10,
+                            "the source layer to be active")
 
         if "apply" not in SPEC["scenarios"]:
             return
