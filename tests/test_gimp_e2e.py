@@ -48,6 +48,7 @@ FACE_AT = (61, 37)  # where the face sits on it
 ELLIPSE = [52, 29, 149, 157]  # x, y, w, h of the elliptical selection around the face
 COPY = [70, 50, 110, 120]  # the part of the face copied into a layer of its own …
 COPY_TO = [183, 101]  # … placed here
+HIGH_PRECISION, HIGH_FORMAT = "U16_LINEAR", "RGBA u16"  # a copy of the image converted to this, read as this
 
 
 @pytest.fixture(scope="module")
@@ -145,12 +146,12 @@ class Setup:
         return {"HOME": str(self.work.inside), "XDG_CONFIG_HOME": str(inside(self.config)),
                 "XDG_RUNTIME_DIR": str(inside(self.runtime))}
 
-    def script(self, path: Path, spec: dict) -> str:
+    def script(self, path: Path, spec: dict, name: str = "") -> str:
         """The batch script with its spec (paths as GIMP sees them)."""
         inside = self.work.to_inside
         spec = {"image": str(inside(self.work.outside / "in.png")), "out": str(inside(self.out)), "procedure": PROC,
                 **spec}
-        spec_file = self.work.outside / f"{path.stem}.json"
+        spec_file = self.work.outside / f"{name or path.stem}.json"
         spec_file.write_text(json.dumps(spec))
         return f"SPEC = {str(self.work.to_inside(spec_file))!r}\n" + path.read_text()
 
@@ -172,10 +173,18 @@ def setup(chroot, tmp_path_factory):
         s.close()
 
 
-def test_installer_lays_out_the_plugin(setup):
-    main = setup.plug_ins / "anycost_face_edit" / "anycost_face_edit.py"
+def test_installer_lays_out_the_plugin(tmp_path):
+    """What GIMP needs to register the plug-in (checked without the chroot: the installer as users run it)."""
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": ""}
+    plug_ins = tmp_path / "plug-ins"
+    done = subprocess.run([sys.executable, "-m", "anycost", "install", "gimp", "--plug-ins-dir", str(plug_ins),
+                           "--no-vendor"], capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = plug_ins / "anycost_face_edit"
+    main = folder / f"{folder.name}.py"  # GIMP registers NAME/NAME.py only
     assert main.stat().st_mode & stat.S_IXUSR, "the plug-in file must be executable"
-    assert (setup.plug_ins / "anycost_face_edit" / "anycost_client" / "protocol.py").is_file()
+    assert main.read_text().startswith("#!/usr/bin/env python3")
+    assert (folder / "anycost_client" / "protocol.py").is_file() and (folder / "face_edit_paths.py").is_file()
 
 
 def test_batch_edit_in_real_gimp(setup):
@@ -185,7 +194,8 @@ def test_batch_edit_in_real_gimp(setup):
     sliders = {name: round(lo + 0.85 * (hi - lo), 3)}
     steps = 1
     script = setup.script(BATCH_SCRIPT, {"refine_steps": steps, "ellipse": ELLIPSE, "copy": COPY,
-                                         "copy_to": COPY_TO,
+                                         "copy_to": COPY_TO, "precision": HIGH_PRECISION,
+                                         "precision_format": HIGH_FORMAT,
                                          "sliders": ",".join(f"{k}={v}" for k, v in sliders.items())})
     gimp = run_gimp_batch(setup.chroot, script, setup.env)
     log = gimp.stdout + gimp.stderr
@@ -221,9 +231,9 @@ def test_batch_edit_in_real_gimp(setup):
     assert mask[0, 0] == 0 and mask[sh // 2, sw // 2] == 255
     region = rgba[sy:sy + sh, sx:sx + sw]
     got_a = _read_layer(out, new_a)
-    np.testing.assert_array_equal(got_a, _expected(client, np.ascontiguousarray(region), mask, sliders, steps))
-    np.testing.assert_array_equal(got_a[mask == 0], region[mask == 0])
-    changed = np.abs(got_a.astype(int) - region).max(-1) > 2
+    want_a = _expected(client, np.ascontiguousarray(region), mask, sliders, steps)
+    _assert_result_layer(got_a, want_a, region, mask)
+    changed = np.abs(want_a.astype(int) - region).max(-1) > 2
     print(f"GIMP batch e2e: {changed[mask == 255].mean():.1%} of the selected pixels changed by more than 2 levels")
     assert changed[mask == 255].mean() > 0.01, "the edit changed (almost) nothing inside the selection"
 
@@ -233,7 +243,7 @@ def test_batch_edit_in_real_gimp(setup):
     assert new_b["offsets"] == COPY_TO and new_b["size"] == [cw, ch]
     copy = np.ascontiguousarray(rgba[cy:cy + ch, cx:cx + cw])
     np.testing.assert_array_equal(_read_layer(out, face2), copy)
-    np.testing.assert_array_equal(_read_layer(out, new_b), _expected(client, copy, None, sliders, steps))
+    _assert_result_layer(_read_layer(out, new_b), _expected(client, copy, None, sliders, steps), copy, None)
 
     # The composite: every pixel outside the two new layers is the input's.
     composite = np.frombuffer((out / "composite.rgba").read_bytes(), np.uint8).reshape(CANVAS[1], CANVAS[0], 4)
@@ -241,7 +251,72 @@ def test_batch_edit_in_real_gimp(setup):
     outside[sy:sy + sh, sx:sx + sw] = False
     outside[COPY_TO[1]:COPY_TO[1] + ch, COPY_TO[0]:COPY_TO[0] + cw] = False
     np.testing.assert_array_equal(composite[outside], rgba[outside])
+    # … and the selection's box shows its result, except where the whole-layer edit lies over it
+    free = np.ones((sh, sw), bool)
+    free[max(0, COPY_TO[1] - sy):COPY_TO[1] + ch - sy, max(0, COPY_TO[0] - sx):COPY_TO[0] + cw - sx] = False
+    np.testing.assert_array_equal(composite[sy:sy + sh, sx:sx + sw][free], want_a[free])
+
+    _check_high_precision(setup, report["precision"], sliders, steps)
     print(f"GIMP batch e2e: gimp-console run {t_gimp:.1f} s")
+
+
+def _assert_result_layer(got: np.ndarray, want: np.ndarray, region: np.ndarray, mask: np.ndarray | None) -> None:
+    """A result layer of an 8-bit image: the edit's colours, transparent wherever the edit changed nothing
+    (outside the selection, or the same bytes as before), the result's alpha elsewhere."""
+    unchanged = (want == region).all(-1)
+    if mask is not None:
+        unchanged |= mask == 0
+    np.testing.assert_array_equal(got[..., :3], want[..., :3])
+    np.testing.assert_array_equal(got[..., 3], np.where(unchanged, 0, want[..., 3]))
+
+
+def _check_high_precision(setup: Setup, rep: dict, sliders: dict, steps: int) -> None:
+    """The ellipse on the image converted to 16-bit linear: the layer at the selection's bounds holds the
+    edit (8-bit), and every pixel the edit did not change is exactly the image's own 16-bit value."""
+    out, (w, h) = setup.out, CANVAS
+    assert rep["precision"] == f"GIMP_PRECISION_{HIGH_PRECISION}", rep
+    assert rep["layers"] == [rep["layer"]["name"], "Background"], rep
+    sx, sy, sw, sh = rep["selection_bounds"]
+    assert [sx, sy, sw, sh] == ELLIPSE and rep["layer"]["offsets"] == ELLIPSE[:2] and rep["layer"]["size"] == [sw, sh]
+    mask = np.frombuffer((out / "selection.a8").read_bytes(), np.uint8).reshape(sh, sw)
+    region = np.frombuffer((out / "hi-region.rgba").read_bytes(), np.uint8).reshape(sh, sw, 4)
+    assert np.abs(region.astype(int) - setup.rgba[sy:sy + sh, sx:sx + sw]).max() <= 2, "the face, 8-bit"
+    want = _expected(setup.client, np.ascontiguousarray(region), mask, sliders, steps)
+    layer = np.frombuffer((out / "hi-layer.rgba").read_bytes(), np.uint8).reshape(sh, sw, 4)
+    edited = layer[..., 3] > 0
+    unchanged = (want == region).all(-1) | (mask == 0)
+    np.testing.assert_array_equal(edited, ~unchanged)
+    assert edited.mean() > 0.05, "the edit changed (almost) nothing inside the selection"
+    assert np.abs(layer[edited].astype(int) - want[edited]).max() <= 1, "edited pixels are the edit's"
+
+    before = np.frombuffer((out / "hi-before.raw").read_bytes(), np.uint16).reshape(h, w, 4)
+    after = np.frombuffer((out / "hi-composite.raw").read_bytes(), np.uint16).reshape(h, w, 4)
+    touched = np.zeros((h, w), bool)
+    touched[sy:sy + sh, sx:sx + sw] = edited
+    srgb = np.arange(256) / 255
+    eight_bit = np.round(np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4) * 65535)
+    assert np.isin(before[..., :3], eight_bit).mean() < 0.5, "the image holds values no 8-bit pixel carries"
+    np.testing.assert_array_equal(after[~touched], before[~touched])  # exact, at the image's own precision
+    composite8 = np.frombuffer((out / "hi-composite.rgba").read_bytes(), np.uint8).reshape(h, w, 4)
+    assert np.abs(composite8[touched].astype(int) - want[edited]).max() <= 1
+
+
+def test_no_backend_fails_cleanly_in_real_gimp(setup):
+    """No backend runs (an empty runtime folder) and none is configured: the call fails with a message
+    that says to start one, and the image gets nothing (not even marked dirty)."""
+    empty = setup.work.outside / "runtime-empty"
+    empty.mkdir(mode=0o700)
+    assert not (setup.config / "anycost" / "plugin.json").exists(), "no backend command inside the chroot"
+    script = setup.script(BATCH_SCRIPT, {"scenario": "no_backend", "refine_steps": 0,
+                                         "sliders": f"{sorted(setup.directions)[0]}=0.5"}, name="no-backend")
+    gimp = run_gimp_batch(setup.chroot, script, {**setup.env, "XDG_RUNTIME_DIR": str(setup.work.to_inside(empty))})
+    log = gimp.stdout + gimp.stderr
+    assert gimp.returncode != BATCH_EXIT, f"the batch script failed inside GIMP (exit 64):\n{log[-6000:]}"
+    assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{log[-6000:]}"
+    report = json.loads((setup.out / "no-backend.json").read_text())
+    assert report["status"] == "GIMP_PDB_EXECUTION_ERROR", report
+    assert "anycost serve" in report["message"] and "no backend command" in report["message"], report
+    assert report["layers_after"] == report["layers_before"] == ["Background"] and not report["dirty"], report
 
 
 def _wait_events(backend: DefaultBackend, name: str, count: int, timeout: float = 120.0) -> None:
@@ -301,7 +376,10 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
     region = np.ascontiguousarray(setup.rgba[y:y + h, x:x + w])
     got = np.frombuffer((setup.out / "dialog-layer.rgba").read_bytes(), np.uint8).reshape(h, w, 4)
     want = _expected(setup.client, region, mask, {name: 0.05}, 0)
-    assert np.abs(got.astype(int) - want).max() <= 1
+    assert np.abs(got[..., :3].astype(int) - want[..., :3]).max() <= 1
+    assert (got[..., 3][mask == 0] == 0).all(), "transparent outside the selection"
+    changed = ~(want == region).all(-1) & (mask > 0)
+    assert changed.any() and ((got[..., 3] == 255) == changed).mean() > 0.99, "opaque just where the edit changed"
     # Filters > Repeat applies the dialog's values again without a dialog.
     assert report["repeat"] == {"status": "GIMP_PDB_SUCCESS", "layer": new["name"]}, report
 

@@ -21,10 +21,14 @@ sys.path.insert(0, str(PLUGIN_DIR))
 
 import face_edit_backend  # noqa: E402
 import face_edit_options as opts  # noqa: E402
+import face_edit_paths  # noqa: E402
 from anycost_installers import gimp as gimp_installer  # noqa: E402
+from anycost_installers import wheels  # noqa: E402
+from face_edit_pixels import result_layer_pixels  # noqa: E402
 from face_edit_session import progress_text  # noqa: E402
 from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
 from service_support import make_directions  # noqa: E402
+from test_krita_installer import PLAT_TAGS, _wheel  # noqa: E402
 
 from anycost_client import backend_launcher  # noqa: E402
 
@@ -35,12 +39,13 @@ def test_sliders_parse_from_a_string():
     assert opts.parse_sliders("smile=0.5, age=-0.3") == {"smile": 0.5, "age": -0.3}
     assert opts.parse_sliders("smile=1;age=-1e-1\nhair_color=+.25") == {"smile": 1.0, "age": -0.1,
                                                                        "hair_color": 0.25}
+    assert opts.parse_sliders(" smile = 0.5 ;\r\n age =-0.3, ") == {"smile": 0.5, "age": -0.3}
     assert opts.parse_sliders("  ") == {}
 
 
 @pytest.mark.parametrize("text, needle", [
     ("smile", "name=value"), ("=0.5", "name=value"), ("smile=big", "not a number"),
-    ("smile=nan", "finite"), ("smile=0.1,smile=0.2", "twice"),
+    ("smile=nan", "finite"), ("smile=0.1,smile=0.2", "twice"), ("smile=0.5 age=0.1", "separate them with commas"),
 ])
 def test_bad_slider_strings_say_what_is_wrong(text, needle):
     with pytest.raises(opts.OptionsError, match=needle):
@@ -56,16 +61,45 @@ def test_sliders_are_checked_against_the_backends_directions():
 
 
 def test_costs_and_refinement_steps():
-    for good in ("full", "preview", "256:0.5", "64:1", "1024:1.0", " full "):
+    for good in ("full", "preview", "256:0.5", "64:1", "1024:1.0", " full ", "8:.25", "4096:0.75"):
         assert opts.check_cost(good) == good.strip()
     assert opts.check_cost("") == "full"
-    for bad in ("fast", "256", "256:2", "x:0.5", "256:-1"):
-        with pytest.raises(opts.OptionsError, match="cost"):
+    for bad in ("fast", "256", "x:0.5", "256:-1", "256:1e-3", "256:0.5:1"):
+        with pytest.raises(opts.OptionsError, match="is not 'full', 'preview' or RES:RATIO"):
+            opts.check_cost(bad)
+    for bad in ("0:0.5", "4:1", "99999:0.5", "8192:1", "300:0.5"):
+        with pytest.raises(opts.OptionsError, match="power of two from 8 to 4096"):
+            opts.check_cost(bad)
+    for bad in ("256:0", "256:0.0", "256:2", "256:1.01"):
+        with pytest.raises(opts.OptionsError, match=r"ratio must be above 0 and at most 1"):
             opts.check_cost(bad)
     o = opts.parse_options("smile=0.2", " anycost-demo ", 5, "64:0.5")
     assert (o.sliders, o.model, o.refine_steps, o.cost) == ({"smile": 0.2}, "anycost-demo", 5, "64:0.5")
     with pytest.raises(opts.OptionsError, match="refine-steps"):
-        opts.parse_options("", refine_steps=-1)
+        opts.parse_options("smile=1", refine_steps=-1)
+
+
+@pytest.mark.parametrize("sliders", ["", "  ", "smile=0", "smile=0, age=-0.0"])
+def test_a_call_that_moves_no_slider_is_refused(sliders):
+    """An unedited projection is not what a script asks for: most likely an empty or misspelt argument."""
+    with pytest.raises(opts.OptionsError, match=r"no slider moves.*smile=0.5"):
+        opts.parse_options(sliders)
+
+
+def test_the_result_layer_is_transparent_where_nothing_changed():
+    """On a 16-bit or linear image an opaque 8-bit copy would round untouched pixels: the layer shows only
+    what the edit changed, inside the selection."""
+    original = bytes([10, 20, 30, 255, 1, 2, 3, 128, 50, 60, 70, 255, 9, 9, 9, 0])
+    result = bytes([10, 20, 30, 255, 1, 2, 4, 128, 51, 60, 70, 255, 9, 9, 9, 0])
+    assert result_layer_pixels(result, original) == bytes([10, 20, 30, 0, 1, 2, 4, 128, 51, 60, 70, 255, 9, 9, 9, 0])
+    # outside the selection (mask 0) transparent even where the backend changed something
+    assert result_layer_pixels(result, original, bytes([255, 255, 0, 255])) == \
+        bytes([10, 20, 30, 0, 1, 2, 4, 128, 51, 60, 70, 0, 9, 9, 9, 0])
+    assert result_layer_pixels(result, original, bytes([255, 7, 1, 255]))[7::8] == bytes([128, 0])
+    with pytest.raises(ValueError, match="same whole number"):
+        result_layer_pixels(result[:-4], original)
+    with pytest.raises(ValueError, match="mask has 3 pixels"):
+        result_layer_pixels(result, original, bytes(3))
 
 
 def test_progress_text():
@@ -89,24 +123,35 @@ def test_no_backend_gives_a_message_that_says_what_to_do(tmp_path, monkeypatch):
         face_edit_backend.connect_backend(timeout=5)
 
 
-def test_a_configured_backend_is_started_and_left_running_for_the_next_call(tmp_path, monkeypatch,
-                                                                            official_fixture):
-    """Each GIMP plug-in call is its own process: the first one starts the configured backend, which
-    outlives it; the next one finds it through its connection file."""
+def test_a_configured_backend_is_started_with_the_model_and_left_running_for_the_next_call(tmp_path, monkeypatch,
+                                                                                           official_fixture):
+    """Each GIMP plug-in call is its own process: the first one starts the configured backend (with the
+    ``model`` argument as ``--model``), which outlives it; the next one finds it through its connection
+    file, and a call asking for another model is told which model runs."""
     model = official_fixture / "generator.pt"
     dirs = make_directions(model, tmp_path / "dirs.safetensors")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.delenv("ANYCOST_CONNECTION_FILE", raising=False)
-    monkeypatch.setenv("ANYCOST_BACKEND_COMMAND", f"{sys.executable} -m anycost serve --model {model} "
-                                                  f"--directions {dirs} --no-lpips")
-    client = face_edit_backend.connect_backend(timeout=30)
+    # no --model in the configured command: the plug-in's model argument must reach the backend
+    monkeypatch.setenv("ANYCOST_BACKEND_COMMAND", f"{sys.executable} -m anycost serve --directions {dirs} --no-lpips")
+    client = face_edit_backend.connect_backend(timeout=30, model=str(model))
     conn_file = tmp_path / "anycost" / "backend-gimp.json"
     pid = json.loads(conn_file.read_text())["pid"]
     try:
+        served = face_edit_backend.served_model(client.welcome)
+        assert served and face_edit_backend.model_matches(str(model), served)
         assert set(client.welcome["directions"]) == {"sefa_0", "sefa_1", "sefa_2"}
+        log = (tmp_path / "state" / "anycost" / "backend-gimp.log").read_text()
+        assert f"--model {model}" in log
         client.close()
-        client = face_edit_backend.connect_backend(timeout=30)  # the next call: the same backend
+        client = face_edit_backend.connect_backend(timeout=30, model=served)  # the next call: the same backend
         assert client.ping()["server_time"] > 0 and json.loads(conn_file.read_text())["pid"] == pid
+        client.close()
+        with pytest.raises(face_edit_backend.BackendUnavailable,
+                           match=rf"pid {pid}\) serves model '{served}', not 'other-model'.*--model other-model"):
+            face_edit_backend.connect_backend(timeout=30, model="other-model")
+        client = face_edit_backend.connect_backend(timeout=30)  # no model asked for: any will do
     finally:
         client.close()
         os.kill(pid, signal.SIGTERM)
@@ -198,3 +243,118 @@ def test_cli_install_and_uninstall(tmp_path):
     done = subprocess.run([sys.executable, "-m", "anycost", "uninstall", "gimp", "--plug-ins-dir", str(plug_ins)],
                           capture_output=True, text=True, env=env, cwd=REPO)
     assert done.returncode == 0 and "removed" in done.stdout and not (plug_ins / "anycost_face_edit").exists()
+
+
+def _path_setup_imports(folder: Path) -> dict:
+    """What the installed plug-in's path setup makes ``python -I`` import (no GIMP needed): where zmq,
+    msgpack and the client package come from."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import face_edit_paths; "
+            "added = face_edit_paths.add_bundled_paths(); import zmq, msgpack, anycost_client; "
+            "print(json.dumps({'added': added, 'zmq': zmq.__file__, 'msgpack': msgpack.__file__, "
+            "'client': anycost_client.__file__, 'built_for': getattr(zmq, 'BUILT_FOR', None)}))")
+    done = subprocess.run([sys.executable, "-I", "-c", code, str(folder)], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_vendored_wheels_are_what_the_installed_plugin_imports(tmp_path):
+    """``--vendor`` for this Python: the wheels land in vendor/<key> and the plug-in's own path setup puts
+    that folder before everything else, so zmq and msgpack come from it (not from this environment)."""
+    target = wheels.host_target()
+    version = target.python_version
+    wheel_dir = Path(os.environ.get("ANYCOST_WHEEL_DIR") or tmp_path / "wheels")  # real wheels where offered
+    if not os.environ.get("ANYCOST_WHEEL_DIR"):
+        wheel_dir.mkdir()
+        py = f"cp{version.replace('.', '')}"
+        _wheel(wheel_dir, "pyzmq", "zmq", "27.1.0", py, PLAT_TAGS[target.platform])
+        _wheel(wheel_dir, "msgpack", "msgpack", "1.1.0", py, PLAT_TAGS[target.platform])
+    report = gimp_installer.install(tmp_path / "plug-ins", vendor_wheels=True, python_version=version,
+                                    wheel_dir=wheel_dir, download=False, backend_command=["/opt/py"],
+                                    log=lambda *_: None)
+    vendor = report.plugin_dir / "vendor" / target.key
+    assert vendor.is_dir() and sorted(w.split("-")[0] for w in report.vendored) == ["msgpack", "pyzmq"], report
+    assert json.loads((report.plugin_dir / "INSTALL.json").read_text())["vendor"] == target.key
+    got = _path_setup_imports(report.plugin_dir)
+    assert got["added"] == [str(vendor), str(report.plugin_dir)]
+    assert Path(got["zmq"]).is_relative_to(vendor) and Path(got["msgpack"]).is_relative_to(vendor), got
+    assert Path(got["client"]).is_relative_to(report.plugin_dir / "anycost_client"), got
+    if not os.environ.get("ANYCOST_WHEEL_DIR"):
+        assert got["built_for"].startswith(f"cp{version.replace('.', '')}-")
+
+
+@pytest.mark.parametrize("system, machine", [
+    ("linux", "x86_64"), ("linux", "AMD64"), ("linux", "aarch64"), ("linux", "arm64"), ("win32", "AMD64"),
+    ("win32", "x86_64"), ("win32", "ARM64"), ("darwin", "arm64"), ("darwin", "x86_64"),
+])
+@pytest.mark.parametrize("version", ["3.8", "3.10", "3.12", "3.13"])
+def test_the_plugin_and_the_installers_agree_on_the_vendor_folder(system, machine, version, monkeypatch):
+    """The GIMP plug-in picks its vendor folder with its own (standard-library) copy of the rule; it must
+    name the folder the installer writes, and the one the Krita plugin picks."""
+    import importlib.util
+    import platform
+
+    spec = importlib.util.spec_from_file_location(
+        "krita_vendor_paths", REPO / "plugin" / "krita" / "anycost_face_edit" / "vendor_paths.py")
+    krita = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(krita)
+    major, minor = (int(p) for p in version.split("."))
+    gimp_key = face_edit_paths.vendor_key((major, minor), system, machine)
+    assert gimp_key == krita.vendor_key(version, krita.platform_key(system, machine))
+    monkeypatch.setattr(sys, "platform", system)
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert gimp_key == wheels.Target(version, wheels.host_target().platform).key
+
+
+def test_link_install_points_at_the_sources(tmp_path):
+    """``link`` (development): a real folder of links to the sources, so edits show up after a GIMP restart
+    and vendor/ stays out of the checkout; the main file is executable through its link."""
+    report = gimp_installer.install(tmp_path / "plug-ins", link=True, vendor_wheels=False, backend_command=["/x"])
+    dest = report.plugin_dir
+    assert report.linked and not dest.is_symlink() and dest.is_dir()
+    main = dest / "anycost_face_edit.py"
+    assert main.is_symlink() and main.resolve() == PLUGIN_DIR / "anycost_face_edit.py"
+    assert os.access(main, os.X_OK), "GIMP registers only an executable plug-in file"
+    assert (dest / "face_edit_canvas.py").resolve() == PLUGIN_DIR / "face_edit_canvas.py"
+    assert (dest / "anycost_client").resolve() == REPO / "plugin" / "anycost_client"
+    assert json.loads((dest / "INSTALL.json").read_text())["linked"] is True
+    got = _path_setup_imports(dest)
+    assert Path(got["client"]).parent == dest / "anycost_client", "the client is found beside the plug-in"
+    assert gimp_installer.uninstall(tmp_path / "plug-ins") == [dest]
+    assert not dest.exists() and (PLUGIN_DIR / "anycost_face_edit.py").is_file(), "the sources stay"
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``anycost ARGS`` through the console command's own entry point, in this process (fast)."""
+    from anycost.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_rejects_options_that_do_not_apply_and_contradictions(tmp_path, capsys):
+    plug_ins = tmp_path / "plug-ins"
+    for args, needle in [
+        (("install", "gimp", "--pykrita-dir", "x"), "--pykrita-dir applies to Krita only, not to GIMP"),
+        (("install", "gimp", "--kritarc", "x"), "--kritarc applies to Krita only"),
+        (("install", "gimp", "--krita", "x"), "--krita applies to Krita only"),
+        (("install", "krita", "--plug-ins-dir", "x"), "--plug-ins-dir applies to GIMP only, not to Krita"),
+        (("install", "krita", "--vendor"), "--vendor applies to GIMP only"),
+        (("install", "gimp", "--vendor", "--no-vendor"), "--vendor and --no-vendor contradict each other"),
+        (("uninstall", "gimp", "--purge"), "--purge applies to Krita only"),
+    ]:
+        where = ("--plug-ins-dir" if args[1] == "gimp" else "--pykrita-dir", str(plug_ins))
+        code, _, err = _cli(capsys, *args, *where)
+        assert code != 0 and needle in err, (args, err)
+    assert not plug_ins.exists(), "a rejected command changes nothing"
+
+
+def test_cli_link_install_and_a_python_version_without_vendoring(tmp_path, capsys):
+    plug_ins = tmp_path / "plug-ins"
+    code, out, err = _cli(capsys, "install", "gimp", "--plug-ins-dir", str(plug_ins), "--link", "--no-vendor",
+                          "--python-version", "3.12")
+    assert code == 0, err
+    assert "installed the GIMP plug-in (linked) into" in out
+    assert "--python-version 3.12: used only to choose the wheels to vendor, and nothing was vendored" in out
+    assert (plug_ins / "anycost_face_edit" / "face_edit_options.py").is_symlink()

@@ -1,4 +1,4 @@
-"""Installing the GIMP 3 plug-in: ``anycost install gimp [--plug-ins-dir DIR]`` / ``anycost uninstall gimp``.
+"""Installing the GIMP 3 plug-in: ``anycost install gimp [--plug-ins-dir DIR] [--link]`` / ``anycost uninstall gimp``.
 
 What goes where (``<plug-ins>`` is GIMP's user plug-ins folder, e.g. ``~/.config/GIMP/3.0/plug-ins``)::
 
@@ -12,6 +12,8 @@ the file executable. The plug-in runs under GIMP's Python, which cannot see this
 client package is copied beside it. Linux distributions' GIMP runs plug-ins with the system
 ``python3`` (pyzmq and msgpack come from the distribution: ``python3-zmq``, ``python3-msgpack``); the
 Windows and macOS builds bundle their own Python, for which pyzmq and msgpack wheels are vendored.
+With ``link`` (development) the folder is real but its files link to the sources, so ``vendor/`` stays
+out of the checkout.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .sources import client_package, host_folder, missing
-from .wheels import Target, WheelError, host_target, vendor
+from .wheels import Target, WheelError, host_target, vendor, vendored_wheels
 
 PLUGIN = "anycost_face_edit"
 GIMP_VERSION_DIR = "3.0"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+EXECUTABLE = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
 class InstallError(Exception):
@@ -44,7 +47,8 @@ class InstallError(Exception):
 @dataclass
 class InstallReport:
     plugin_dir: Path
-    vendored: list[str] = field(default_factory=list)
+    linked: bool = False
+    vendored: list[str] = field(default_factory=list)  # wheel file names
     python_version: str = ""
     python_source: str = ""
     backend_command: list[str] = field(default_factory=list)
@@ -131,13 +135,45 @@ def default_backend_command() -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ install
-def install(plug_ins_dir: str | os.PathLike | None = None, *, vendor_wheels: bool | None = None,
+def _build_plugin(dest: Path, folder: Path, client: Path, link: bool) -> list[str]:
+    """Fill the new folder ``dest`` with the plug-in and the client package: copies, or for ``link``
+    symbolic links to the sources (the main file is copied when the source is not executable, as GIMP
+    needs it executable). Returns notes for the user."""
+    main = f"{PLUGIN}.py"
+    if not link:
+        shutil.copytree(folder, dest, ignore=IGNORE)
+        shutil.copytree(client, dest / "anycost_client", ignore=IGNORE)
+        (dest / main).chmod((dest / main).stat().st_mode | EXECUTABLE)
+        return []
+    notes = []
+    dest.mkdir()
+    try:
+        for src in sorted(folder.iterdir()):
+            if src.name == "__pycache__" or src.name.endswith((".pyc", ".pyo")):
+                continue
+            if src.name == main and not os.access(src, os.X_OK):
+                shutil.copy2(src, dest / main)
+                (dest / main).chmod((dest / main).stat().st_mode | EXECUTABLE)
+                notes.append(f"{src} is not executable, so it was copied rather than linked: re-run the install "
+                             f"after changing it, or make it executable (chmod +x) and re-run once")
+                continue
+            (dest / src.name).symlink_to(src.resolve(), target_is_directory=src.is_dir())
+        (dest / "anycost_client").symlink_to(client.resolve(), target_is_directory=True)
+    except OSError as e:
+        hint = (" Windows allows symbolic links only with Developer Mode on or as administrator;"
+                if sys.platform == "win32" else "")
+        raise InstallError(f"cannot link the plug-in's sources into {dest.parent}: {e}.{hint} install without "
+                           "--link to copy them instead") from e
+    return notes
+
+
+def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False, vendor_wheels: bool | None = None,
             python_version: str | None = None, platform: str | None = None, gimp: str | os.PathLike | None = None,
             wheel_dir: str | os.PathLike | None = None, download: bool = True,
             backend_command: list[str] | None = None, log: Callable[[str], None] = print) -> InstallReport:
-    """Copy the plug-in and the client package into ``plug_ins_dir/anycost_face_edit`` (an earlier
-    install is replaced in one rename) and record the backend command the plug-in starts when no
-    backend runs.
+    """Copy (or with ``link``, link) the plug-in and the client package into ``plug_ins_dir/anycost_face_edit``
+    (an earlier install is replaced in one rename) and record the backend command the plug-in starts when
+    no backend runs.
 
     ``vendor_wheels`` (default: where GIMP bundles its Python, i.e. Windows and macOS) unpacks pyzmq
     and msgpack for ``python_version`` (default: detected from the GIMP at ``gimp`` or in the usual
@@ -148,7 +184,7 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, vendor_wheels: boo
     wheel_platform = platform or host_target().platform
     if vendor_wheels is None:
         vendor_wheels = bundles_python(sys.platform) if platform is None else not wheel_platform.startswith("linux")
-    report = InstallReport(dest)
+    report = InstallReport(dest, linked=link)
     target = None
     if vendor_wheels:
         report.python_version, report.python_source = python_version or "", "--python-version"
@@ -168,20 +204,19 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, vendor_wheels: boo
         target_dir.mkdir(parents=True, exist_ok=True)
         for leftover in (staging, old):
             shutil.rmtree(leftover, ignore_errors=True)
-        shutil.copytree(folder, staging, ignore=IGNORE)
-        shutil.copytree(client, staging / "anycost_client", ignore=IGNORE)
-        main = staging / f"{PLUGIN}.py"
-        main.chmod(main.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        report.notes += _build_plugin(staging, folder, client, link)
         if target is not None:
             out = vendor(target, staging / "vendor", wheel_dir=Path(wheel_dir) if wheel_dir else None,
                          download=download, log=log)
-            report.vendored = sorted(p.name for p in out.iterdir())
+            report.vendored = vendored_wheels(out)  # the wheel files, for the report
         report.backend_command = list(backend_command or default_backend_command())
         (staging / "INSTALL.json").write_text(json.dumps({
             "installed": datetime.datetime.now().isoformat(timespec="seconds"),
-            "python": report.python_version or None, "vendor": target.key if target else None,
+            "python": report.python_version or None, "vendor": target.key if target else None, "linked": link,
             "backend_command": report.backend_command}, indent=2) + "\n", encoding="utf-8")
-        if dest.exists():
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        elif dest.exists():
             dest.rename(old)
         staging.rename(dest)
     except WheelError as e:
@@ -195,6 +230,11 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, vendor_wheels: boo
     from anycost_client.backend_launcher import save_config
 
     save_config({"backend_command": report.backend_command})
+    if target is None and (python_version or platform):
+        given = " and ".join(f"--{n} {v}" for n, v in (("python-version", python_version), ("platform", platform))
+                             if v)
+        report.notes.append(f"{given}: used only to choose the wheels to vendor, and nothing was vendored (add "
+                            "--vendor for a GIMP with its own Python)")
     if target is None and sys.platform.startswith("linux") and _system_python_has_deps() is False:
         report.notes.append("the system python3, which GIMP runs plug-ins with, cannot import zmq and msgpack: "
                             "install them (Debian/Ubuntu: apt install python3-zmq python3-msgpack; Fedora: dnf "
@@ -206,6 +246,9 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, vendor_wheels: boo
 def uninstall(plug_ins_dir: str | os.PathLike | None = None) -> list[Path]:
     """Remove the installed plug-in folder; returns what was removed."""
     dest = (Path(plug_ins_dir) if plug_ins_dir is not None else default_plug_ins_dir()) / PLUGIN
+    if dest.is_symlink():  # a folder linked in by hand: remove the link, not what it points to
+        dest.unlink()
+        return [dest]
     if not dest.exists():
         return []
     if not (dest / f"{PLUGIN}.py").is_file():

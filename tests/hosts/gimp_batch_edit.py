@@ -1,9 +1,12 @@
 # Runs inside GIMP 3 (gimp-console, python-fu-eval batch) for tests/test_gimp_e2e.py. The test puts
-# a line `SPEC = "/path/spec.json"` in front of this text. It calls the installed plug-in
-# non-interactively three times and writes what the image holds afterwards to the spec's "out"
-# folder; the test checks it. An unexpected failure raises, so gimp-console exits with 64.
+# a line `SPEC = "/path/spec.json"` in front of this text. Scenario "edit": calls the installed
+# plug-in non-interactively on an 8-bit image (three times) and on a copy converted to the spec's
+# higher precision, and writes what the images hold afterwards to the spec's "out" folder. Scenario
+# "no_backend": one call that must fail, its status and message. The test checks the output. An
+# unexpected failure raises, so gimp-console exits with 64.
 import json
 import os
+from array import array
 
 import gi
 
@@ -18,6 +21,10 @@ FMT = "R'G'B'A u8"
 
 def pixels(drawable, x, y, w, h, fmt=FMT):
     return bytes(drawable.get_buffer().get(Gegl.Rectangle.new(x, y, w, h), 1.0, fmt, Gegl.AbyssPolicy.NONE))
+
+
+def layer_names(image):
+    return [la.get_name() for la in image.get_layers()]
 
 
 def call_plugin(image, layer, sliders):
@@ -37,55 +44,122 @@ def call_plugin(image, layer, sliders):
     return status, value
 
 
-image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(spec["image"]))
-background = image.get_layers()[0]
-report = {"runs": []}
+def load():
+    return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(spec["image"]))
 
-# 1. An elliptical (antialiased) selection on the background: the selection's bounds and its mask.
-image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["ellipse"])
-_, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
-with open(os.path.join(out, "selection.a8"), "wb") as f:
-    f.write(pixels(image.get_selection(), x1, y1, x2 - x1, y2 - y1, "Y u8"))
-report["selection_bounds"] = [x1, y1, x2 - x1, y2 - y1]
-status, layer_a = call_plugin(image, background, spec["sliders"])
-if status != Gimp.PDBStatusType.SUCCESS:
-    raise RuntimeError(f"the plug-in failed on the selection: {status} {layer_a}")
-report["runs"].append({"layer": layer_a.get_name()})
 
-# 2. An unknown slider: the call must fail with a message and leave the image alone.
-n_layers = len(image.get_layers())
-status, message = call_plugin(image, background, "no_such_slider=0.5")
-report["bad_slider"] = {"status": status.value_name, "message": str(message),
-                        "layers_before": n_layers, "layers_after": len(image.get_layers())}
-
-# 3. No selection, on a layer of its own at an offset: the whole drawable.
-Gimp.Selection.none(image)
-x, y, w, h = spec["copy"]
-face2 = Gimp.Layer.new(image, "face2", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-face2.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), FMT, pixels(background, x, y, w, h))
-face2.get_buffer().flush()
-image.insert_layer(face2, None, 0)
-face2.set_offsets(*spec["copy_to"])
-status, layer_b = call_plugin(image, face2, spec["sliders"])
-if status != Gimp.PDBStatusType.SUCCESS:
-    raise RuntimeError(f"the plug-in failed on a whole layer: {status} {layer_b}")
-report["runs"].append({"layer": layer_b.get_name()})
-
-# What the image holds now: every layer (top first) and the composite.
-report["layers"] = []
-for i, layer in enumerate(image.get_layers()):
-    _, ox, oy = layer.get_offsets()
-    lw, lh = layer.get_width(), layer.get_height()
-    name = f"layer{i}.rgba"
+def save(name, data):
     with open(os.path.join(out, name), "wb") as f:
-        f.write(pixels(layer, 0, 0, lw, lh))
-    report["layers"].append({"name": layer.get_name(), "offsets": [ox, oy], "size": [lw, lh], "file": name})
-flat = image.duplicate()
-composite = flat.flatten()
-with open(os.path.join(out, "composite.rgba"), "wb") as f:
-    f.write(pixels(composite, 0, 0, flat.get_width(), flat.get_height()))
-flat.delete()
-report["image_size"] = [image.get_width(), image.get_height()]
-with open(os.path.join(out, "report.json"), "w") as f:
-    json.dump(report, f)
-image.delete()
+        f.write(data)
+
+
+def no_backend():
+    """No backend runs and none is configured: the call fails with a message and adds nothing."""
+    image = load()
+    image.clean_all()
+    before = layer_names(image)
+    status, message = call_plugin(image, image.get_layers()[0], spec["sliders"])
+    with open(os.path.join(out, "no-backend.json"), "w") as f:
+        json.dump({"status": status.value_name, "message": str(message), "layers_before": before,
+                   "layers_after": layer_names(image), "dirty": image.is_dirty()}, f)
+    image.delete()
+
+
+def edit_8bit(report):
+    """Three calls on the 8-bit image; what the image holds afterwards."""
+    image = load()
+    background = image.get_layers()[0]
+
+    # 1. An elliptical (antialiased) selection on the background: the selection's bounds and its mask.
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["ellipse"])
+    _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    with open(os.path.join(out, "selection.a8"), "wb") as f:
+        f.write(pixels(image.get_selection(), x1, y1, x2 - x1, y2 - y1, "Y u8"))
+    report["selection_bounds"] = [x1, y1, x2 - x1, y2 - y1]
+    status, layer_a = call_plugin(image, background, spec["sliders"])
+    if status != Gimp.PDBStatusType.SUCCESS:
+        raise RuntimeError(f"the plug-in failed on the selection: {status} {layer_a}")
+    report["runs"].append({"layer": layer_a.get_name()})
+
+    # 2. An unknown slider: the call must fail with a message and leave the image alone.
+    n_layers = len(image.get_layers())
+    status, message = call_plugin(image, background, "no_such_slider=0.5")
+    report["bad_slider"] = {"status": status.value_name, "message": str(message),
+                            "layers_before": n_layers, "layers_after": len(image.get_layers())}
+
+    # 3. No selection, on a layer of its own at an offset: the whole drawable.
+    Gimp.Selection.none(image)
+    x, y, w, h = spec["copy"]
+    face2 = Gimp.Layer.new(image, "face2", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    face2.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), FMT, pixels(background, x, y, w, h))
+    face2.get_buffer().flush()
+    image.insert_layer(face2, None, 0)
+    face2.set_offsets(*spec["copy_to"])
+    status, layer_b = call_plugin(image, face2, spec["sliders"])
+    if status != Gimp.PDBStatusType.SUCCESS:
+        raise RuntimeError(f"the plug-in failed on a whole layer: {status} {layer_b}")
+    report["runs"].append({"layer": layer_b.get_name()})
+
+    # What the image holds now: every layer (top first) and the composite.
+    report["layers"] = []
+    for i, layer in enumerate(image.get_layers()):
+        _, ox, oy = layer.get_offsets()
+        lw, lh = layer.get_width(), layer.get_height()
+        name = f"layer{i}.rgba"
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(pixels(layer, 0, 0, lw, lh))
+        report["layers"].append({"name": layer.get_name(), "offsets": [ox, oy], "size": [lw, lh], "file": name})
+    flat = image.duplicate()
+    composite = flat.flatten()
+    with open(os.path.join(out, "composite.rgba"), "wb") as f:
+        f.write(pixels(composite, 0, 0, flat.get_width(), flat.get_height()))
+    flat.delete()
+    report["image_size"] = [image.get_width(), image.get_height()]
+    image.delete()
+
+
+def edit_high_precision(report):
+    """4. The ellipse on a copy converted to a higher precision (e.g. 16-bit linear): the plug-in reads
+    and writes 8-bit perceptual pixels, yet what it did not change must keep the image's own values."""
+    fmt_hi = spec["precision_format"]
+    image = load()
+    if not image.convert_precision(getattr(Gimp.Precision, spec["precision"])):
+        raise RuntimeError(f"cannot convert the image to {spec['precision']}")
+    background = image.get_layers()[0]
+    w, h = image.get_width(), image.get_height()
+    # a little noise below 8-bit steps, so the image holds values that no 8-bit pixel can carry
+    values = array("H", pixels(background, 0, 0, w, h, fmt_hi))
+    values = array("H", [v if i % 4 == 3 else min(65535, v + (i * 7919) % 17) for i, v in enumerate(values)])
+    buf = background.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, w, h), fmt_hi, values.tobytes())
+    buf.flush()
+    background.update(0, 0, w, h)
+    save("hi-before.raw", pixels(background, 0, 0, w, h, fmt_hi))
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["ellipse"])
+    _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    save("hi-region.rgba", pixels(background, x1, y1, x2 - x1, y2 - y1))  # what the plug-in reads
+    status, layer = call_plugin(image, background, spec["sliders"])
+    if status != Gimp.PDBStatusType.SUCCESS:
+        raise RuntimeError(f"the plug-in failed on the {spec['precision']} image: {status} {layer}")
+    _, ox, oy = layer.get_offsets()
+    save("hi-layer.rgba", pixels(layer, 0, 0, layer.get_width(), layer.get_height()))
+    flat = image.duplicate()
+    composite = flat.flatten()
+    save("hi-composite.raw", pixels(composite, 0, 0, w, h, fmt_hi))
+    save("hi-composite.rgba", pixels(composite, 0, 0, w, h))
+    flat.delete()
+    report["precision"] = {"precision": image.get_precision().value_name, "layers": layer_names(image),
+                           "layer": {"name": layer.get_name(), "offsets": [ox, oy],
+                                     "size": [layer.get_width(), layer.get_height()]},
+                           "selection_bounds": [x1, y1, x2 - x1, y2 - y1]}
+    image.delete()
+
+
+if spec.get("scenario") == "no_backend":
+    no_backend()
+else:
+    results = {"runs": []}
+    edit_8bit(results)
+    edit_high_precision(results)
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(results, f)

@@ -8,6 +8,10 @@ from ..errors import AnycostError
 
 HOSTS = ("krita", "gimp")  # each host has a module anycost_installers.<host> with install/uninstall(/package)
 PACKAGE_HOSTS = ("krita",)
+HOST_NAMES = {"krita": "Krita", "gimp": "GIMP"}
+# options that apply to one host only (argparse dest → host): given for the other host they are errors
+HOST_ONLY_OPTIONS = {"pykrita_dir": "krita", "kritarc": "krita", "krita": "krita", "purge": "krita",
+                     "plug_ins_dir": "gimp", "gimp": "gimp", "vendor": "gimp"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--pykrita-dir", help="Krita's pykrita folder (default: the user's)")
     u.add_argument("--kritarc", help="Krita's configuration file (default: the user's)")
     u.add_argument("--plug-ins-dir", help="GIMP's plug-ins folder (default: the user's)")
+    u.add_argument("--purge", action="store_true",
+                   help="Krita: also remove the plugin's settings from kritarc (group [anycost_face_edit])")
     u.set_defaults(func=run_uninstall)
 
     k = sub.add_parser("package", help="build a host plugin's installable package (Krita zip)",
@@ -49,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.add_argument("host", choices=PACKAGE_HOSTS)
     k.add_argument("-o", "--output", required=True, help="zip file to write, e.g. anycost_krita.zip")
     k.add_argument("--python-version", action="append", dest="python_versions",
-                   help="Python version to vendor for (repeatable; default: 3.10 3.11 3.12 3.13)")
+                   help="Python version to vendor for (repeatable; default: 3.8 to 3.13)")
     k.add_argument("--platform", action="append", dest="platforms",
                    help="platform to vendor for (repeatable; default: win_amd64 macosx_x86_64 macosx_arm64 "
                         "linux_x86_64)")
@@ -67,7 +73,18 @@ def _installer(host: str):
         raise AnycostError(f"the {host} installer is not available: {e}") from e
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Another host's options and contradictory flags are errors, never silently ignored."""
+    for dest, host in HOST_ONLY_OPTIONS.items():
+        if host != args.host and getattr(args, dest, None) not in (None, False):
+            raise AnycostError(f"--{dest.replace('_', '-')} applies to {HOST_NAMES[host]} only, not to "
+                               f"{HOST_NAMES[args.host]}")
+    if getattr(args, "vendor", False) and getattr(args, "no_vendor", False):
+        raise AnycostError("--vendor and --no-vendor contradict each other: give one of them")
+
+
 def run_install(args: argparse.Namespace) -> int:
+    _check_options(args)
     mod = _installer(args.host)
     if args.host == "gimp":
         return _install_gimp(mod, args)
@@ -98,14 +115,14 @@ def _install_gimp(mod, args: argparse.Namespace) -> int:
     from anycost_client.backend_launcher import parse_command
 
     try:
-        report = mod.install(args.plug_ins_dir, vendor_wheels=False if args.no_vendor else (True if args.vendor
-                                                                                             else None),
+        report = mod.install(args.plug_ins_dir, link=args.link,
+                             vendor_wheels=False if args.no_vendor else (True if args.vendor else None),
                              python_version=args.python_version, platform=args.platform, gimp=args.gimp,
                              wheel_dir=args.wheel_dir, download=not args.offline,
                              backend_command=parse_command(args.backend_command) or None)
     except mod.InstallError as e:
         raise AnycostError(str(e)) from e
-    print(f"installed the GIMP plug-in into {report.plugin_dir}")
+    print(f"installed the GIMP plug-in {'(linked) ' if report.linked else ''}into {report.plugin_dir}")
     if report.vendored:
         print(f"  vendored for GIMP's Python {report.python_version} (from {report.python_source}): "
               f"{', '.join(report.vendored)}")
@@ -117,6 +134,7 @@ def _install_gimp(mod, args: argparse.Namespace) -> int:
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
+    _check_options(args)
     mod = _installer(args.host)
     if args.host == "gimp":
         try:
@@ -124,7 +142,7 @@ def run_uninstall(args: argparse.Namespace) -> int:
         except mod.InstallError as e:
             raise AnycostError(str(e)) from e
     else:
-        removed = mod.uninstall(args.pykrita_dir, kritarc=args.kritarc)
+        removed = mod.uninstall(args.pykrita_dir, kritarc=args.kritarc, purge=args.purge)
     if not removed:
         print("nothing to remove: the plugin is not installed there")
     for p in removed:

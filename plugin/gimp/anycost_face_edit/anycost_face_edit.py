@@ -21,30 +21,11 @@ from __future__ import annotations
 import os
 import sys
 
+# The plug-in's modules and the client package lie beside this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from face_edit_paths import add_bundled_paths  # noqa: E402
 
-def _add_bundled_paths() -> None:
-    """Modules beside this file (and the client package the installer copies here) come first, then
-    pyzmq/msgpack vendored for this Python (``vendor/cp3XY-<platform>``, where GIMP bundles its own
-    Python; Linux distributions' GIMP uses the system's python3-zmq and python3-msgpack)."""
-    import platform
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    machine = {"amd64": "x86_64", "x64": "x86_64"}.get(platform.machine().lower(), platform.machine().lower())
-    if sys.platform == "win32":
-        plat = "win_amd64" if machine == "x86_64" else f"win_{machine}"
-    elif sys.platform == "darwin":
-        plat = "macosx_arm64" if machine in ("arm64", "aarch64") else "macosx_x86_64"
-    else:
-        plat = f"linux_{'aarch64' if machine == 'arm64' else machine}"
-    vendor = os.path.join(here, "vendor", f"cp{sys.version_info.major}{sys.version_info.minor}-{plat}")
-    for path in (vendor, here):
-        if os.path.isdir(path):
-            if path in sys.path:
-                sys.path.remove(path)
-            sys.path.insert(0, path)
-
-
-_add_bundled_paths()
+add_bundled_paths()  # the vendored pyzmq/msgpack, where GIMP bundles its own Python
 
 import gi  # noqa: E402
 
@@ -109,8 +90,17 @@ def run(procedure, run_mode, image, drawables, config, _data):
     finally:
         Gimp.progress_end()
     if notice:  # e.g. no face found: the alignment fell back to a centred crop
-        Gimp.message(f"Anycost Face Edit: {notice}")
+        _tell(run_mode, f"Anycost Face Edit: {notice}")
     return _success(procedure, layer)
+
+
+def _tell(run_mode, text: str) -> None:
+    """A notice for people: a message in GIMP's interface after Filters ▸ Repeat, stderr for scripts and
+    batch jobs (where a message could pop up a dialog that waits for a click)."""
+    if run_mode == Gimp.RunMode.WITH_LAST_VALS:
+        Gimp.message(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
 
 
 def _progress(text: str, fraction: float | None) -> None:
@@ -140,13 +130,14 @@ class AnycostFaceEdit(Gimp.PlugIn):
             "Projects the face in the selection (or the whole layer) into an Anycost generator, moves it "
             "along the chosen edit directions and adds the result as a new layer above the layer. Needs a "
             "running Anycost backend ('anycost serve') or one configured to start. Sliders are given as "
-            "'name=value,…'; the names come from the backend's model.",
+            "'name=value,…' (at least one non-zero); the names come from the backend's model.",
             name)
         proc.set_attribution("Anycost Face Edit", "Anycost Face Edit contributors", "2025")
         flags = GObject.ParamFlags.READWRITE
         proc.add_string_argument("sliders", "_Sliders", "Edit sliders as 'name=value,…' (e.g. 'smile=0.5,age=-0.3')",
                                  "", flags)
-        proc.add_string_argument("model", "_Model", "Model to use; empty for the backend's model", "", flags)
+        proc.add_string_argument("model", "_Model", "Model to edit with (name or file; a backend the plug-in starts "
+                                 "serves it); empty for the running backend's model", "", flags)
         proc.add_int_argument("refine-steps", "_Refinement steps",
                               "Optimisation steps after the encoder (more: closer likeness, slower)",
                               0, 1000, 0, flags)

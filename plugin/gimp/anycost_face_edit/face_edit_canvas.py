@@ -1,7 +1,8 @@
 """Pixels in and out of GIMP: the region to edit and the layer that receives the result.
 
 Pixels always travel as ``R'G'B'A u8`` through GEGL buffers; GIMP converts from and to the
-image's own precision (16/32-bit, linear or perceptual), so every precision works.
+image's own precision (16/32-bit, linear or perceptual). The result layer is transparent wherever the
+edit changed nothing (see ``face_edit_pixels``), so those pixels keep their full precision.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
+from face_edit_pixels import result_layer_pixels  # noqa: E402
 from gi.repository import Gegl, Gimp  # noqa: E402
 
 from anycost_client.regions import FormatError, mask_or_none  # noqa: E402
@@ -79,9 +81,11 @@ def read_region(image: Gimp.Image, drawables: list) -> Region:
 
 def add_result_layer(region: Region, rgba: bytes, name: str) -> Gimp.Layer:
     """The result as a new layer right above the source drawable, at the region's offsets: one undo
-    step. The layer is filled before it enters the image, so a failure leaves the image as it was."""
+    step. The layer is filled before it enters the image, so a failure leaves the image as it was. It is
+    transparent outside the selection and wherever the result equals the region's original pixels."""
     if len(rgba) != region.width * region.height * 4:
         raise CanvasError(f"the backend returned {len(rgba)} bytes for a {region.width}×{region.height} region")
+    rgba = result_layer_pixels(bytes(rgba), region.rgba, region.mask)
     image = region.image
     layer = Gimp.Layer.new(image, name, region.width, region.height, Gimp.ImageType.RGBA_IMAGE, 100.0,
                            Gimp.LayerMode.NORMAL)

@@ -17,6 +17,7 @@ import gi
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
+from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 from face_edit_canvas import Region, add_result_layer  # noqa: E402
 from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
 from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
@@ -73,6 +74,8 @@ class DialogCanvas:
 class FaceEditDialog:
     def __init__(self, config, region: Region, link: BackendLink):
         self.config, self.region, self.link = config, region, link
+        self.model = (config.get_property("model") or "").strip()  # empty: whatever the backend serves
+        self.model_error = ""
         self.canvas = DialogCanvas(region)
         self.wire_region = WireRegion(Rect(region.image_x, region.image_y, region.width, region.height),
                                       region.rgba, region.mask)
@@ -139,13 +142,16 @@ class FaceEditDialog:
         form.attach(Gtk.Label(label="Preview latency", xalign=0.0), 0, 1, 1, 1)
         self.latency = Gtk.Label(label="–", xalign=0.0)
         form.attach(self.latency, 1, 1, 2, 1)
-        form.attach(Gtk.Label(label="Likeness (refinement steps)", xalign=0.0), 0, 2, 1, 1)
+        # what Fast means on this backend: the sub-generator it chose, its cost and its timing
+        self.choice = Gtk.Label(label="–", xalign=0.0, wrap=True, max_width_chars=44, selectable=True)
+        form.attach(self.choice, 0, 2, 3, 1)
+        form.attach(Gtk.Label(label="Likeness (refinement steps)", xalign=0.0), 0, 3, 1, 1)
         self.steps = Gtk.SpinButton.new_with_range(0, 1000, 10)
         self.steps.set_value(self.config.get_property("refine-steps"))
-        form.attach(self.steps, 1, 2, 1, 1)
+        form.attach(self.steps, 1, 3, 1, 1)
         reproject = Gtk.Button(label="Re-_project", use_underline=True)
         reproject.connect("clicked", lambda *_: self._on_response(d, RESPONSE_REPROJECT))
-        form.attach(reproject, 2, 2, 1, 1)
+        form.attach(reproject, 2, 3, 1, 1)
         self.notice = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=44)
         right.pack_start(self.notice, False, False, 0)
         self._quality_items: list[str] = []
@@ -206,8 +212,28 @@ class FaceEditDialog:
             self._draw_preview()
         self._refresh()
 
+    def _check_model(self) -> None:
+        """A running backend serving another model than the ``model`` argument asks for: say so and stop
+        (a backend this dialog started was started with that model)."""
+        if not self.model or self.model_error or self.link.state != LinkState.CONNECTED or self.link.owns_backend:
+            return
+        served = served_model(self.link.welcome)
+        if not model_matches(self.model, served):
+            info = self.link.connection_file.name if self.link.connection_file else None
+            self.model_error = model_mismatch(self.model, served) + (f" (connection file {info})" if info else "")
+            if not self.controller.finished:
+                self.controller.cancel()
+
     def _refresh(self) -> None:
         c = self.controller
+        self._check_model()
+        if self.model_error:
+            self.status.set_markup(f'<span foreground="#c01c28">{GLib.markup_escape_text(self.model_error)}</span>')
+            self.dialog.set_response_sensitive(Gtk.ResponseType.OK, False)
+            self.dialog.set_response_sensitive(RESPONSE_RESET, False)
+            self.sliders_grid.set_sensitive(False)
+            self.progress.set_fraction(0.0)
+            return
         self._rebuild_sliders()
         for name, adj in self.adjustments.items():
             value = c.sliders.get(name, 0.0)
@@ -229,6 +255,7 @@ class FaceEditDialog:
         else:
             self.progress.set_fraction(frac if frac is not None else (0.0 if c.phase == Phase.FAILED else 1.0))
         self.latency.set_text(c.latency_text())
+        self.choice.set_text(c.preview_choice_text() or "–")
         self.notice.set_text(c.notice or "")
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
         self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready)
@@ -250,7 +277,7 @@ class FaceEditDialog:
         if response == RESPONSE_RESET:
             c.reset_all()
         elif response == RESPONSE_REPROJECT:
-            if c.phase in (Phase.APPLYING, Phase.DONE):
+            if c.phase in (Phase.APPLYING, Phase.DONE) or self.model_error:
                 return
             sliders, quality = dict(c.sliders), c.quality
             c.cancel()
@@ -323,5 +350,7 @@ class FaceEditDialog:
 def run_dialog(config, region: Region):
     """Show the dialog; the new layer after Apply, None after Cancel."""
     GimpUi.init("plug-in-anycost-face-edit")
-    link = BackendLink(GLibEventLoop(), LinkSettings(host="gimp", client_name="gimp-plugin", keep_backend=True))
+    model = (config.get_property("model") or "").strip()
+    link = BackendLink(GLibEventLoop(), LinkSettings(host="gimp", client_name="gimp-plugin", keep_backend=True,
+                                                     backend_args=start_args(model)))
     return FaceEditDialog(config, region, link).run()

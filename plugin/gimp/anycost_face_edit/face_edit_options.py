@@ -9,8 +9,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
-_COST = re.compile(r"^(preview|full|\d{1,5}:(0(\.\d+)?|1(\.0+)?))$")
+_COST = re.compile(r"^(?P<res>\d{1,5}):(?P<ratio>\d+(\.\d*)?|\.\d+)$")
 MAX_REFINE_STEPS = 1000
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 4096  # generators render at powers of two in this range
 
 
 class OptionsError(ValueError):
@@ -26,16 +27,20 @@ class EditOptions:
 
 
 def parse_sliders(text: str) -> dict[str, float]:
-    """``"smile=0.5, age=-0.3"`` → ``{"smile": 0.5, "age": -0.3}``. Separators: comma, semicolon or
-    whitespace; a name given twice is an error rather than a silent override."""
+    """``"smile=0.5, age = -0.3"`` → ``{"smile": 0.5, "age": -0.3}``. Pairs are separated by commas,
+    semicolons or line breaks; spaces around names, ``=`` and values do not matter. A name given twice
+    is an error rather than a silent override."""
     out: dict[str, float] = {}
-    for item in re.split(r"[,;\s]+", text.strip()):
+    for item in re.split(r"[,;\r\n]+", text):
+        item = item.strip()
         if not item:
             continue
         name, sep, value = item.partition("=")
-        name = name.strip()
+        name, value = name.strip(), value.strip()
         if not sep or not name:
             raise OptionsError(f"slider '{item}' is not of the form name=value")
+        if "=" in value:
+            raise OptionsError(f"'{item}' holds more than one name=value pair: separate them with commas")
         try:
             number = float(value)
         except ValueError:
@@ -61,13 +66,30 @@ def check_sliders(sliders: dict[str, float], directions: dict) -> None:
 
 
 def check_cost(cost: str) -> str:
+    """``full``, ``preview`` or ``RES:RATIO``: a power-of-two resolution (8–4096; the backend accepts those
+    of its model) and a channel ratio in (0, 1]."""
     cost = (cost or "full").strip()
-    if not _COST.match(cost):
+    if cost in ("full", "preview"):
+        return cost
+    m = _COST.match(cost)
+    if not m:
         raise OptionsError(f"cost '{cost}' is not 'full', 'preview' or RES:RATIO (e.g. 256:0.5)")
+    res, ratio = int(m["res"]), float(m["ratio"])
+    if not MIN_RESOLUTION <= res <= MAX_RESOLUTION or res & (res - 1):
+        raise OptionsError(f"cost '{cost}': the resolution must be a power of two from {MIN_RESOLUTION} to "
+                           f"{MAX_RESOLUTION}")
+    if not 0 < ratio <= 1:
+        raise OptionsError(f"cost '{cost}': the channel ratio must be above 0 and at most 1")
     return cost
 
 
 def parse_options(sliders: str, model: str = "", refine_steps: int = 0, cost: str = "full") -> EditOptions:
+    """The non-interactive call's arguments. At least one slider must move: an unedited projection is
+    not an edit (and is easy to produce by mistake with an empty or misspelt argument)."""
     if not 0 <= int(refine_steps) <= MAX_REFINE_STEPS:
         raise OptionsError(f"refine-steps must be between 0 and {MAX_REFINE_STEPS}, not {refine_steps}")
-    return EditOptions(parse_sliders(sliders or ""), (model or "").strip(), int(refine_steps), check_cost(cost))
+    parsed = parse_sliders(sliders or "")
+    if not any(parsed.values()):
+        raise OptionsError("no slider moves: give at least one non-zero slider as name=value (e.g. 'smile=0.5'); "
+                           "the names come from the backend's model")
+    return EditOptions(parsed, (model or "").strip(), int(refine_steps), check_cost(cost))

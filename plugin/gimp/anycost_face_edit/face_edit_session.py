@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from face_edit_backend import BackendUnavailable, connect_backend
+from face_edit_backend import BackendUnavailable, connect_backend, served_model
 from face_edit_options import EditOptions, OptionsError, check_sliders
 
 from anycost_client.client import BackendError
@@ -34,7 +34,7 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
     backend's notice about the face alignment (None when the face was found)."""
     progress("Connecting to the Anycost backend…", None)
     try:
-        client = connect_backend(timeout=timeout)
+        client = connect_backend(timeout=timeout, model=opts.model)
     except BackendUnavailable as e:
         raise EditError(str(e)) from None
     try:
@@ -47,8 +47,10 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
             progress(*progress_text(msg.get("stage"), msg.get("step"), msg.get("steps")))
 
         progress("Sending the region…", None)
-        session = client.open(region.rgba, region.width, region.height, mask=region.mask,
-                              model=opts.model or None, refine_steps=opts.refine_steps, progress=on_progress)
+        # the model was checked on connecting; the backend checks its own name again
+        model = served_model(client.welcome) if opts.model else None
+        session = client.open(region.rgba, region.width, region.height, mask=region.mask, model=model,
+                              refine_steps=opts.refine_steps, progress=on_progress)
         try:
             progress("Rendering the result…", None)
             result = session.commit(cost=opts.cost, **opts.sliders)
