@@ -38,7 +38,7 @@ from anycost.editing.align import align_face
 from anycost.editing.paste import paste_back
 from anycost.editing.project import ProjectionSettings, Projector
 from anycost.editing.region import Region
-from anycost.editing.render import pick_preview_cost
+from anycost.editing.render import DEFAULT_PREVIEW_BUDGET_MS, pick_preview_cost
 from anycost.io.modelfile import save_model
 
 HELDOUT_START = 2 * 10 ** 9  # the held-out synthetic faces of benchmarks/model_quality.py
@@ -156,7 +156,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="refinement steps for the trained model")
     ap.add_argument("--steps-1024", type=int, default=10, help="refinement steps for the random 1024 config-f")
     ap.add_argument("--goal-db", type=float, default=25.0)
-    ap.add_argument("--budget-ms", type=float, default=150.0)
+    ap.add_argument("--budget-ms", type=float, default=DEFAULT_PREVIEW_BUDGET_MS)
     ap.add_argument("--no-lpips", action="store_true", help="pixel losses only (LPIPS needs cached weights)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
