@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from model_support import tiny_generator
 
+from anycost.commands.serve import needs_search
 from anycost.editing.session import Editor
 from anycost.io.modelfile import save_model
 from anycost.search.budget import TOLERANCE, budget_limit, fits_budget
@@ -51,26 +52,35 @@ def test_the_fit_rule():
 
 
 def test_cached_entry_searched_for_a_smaller_budget_is_used(model):
-    """A cached 40/80/160 table serves a 150 ms preview with its 80 ms entry, not the uniform pick."""
-    path, G = model
-    _issue_table(G).save(table_cache_path(G, "cpu"))
-    ed = Editor(path, preview_budget_ms=150)
-    choice = ed.preview_choice()
+    """From a cached 40/80/160 table a 150 ms preview takes the 80 ms entry (the table's best that fits)."""
+    _, G = model
+    choice = pick_from_table(G, _issue_table(G), 150.0)
     assert choice.source == "search" and choice.cost.channels == tuple(MID) and choice.psnr == 30.0
     assert choice.fits is True and 0 < choice.measured_ms <= budget_limit(150)
-    # below every searched budget: nothing in the table applies, the uniform measurement decides
-    low = Editor(path, preview_budget_ms=30).preview_choice()
-    assert low.source == "uniform"
+    assert choice.score == 30.0 and choice.baseline is None
+    # below every searched budget: nothing in the table applies
+    assert pick_from_table(G, _issue_table(G), 30.0) is None
+
+
+def test_the_full_generator_that_fits_beats_every_table_entry(model):
+    """Previews at the full generator are the final render: a cached entry never replaces it, and no
+    background search is wanted then."""
+    path, G = model
+    _issue_table(G).save(table_cache_path(G, "cpu"))
+    choice = Editor(path, preview_budget_ms=1e5).preview_choice()
+    assert choice.source == "uniform" and choice.is_full and choice.fits is True
+    assert not needs_search(choice)
 
 
 def test_the_cache_is_read_again_when_it_changes(model):
     path, G = model
     ed = Editor(path, preview_budget_ms=150)
-    assert ed.preview_choice().source == "uniform"  # nothing cached yet
+    first = ed.preview_choice()
+    assert first.source == "uniform" and first.searched_ms is None  # nothing cached yet
     _issue_table(G).save(table_cache_path(G, "cpu"))
-    assert ed.preview_choice().source == "uniform", "without recheck the choice stands"
-    assert ed.preview_choice(recheck=True).source == "search"
-    again = ed.preview_choice()
+    assert ed.preview_choice() is first, "without recheck the choice stands"
+    again = ed.preview_choice(recheck=True)
+    assert again.searched_ms == 80.0, "the table was read: its largest budget within 150 ms is 80 ms"
     assert ed.preview_choice(recheck=True) is again, "an unchanged file is not timed again"
 
 
@@ -103,4 +113,5 @@ def test_a_table_from_other_weights_is_ignored(model):
     other = tiny_generator(res=32, seed=4)
     t = _issue_table(other)
     t.save(table_cache_path(G, "cpu"))  # at this model's path, but searched for other weights
-    assert Editor(path, preview_budget_ms=150).preview_choice().source == "uniform"
+    choice = Editor(path, preview_budget_ms=150).preview_choice()
+    assert choice.source == "uniform" and choice.searched_ms is None, "the table was not read"

@@ -474,6 +474,9 @@ def edit_layer_name(sliders: dict[str, float], base: str = "Anycost Face Edit") 
     return f"{base} ({', '.join(moved)})" if moved else base
 
 
+# How the backend chose the preview sub-generator (welcome/ready ``preview_source``), in words.
+PREVIEW_SOURCES = {"search": "searched", "uniform": "uniform ratio", "table": "published table",
+                   "published": "published table"}
 _STAGES = {"align": "Finding the face", "encode": "Encoding the face", "refine": "Refining the projection"}
 
 
@@ -747,6 +750,9 @@ class EditController:
         self._directions_from(msg.get("directions"))
         self.notice = msg.get("notice") or self.notice
         self.preview_cost = msg.get("cost")
+        choice = msg.get("preview_choice")
+        if isinstance(choice, dict):  # the backend chooses again per session (a search may have finished)
+            self.preview_choice = {**self.preview_choice, **choice}
         self.progress = {**self.progress, "stage": "ready"}
         was_applying = self.phase == Phase.APPLYING
         if was_applying:  # reopened while applying: commit again
@@ -907,8 +913,9 @@ class EditController:
 
     def preview_choice_text(self) -> str:
         """The sub-generator the backend chose for Auto previews and what it costs on the backend's machine,
-        e.g. ``Preview: 128:flexible · 1.9 GFLOP · 74 ms measured / 71 predicted (searched, budget 80 ms)``;
-        refreshed on every (re)connect. Empty before the first welcome."""
+        e.g. ``Preview: 128:flexible · 3.2 GFLOP · 40 ms measured / 37 predicted (searched, budget 40 ms)``
+        (how it was chosen in the words of ``PREVIEW_SOURCES``); refreshed on every (re)connect and every
+        session the backend opens. Empty before the first welcome."""
         c = self.preview_choice
         if not c.get("preview"):
             return ""
@@ -923,7 +930,8 @@ class EditController:
             parts.append(f"{measured:.0f} ms measured")
         elif isinstance(predicted, (int, float)):
             parts.append(f"{predicted:.0f} ms predicted")
-        how = [str(c["preview_source"])] if c.get("preview_source") else []
+        source = c.get("preview_source")
+        how = [PREVIEW_SOURCES.get(str(source), str(source))] if source else []
         if isinstance(c.get("preview_budget_ms"), (int, float)):
             how.append(f"budget {c['preview_budget_ms']:g} ms")
         return " · ".join(parts) + (f" ({', '.join(how)})" if how else "")

@@ -140,14 +140,22 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _wants_background_search(args: argparse.Namespace, choice) -> bool:
-    """Search in the background when no searched entry fits the budget here: the cached table is
-    missing or stale (other weights, machine or renderer), has no entry searched for at most the
-    budget, or none of those fits when timed now."""
+    """Search in the background when a search for the preview budget could still improve the
+    preview: not when the full generator fits (previews are the final render already), nor when the
+    cached table already holds an entry searched for this budget (``choice.searched_ms``); yes when
+    it is missing or stale (other weights, machine or renderer) or only holds smaller budgets."""
     import os
 
     if args.search_table or args.no_background_search or os.environ.get("ANYCOST_BACKGROUND_SEARCH", "1") == "0":
         return False
-    return choice.source == "uniform"
+    return needs_search(choice)
+
+
+def needs_search(choice) -> bool:
+    """Whether a search for ``choice.budget_ms`` could give a better preview than ``choice``."""
+    if choice.is_full and choice.fits:
+        return False
+    return choice.searched_ms is None or choice.searched_ms < choice.budget_ms
 
 
 def _reuse(args: argparse.Namespace, config) -> bytes | None:

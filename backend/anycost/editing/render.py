@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -113,18 +113,25 @@ def measure_cost_ms(G: Generator, cost: Cost, repeats: int = FIT_RENDERS) -> flo
 
 
 def pick_preview_cost(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS) -> Cost:
-    """The most expensive candidate that fits ``budget_ms`` by ``fits_budget`` (the cheapest if none does).
+    """The most expensive candidate that fits ``budget_ms`` by ``fits_budget`` (the cheapest if none does)."""
+    return pick_uniform(G, budget_ms)[0]
+
+
+def pick_uniform(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS) -> tuple[Cost, float]:
+    """``pick_preview_cost``'s choice and the median it was chosen by (one reading decides and reports).
 
     Candidates are measured cheapest first and measuring stops at the first one over budget,
     so picking costs little more than the budget itself.
     """
-    best = None
+    first = best = None
     for cost in candidate_costs(G):
-        if fits_budget(measure_cost_ms(G, cost), budget_ms):
-            best = cost
-        else:
+        ms = measure_cost_ms(G, cost)
+        first = first or (cost, ms)
+        if not fits_budget(ms, budget_ms):
             break
-    return best or candidate_costs(G)[0]
+        best = (cost, ms)
+    assert first is not None  # every model has candidates
+    return best or first
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,17 @@ class PreviewChoice:
     psnr: float | None = None  # consistency with the full generator, from the search
     flops: int | None = None
     fits: bool | None = None  # measured_ms fits budget_ms by the one rule (search/budget.py)
+    score: float | None = None  # the search's score (PSNR, less a share of LPIPS), from the search
+    # the largest budget (≤ budget_ms) the table considered holds an entry for: None when no table
+    # did, so a background search for budget_ms would add something
+    searched_ms: float | None = None
+    # the entry's best uniform ratio within its own budget, scored as the entry was
+    baseline: dict | None = field(default=None, compare=False)
+
+    @property
+    def is_full(self) -> bool:
+        """The full generator itself: a preview that is the final render."""
+        return self.cost == FULL
 
     def describe(self) -> dict:
         """Plain fields for logs and the service's welcome message."""
@@ -154,15 +172,20 @@ def _round(x: float | None) -> float | None:
 
 def pick_preview(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
                  table: SearchTable | None = None) -> PreviewChoice:
-    """The preview sub-generator for ``budget_ms``: from ``table`` when one of its entries fits the
-    budget on this machine now, else the uniform measurement of ``pick_preview_cost``."""
-    if table is not None:
-        from ..search.preview import pick_from_table
+    """The preview sub-generator for ``budget_ms``: the richest uniform ratio that fits
+    (``pick_uniform``), or the best entry of ``table`` that fits here now when it is more faithful
+    (``search.preview.better_choice``). The full generator, when it fits, is never replaced."""
+    cost, ms = pick_uniform(G, budget_ms)
+    uniform = PreviewChoice(cost, budget_ms, "uniform", measured_ms=ms, fits=fits_budget(ms, budget_ms),
+                            flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]))
+    if table is None:
+        return uniform
+    from ..search.preview import better_choice, pick_from_table
 
-        choice = pick_from_table(G, table, budget_ms)
-        if choice is not None:
-            return choice
-    cost = pick_preview_cost(G, budget_ms)
-    ms = measure_cost_ms(G, cost)  # over the budget only when even the cheapest misses: fits says so
-    return PreviewChoice(cost, budget_ms, "uniform", measured_ms=ms, fits=fits_budget(ms, budget_ms),
-                         flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]))
+    searched = max((b for b in table.budgets_ms() if b <= budget_ms), default=None)
+    best = uniform
+    if not (uniform.is_full and uniform.fits):
+        entry = pick_from_table(G, table, budget_ms)
+        if entry is not None:
+            best = better_choice(G, uniform, entry)
+    return replace(best, searched_ms=searched)

@@ -31,7 +31,7 @@ from .budget import FIT_RENDERS, TOLERANCE, fits_budget
 from .consistency import Consistency, ConsistencyEvaluator, consistency_latents
 from .latency import LatencyTable, measure_configs
 from .space import SearchSpace, SubConfig
-from .table import SearchTable, TableEntry, budget_label
+from .table import SearchTable, TableEntry, budget_label, scoring_settings
 
 Progress = Callable[[str], None] | None
 
@@ -174,6 +174,10 @@ def search(G: Generator, budgets_ms: Sequence[float], space: SearchSpace, latenc
 
     entries: dict[str, TableEntry] = {}
     history: dict[float, list[Candidate]] = {}
+    search_info = {**settings.to_dict(), "latents_edited": bool(directions is not None and len(directions)),
+                   "lpips": lpips_model is not None}
+    dist_metric = "lpips" if lpips_model is not None else "mse"
+    scoring = scoring_settings(dist_metric, search_info)
     best_so_far: list[SubConfig] = []  # the best of smaller budgets fit larger ones: the frontier only rises
     for budget in sorted(budgets_ms):
         if progress:
@@ -230,7 +234,7 @@ def search(G: Generator, budgets_ms: Sequence[float], space: SearchSpace, latenc
             ratio=cand.config.ratio, predicted_ms=cand.predicted_ms, measured_ms=med, measured_min_ms=mn,
             psnr=cons.psnr, lpips=cons.lpips, dist=cons.dist, score=cons.score, flops=flops,
             macs=count_published_macs(G, cand.config.res, list(cand.config.channels)), baseline=base,
-            fits=None if med is None else fits_budget(med, budget, settings.tolerance))
+            fits=None if med is None else fits_budget(med, budget, settings.tolerance), scoring=scoring)
         if progress:
             e = entries[budget_label(budget)]
             gain = "" if base is None else f", {cons.score - base['score']:+.2f} over {base['label']}"
@@ -247,10 +251,8 @@ def search(G: Generator, budgets_ms: Sequence[float], space: SearchSpace, latenc
         machine=latency.machine, machine_id=latency.machine_id,
         latency={"overhead_ms": latency.overhead_ms, "scale": latency.scale, "check": latency.check,
                  "impl": latency.impl, "created": latency.created},
-        search={**settings.to_dict(), "latents_edited": bool(directions is not None and len(directions)),
-                "lpips": lpips_model is not None, "evaluations": evaluate.evaluations,
-                "seconds": round(time.monotonic() - t0, 2)},
-        dist_metric="lpips" if lpips_model is not None else "mse",
+        search={**search_info, "evaluations": evaluate.evaluations, "seconds": round(time.monotonic() - t0, 2)},
+        dist_metric=dist_metric,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return SearchResult(table, history, time.monotonic() - t0, evaluate.evaluations)
 

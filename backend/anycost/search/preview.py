@@ -20,6 +20,7 @@ from ..models.flops import count_flops
 from ..models.generator import Generator
 from .budget import FIT_RENDERS, fits_budget
 from .cache import machine_id, machine_info, table_cache_path, weights_id
+from .consistency import ConsistencyEvaluator, consistency_latents
 from .latency import measure_configs
 from .space import SubConfig, layers_used
 from .table import SearchTable, TableEntry
@@ -63,7 +64,8 @@ def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *,
             if fits_budget(median, budget_ms):
                 flops = e.flops if e.flops is not None else count_flops(G, e.res, list(e.channels))
                 return PreviewChoice(entry_cost(G, e), budget_ms, "search", measured_ms=median,
-                                     predicted_ms=e.predicted_ms, psnr=e.psnr, flops=flops, fits=True)
+                                     predicted_ms=e.predicted_ms, psnr=e.psnr, flops=flops, fits=True,
+                                     score=e.score, baseline=e.baseline)
         return None
     fits: list[tuple[TableEntry, float]] = []
     for e in sorted(table.entries.values(), key=lambda e: count_flops(G, e.res, list(e.channels))):
@@ -76,6 +78,63 @@ def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *,
     e, median = max(fits, key=lambda t: (t[0].quality(), -t[1]))
     return PreviewChoice(entry_cost(G, e), budget_ms, "table", measured_ms=median, psnr=e.psnr,
                          flops=count_flops(G, e.res, list(e.channels)), fits=True)
+
+
+def better_choice(G: Generator, current: PreviewChoice, other: PreviewChoice) -> PreviewChoice:
+    """``other`` when it is a better preview than ``current``, else ``current``.
+
+    In order: the full generator that fits wins (it is the final render); one that fits beats one
+    that misses; else the more faithful to the full generator wins, scored alike for both: by the
+    search's own numbers when one is the other's recorded baseline, else by ``quick_psnr``. Ties
+    keep ``current``; the same sub-generator is ``other`` (the fresher reading)."""
+    if other.cost == current.cost:
+        return other
+    for c in (current, other):
+        if c.is_full and c.fits:
+            return c
+    if bool(current.fits) != bool(other.fits):
+        return current if current.fits else other
+    scores = _baseline_scores(G, current, other)
+    if scores is None:
+        scores = quick_psnr(G, current.cost), quick_psnr(G, other.cost)
+    return other if scores[1] > scores[0] else current
+
+
+def _uniform_label(G: Generator, cost: Cost) -> str | None:
+    """A uniform cost written as the search writes its configurations (``SubConfig.label``)."""
+    if isinstance(cost.channels, tuple):
+        return None
+    return f"{cost.res or G.resolution}:{1.0 if cost.channels is None else cost.channels:g}"
+
+
+def _baseline_scores(G: Generator, a: PreviewChoice, b: PreviewChoice) -> tuple[float, float] | None:
+    """(a's, b's) scores when one is the recorded baseline of the other (same latents, same metric:
+    the search's score for both, else PSNR for both)."""
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        base = y.baseline
+        if not isinstance(base, dict) or base.get("label") != _uniform_label(G, x.cost):
+            continue
+        for mine, key in ((y.score, "score"), (y.psnr, "psnr")):
+            theirs = base.get(key)
+            if mine is not None and isinstance(theirs, (int, float)):
+                pair = (float(theirs), float(mine))
+                return (pair[1], pair[0]) if swap else pair
+    return None
+
+
+QUICK_LATENTS = 4  # latents of the quick comparison: a full render each, once per generator
+_quick: dict[int, ConsistencyEvaluator] = {}
+
+
+def quick_psnr(G: Generator, cost: Cost) -> float:
+    """PSNR (dB) of ``cost``'s renders against the full generator's on a few fixed latents (upsampled
+    as the search compares them); cheap enough to decide between two previews at start-up."""
+    ev = _quick.get(id(G))
+    if ev is None or ev.G is not G:
+        ev = _quick[id(G)] = ConsistencyEvaluator(G, consistency_latents(G, QUICK_LATENTS, seed=0))
+    kw = cost.render_kwargs()
+    channels = G.resolve_channels(kw["channels"]) or G.full_channels
+    return ev(SubConfig(kw["res"] or G.resolution, tuple(int(c) for c in channels))).psnr
 
 
 def cached_table_path(G: Generator, device: torch.device | str | None = None) -> Path:

@@ -11,7 +11,8 @@ The project's tables look like this (``budgets`` has the shape of the published 
                           "predicted_ms": 71.2, "measured_ms": 74.0, "measured_min_ms": 69.8, "fits": true,
                           "psnr": 29.1, "lpips": null, "dist": 0.0049, "score": 29.1,
                           "flops": 1234567890, "macs": 617283945,
-                          "baseline": {"label": "128:0.5", "psnr": 27.9, ...}}, ...}}
+                          "baseline": {"label": "128:0.5", "psnr": 27.9, ...},
+                          "scoring": {"metric": "lpips", "validation_latents": 16, ...}}, ...}}
 
 The published files (``{"101G": {"channels": [...], "dist": 0.019, "res": 1024, "macs": 1.0e11}, …}``,
 budgets in GMACs, no timings) load too; a service measures their entries on its own machine.
@@ -57,6 +58,16 @@ def parse_budgets(text: str) -> list[float]:
     return sorted(set(out))
 
 
+# Search settings that change what a score means: the metric and the latents it is measured on.
+SCORING_KEYS = ("validation_latents", "truncation", "latents_edited")
+
+
+def scoring_settings(dist_metric: str | None, search: dict) -> dict:
+    """How a search scores configurations, from its table's ``dist_metric`` and ``search`` settings."""
+    evolution = search.get("evolution") if isinstance(search.get("evolution"), dict) else {}
+    return {"metric": dist_metric, **{k: search.get(k) for k in SCORING_KEYS}, "seed": evolution.get("seed")}
+
+
 @dataclass
 class TableEntry:
     res: int
@@ -74,6 +85,8 @@ class TableEntry:
     macs: int | None = None
     baseline: dict | None = None  # the best uniform ratio within the same budget, for comparison
     fits: bool | None = None  # measured_ms fitted budget_ms by the rule of budget.py; None when not timed
+    # how psnr/score were measured (metric, latents): scores compare only between equal settings
+    scoring: dict | None = None
 
     def quality(self) -> float:
         """Higher is better: the search's score, else PSNR, else minus the published distance."""
@@ -112,6 +125,8 @@ class TableEntry:
                 kw[k] = int(float(kw[k]))
         if kw.get("fits") is not None and not isinstance(kw["fits"], bool):
             raise InputError(f"{where}: 'fits' must be true, false or null")
+        if kw.get("scoring") is not None and not isinstance(kw["scoring"], dict):
+            raise InputError(f"{where}: 'scoring' must be an object")
         return cls(res=res, channels=channels, **kw)
 
 
@@ -156,12 +171,26 @@ class SearchTable:
         fit = [e for e in self.entries.values() if e.budget_ms is not None and e.budget_ms <= budget_ms]
         return sorted(fit, key=lambda e: (-e.quality(), -(e.budget_ms or 0.0)))
 
+    def scoring_of(self, e: TableEntry) -> dict:
+        """How ``e``'s scores were measured: its own record, else this table's header (older files)."""
+        if e.scoring is not None:
+            return e.scoring
+        return scoring_settings(self.dist_metric, self.search)
+
     def merged(self, other: SearchTable) -> SearchTable:
-        """These entries with ``other``'s added (same budget: ``other`` wins); ``other``'s header."""
-        out = SearchTable({**self.entries, **other.entries}, other.model, other.machine, other.machine_id,
+        """``other``'s entries plus those of this table it lacks (same budget: ``other`` wins), with
+        ``other``'s header. Entries scored otherwise than ``other``'s (another metric, latent set or
+        seed) are dropped: the service ranks entries by score, which only compares between equals."""
+        mine = {k: e for k, e in self.entries.items()
+                if k not in other.entries and self.scoring_of(e) == other.scoring()}
+        out = SearchTable({**mine, **other.entries}, other.model, other.machine, other.machine_id,
                           other.latency, other.search, other.dist_metric, other.created, other.source, other.path)
         out.entries = dict(sorted(out.entries.items(), key=lambda kv: (kv[1].budget_ms or 0.0, kv[0])))
         return out
+
+    def scoring(self) -> dict:
+        """The scoring settings of this table's own search (its header)."""
+        return scoring_settings(self.dist_metric, self.search)
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:

@@ -1,12 +1,13 @@
 """Searching the preview sub-generator while the service runs.
 
-When no search table fits the preview budget, the service starts with the uniform measurement
+When a search could improve the preview (the full generator misses the budget and no table holds
+an entry searched for it: ``commands.serve.needs_search``), the service starts with what it has
 (a second or two) and, some time after start-up, runs ``anycost search`` for its budget in a
 child process, so start-up stays fast. The child times the layers at normal priority (while the service is idle after
 start-up; timing must see the CPU as renders see it), then drops to low priority for the search
 itself, so renders keep precedence. When it finishes, its table is in the cache (the next start
 uses it at once) and previews switch to its choice if that fits the budget when timed here (the
-rule of ``search/budget.py``, as for every other choice).
+rule of ``search/budget.py``, as for every other choice) and is better than the current one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..editing.render import PreviewChoice
 from ..search.cache import cache_dir
 from .log import log
 
@@ -114,14 +116,13 @@ class PreviewSearch:
             predictor=self._predictor_error(), **choice.describe())
 
     def _adopt(self) -> bool:
-        """Choose the preview again from the table the search left in the cache; True when a searched
-        entry now fits the budget here."""
+        """Choose the preview again from the table the search left in the cache (never a worse one
+        than the current: ``recheck_preview``); True when the preview changed."""
         from ..search.preview import cached_table
 
-        ed = self.editor
-        if cached_table(ed.generator) is None:
+        if cached_table(self.editor.generator) is None:
             raise RuntimeError("the search finished but left no table for this model and machine")
-        return ed.preview_choice(recheck=True).source == "search"
+        return recheck_preview(self.editor)[1]
 
     def _predictor_error(self) -> dict | None:
         """The latency predictor's out-of-sample error the search table records, for the log."""
@@ -149,6 +150,22 @@ class PreviewSearch:
             self.proc.kill()
             self.proc.wait(timeout)
         log("info", "preview_search_stopped", pid=self.proc.pid)
+
+
+def recheck_preview(editor) -> tuple[PreviewChoice, bool]:
+    """Choose the preview again if the cached search table changed since it was read, keeping the
+    current choice unless the new one is better (``better_choice``): a re-run search may have other
+    settings, or the machine be busier now. Returns the choice in effect and whether its cost changed."""
+    from ..search.preview import better_choice
+
+    before = editor.preview_choice()
+    after = editor.preview_choice(recheck=True)
+    if after is before:
+        return before, False
+    if better_choice(editor.generator, before, after) is not after:
+        editor.set_preview(before)
+        return before, False
+    return after, after.cost != before.cost
 
 
 def _prune_logs(folder: Path, keep: int) -> None:

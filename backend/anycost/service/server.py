@@ -25,7 +25,7 @@ from .auth import is_loopback_endpoint, write_connection_file
 from .limits import RateLimiter, ServiceLimits
 from .log import log
 from .sessions import CommitRequest, EditRequest, OpenRequest, Scheduler, Session
-from .worker import RenderWorker, cost_spec
+from .worker import RenderWorker, cost_spec, preview_fields
 
 CAPABILITIES = ["open", "edit", "commit", "cancel", "close", "ping", "progress-frames", "latest-wins",
                 "channel-order-bgra", "mask"]
@@ -255,9 +255,6 @@ class Server:
             return
         ed = self.editor
         G = ed.generator
-        choice = ed.preview_choice()
-        preview = choice.cost
-        detail = choice.describe()
         directions = {n: {"range": list(d.slider_range)} for n, d in ed.directions.items()}
         welcome = Message("welcome", {
             "server": f"anycost {__version__}",
@@ -265,16 +262,9 @@ class Server:
             "models": [{"name": ed.name, "resolution": G.resolution, "resolutions": list(G.resolutions),
                         "face": ed.is_face_model, "encoder": ed.encoder is not None}],
             "directions": directions,
-            "costs": {"preview": cost_spec(preview, G), "full": f"{G.resolution}:1",
-                      "preview_budget_ms": ed.preview_budget_ms, "levels": self._levels,
-                      # how the preview was chosen and what it costs here (it may change once a
-                      # background search finishes; previews carry the cost they were rendered at)
-                      "preview_ms": detail["measured_ms"], "preview_source": detail["source"],
-                      "preview_predicted_ms": detail["predicted_ms"], "preview_psnr": detail["psnr"],
-                      "preview_flops": detail["flops"], "preview_channels": detail["channels"],
-                      # false when even the cheapest sub-generator misses the budget here (by the
-                      # rule of search/budget.py): preview_ms is then over preview_budget_ms
-                      "preview_fits": detail["fits"],
+            # how the preview was chosen and what it costs here (it may change once a background
+            # search finishes: each ready repeats it; previews carry the cost they were rendered at)
+            "costs": {**preview_fields(ed), "full": f"{G.resolution}:1", "levels": self._levels,
                       "preview_search": self.preview_search.state if self.preview_search else "off"},
             "limits": self.limits.describe(),
             "session_timeout": self.config.session_timeout,

@@ -30,6 +30,7 @@ from anycost_client.protocol import (
 
 from ..errors import AnycostError, ModelFileError
 from .log import log
+from .preview_search import recheck_preview
 from .sessions import CommitRequest, EditRequest, Scheduler, Session, Unit
 
 PROGRESS_FRAME_INTERVAL = 0.25  # seconds between refinement preview frames
@@ -43,6 +44,19 @@ def cost_spec(cost, G) -> str:
     if isinstance(cost.channels, float):
         return f"{res}:{cost.channels:g}"
     return f"{res}:flexible"
+
+
+def preview_fields(editor) -> dict:
+    """How the preview sub-generator was chosen and what it costs here: the ``preview*`` fields of
+    the welcome's ``costs`` and of ``ready``'s ``preview_choice`` (docs/protocol.md)."""
+    choice = editor.preview_choice()
+    d = choice.describe()
+    # fits is false when even the cheapest sub-generator misses the budget here (the rule of
+    # search/budget.py): preview_ms is then over preview_budget_ms
+    return {"preview": cost_spec(choice.cost, editor.generator), "preview_budget_ms": editor.preview_budget_ms,
+            "preview_ms": d["measured_ms"], "preview_source": d["source"], "preview_predicted_ms": d["predicted_ms"],
+            "preview_psnr": d["psnr"], "preview_flops": d["flops"], "preview_channels": d["channels"],
+            "preview_fits": d["fits"]}
 
 
 def changed_box(rgba: np.ndarray, original: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -183,9 +197,9 @@ class RenderWorker(threading.Thread):
             yield
         if s.closed:
             return
-        before = ed.preview_choice()
-        after = ed.preview_choice(recheck=True)  # a search run meanwhile ('anycost search') takes effect here
-        if after is not before:
+        # a search run meanwhile ('anycost search') takes effect here when it gives a better preview
+        after, changed = recheck_preview(ed)
+        if changed:
             log("info", "preview_changed", reason="search table updated", preview_cost=after.cost.label(),
                 **after.describe())
         es.reference(ed.preview_cost())  # the colour-match reference, so the first preview costs one render
@@ -199,6 +213,7 @@ class RenderWorker(threading.Thread):
         self.send(s, Message("ready", {
             "directions": dirs, "notice": es.notice, "method": es.alignment.method,
             "cost": cost_spec(ed.preview_cost(), ed.generator),
+            "preview_choice": preview_fields(ed),  # it may have changed since the welcome
         }, request_id=rid))
         log("info", "session_ready", sid=s.sid, refine_steps=0 if last is None else last.step,
             psnr=None if last is None else round(last.psnr, 2))
