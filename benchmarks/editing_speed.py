@@ -11,8 +11,9 @@ reached, with the PSNR at the last step) and the PSNR of the final answer (the b
 Refinement reports progress every step, as the service streams it, so PSNR is known per step;
 the time per step is given with and without that progress render.
 
-The random 1024 config-f has no encoder: projection starts at the mean latent. A random model
-cannot reproduce a face, so its PSNR stays far below the goal; its rows show cost only.
+The random 1024 config-f gets a seeded random encoder of the published architecture (ResNet-50
+backbone, 18 × 512 W+ head, 256² input), so the encoder-projection time is that of the real one.
+Neither is trained: the PSNR stays far below the goal and those rows show cost only.
 
 Paste-back is timed for square regions up to 2048² with the default blend ("delta": only the
 edit is added to the original pixels) and with "replace" (the render itself, colour-matched).
@@ -39,7 +40,8 @@ from anycost.editing.paste import paste_back
 from anycost.editing.project import ProjectionSettings, Projector
 from anycost.editing.region import Region
 from anycost.editing.render import DEFAULT_PREVIEW_BUDGET_MS, pick_preview_cost
-from anycost.io.modelfile import save_model
+from anycost.io.modelfile import read_model, save_model
+from anycost.models.encoder import Encoder, EncoderConfig
 
 HELDOUT_START = 2 * 10 ** 9  # the held-out synthetic faces of benchmarks/model_quality.py
 
@@ -149,6 +151,23 @@ def bench_paste(size: int, crop: int, repeats: int) -> None:
     print(f"{size:>6}² {crop:>6}² {delta:>14.1f} {replace:>24.1f}")
 
 
+def random_config_f() -> tuple[anycost.Generator, Encoder]:
+    """A seeded random 1024 config-f generator and a seeded random encoder of the published
+    architecture, loaded back through a model file as users load theirs."""
+    torch.manual_seed(0)
+    G = anycost.Generator(resolution=1024).eval()
+    E = Encoder(EncoderConfig())  # the defaults are the published ResNet-50, 18 × 512, 256² input
+    assert (E.config.n_style, E.config.style_dim) == (G.n_style, G.style_dim)
+    with torch.no_grad():
+        # the head starts at zero; random weights make the forward pass a real one, and centring it on
+        # the mean latent keeps its answer where a trained encoder's would be
+        torch.nn.init.normal_(E.fc.weight, std=1e-3)
+        E.mean_latent.copy_(G.mean_w()[0])
+    with tempfile.TemporaryDirectory() as d:
+        mf = read_model(save_model(Path(d) / "random1024.safetensors", generator=G, encoder=E))
+        return mf.generator(), mf.encoder()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model file or name (default: the demo model, when installed)")
@@ -174,7 +193,7 @@ def main() -> None:
           + f", {torch.get_num_threads()} CPU threads")
 
     from anycost.errors import ModelNotFoundError
-    from anycost.io.modelfile import is_safetensors, read_model
+    from anycost.io.modelfile import is_safetensors
     from anycost.registry import DEFAULT_MODEL, resolve_model
 
     lp = not args.no_lpips
@@ -190,13 +209,10 @@ def main() -> None:
         print(f"(no trained model benchmarked: {e})")
 
     if not args.skip_1024:
-        torch.manual_seed(0)
-        G = anycost.Generator(resolution=1024).eval()
-        with tempfile.TemporaryDirectory() as d:  # through a model file, as users load it
-            p = save_model(Path(d) / "random1024.safetensors", generator=G)
-            G = anycost.load_generator(p)
-        bench_model("random 1024 config-f (untrained: cost only, it cannot reach the PSNR goal)", G, None, 1,
-                    args.steps_1024, args.goal_db, args.budget_ms, lp, device, per_step=False)
+        G, E = random_config_f()
+        bench_model("random 1024 config-f + random ResNet-50 encoder (untrained: cost only, it cannot reach "
+                    "the PSNR goal)", G, E, 1, args.steps_1024, args.goal_db, args.budget_ms, lp, device,
+                    per_step=False)
 
     print("\npaste-back (CPU, median ms; the crop fills the region's centred square)")
     print(f"{'region':>7} {'crop':>7} {'delta (default)':>14} {'replace + colour match':>24}")

@@ -51,19 +51,36 @@ def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.n
     return out
 
 
-def image_writer(arr: np.ndarray, path: str | os.PathLike) -> Callable[[str], None]:
+# Encoder options per format: the lossy-by-default WebP is written lossless (``exact`` keeps the colour
+# of fully transparent pixels), so that untouched pixels stay bit-identical; JPEG cannot, so at least
+# it is written at a high quality.
+_SAVE_OPTIONS: dict[str, dict] = {
+    "WEBP": {"lossless": True, "exact": True},
+    "JPEG": {"quality": 95},
+}
+# Formats whose Pillow writer embeds an ICC profile.
+_ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
+# Extensions of formats that cannot keep pixels exactly.
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+
+
+def image_writer(arr: np.ndarray, path: str | os.PathLike, *,
+                 icc_profile: bytes | None = None) -> Callable[[str], None]:
     """A function that writes ``arr`` to a given file in the format ``path``'s extension names (for
-    writing under a temporary name first). An unknown extension is an ``InputError``, raised here,
-    before anything is written."""
+    writing under a temporary name first), embedding ``icc_profile`` where the format can hold one.
+    An unknown extension is an ``InputError``, raised here, before anything is written."""
     check_output_path(path)
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     if fmt is None:  # a suffix in OUTPUT_SUFFIXES that this Pillow build cannot write
         from .errors import InputError
 
         raise InputError(f"this installation cannot write {Path(path).suffix!r} images; use .png")
-    return lambda tmp: Image.fromarray(arr).save(tmp, format=fmt)
+    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if icc_profile and fmt in _ICC_FORMATS:
+        options["icc_profile"] = icc_profile
+    return lambda tmp: Image.fromarray(arr).save(tmp, format=fmt, **options)
 
 
-def save_image_atomic(arr: np.ndarray, path: str | os.PathLike) -> Path:
+def save_image_atomic(arr: np.ndarray, path: str | os.PathLike, *, icc_profile: bytes | None = None) -> Path:
     """Write an image so that ``path`` either holds the whole file or is left untouched."""
-    return atomic_write(path, image_writer(arr, path))
+    return atomic_write(path, image_writer(arr, path, icc_profile=icc_profile))

@@ -31,16 +31,20 @@ class ModelSpec:
     architecture: GeneratorConfig | None = None
     sha256: str | None = None
     channel_configs: str = "uniform"  # 'uniform', 'flexible' or 'full' (plain StyleGAN2)
+    # Whether the model generates faces: face detection and FFHQ alignment only make sense then.
+    # A model file's own info["face"] takes precedence.
+    face: bool = True
     extra: dict = field(default_factory=dict)
 
 
-def _official(name: str, res: int, description: str, channel_configs: str) -> ModelSpec:
+def _official(name: str, res: int, description: str, channel_configs: str, face: bool = True) -> ModelSpec:
     return ModelSpec(
         name=name,
         description=description,
         filenames=(f"{name}.safetensors", f"{name}.pt"),
         architecture=GeneratorConfig(resolution=res, style_dim=512, n_mlp=8, channel_multiplier=2, channel_max=512),
         channel_configs=channel_configs,
+        face=face,
     )
 
 
@@ -53,11 +57,22 @@ KNOWN_MODELS: dict[str, ModelSpec] = {
                   "uniform"),
         _official("anycost-ffhq-config-f-flexible", 1024,
                   "Anycost GAN, FFHQ faces 1024px, flexible per-layer channels", "flexible"),
-        _official("anycost-car-config-f", 512, "Anycost GAN, LSUN cars 512px, uniform channel ratios", "uniform"),
+        _official("anycost-car-config-f", 512, "Anycost GAN, LSUN cars 512px, uniform channel ratios", "uniform",
+                  face=False),
         _official("stylegan2-ffhq-config-f", 1024, "StyleGAN2 config-f, FFHQ faces 1024px (full model only)",
                   "full"),
     )
 }
+
+
+def spec_for(name_or_path: str | os.PathLike) -> ModelSpec | None:
+    """The registered model a name or a file stands for: by name, else by one of its file names
+    (``…/anycost-car-config-f.pt``); None for anything else."""
+    text = str(name_or_path)
+    if text in KNOWN_MODELS:
+        return KNOWN_MODELS[text]
+    filename = Path(text).name
+    return next((s for s in KNOWN_MODELS.values() if filename in s.filenames), None)
 
 
 def user_data_dir() -> Path:

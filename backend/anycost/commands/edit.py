@@ -1,17 +1,20 @@
 """``anycost edit`` and ``anycost project``: the editing engine from the command line.
 
-Every check that can fail on the arguments alone (output paths, slider names and ranges, a latent
-file's shape) runs before any image is touched; each input's files (image and latent) are written
+Every check that can fail on the arguments alone (output paths, that no output is an input file and
+every output folder takes new files, slider names and ranges, a latent file's shape) runs before any
+image is touched; each input's files (image and latent) are written
 under temporary names and renamed together at the end, so a failure leaves none of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse images larger than this many pixels (default {DEFAULT_MAX_PIXELS}, "
                         f"8192 × 8192)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let an output replace one of the input files (e.g. -o IN.png); refused otherwise")
     add_device(p)
     add_threads(p)
 
@@ -114,13 +119,59 @@ class _Job:
 
 
 def _plan(inputs: list[str], image_out: str | None, latent_out: str | None, *, image_flag: str,
-          latent_flag: str) -> list[_Job]:
+          latent_flag: str, reads: tuple[str | None, ...] = (), overwrite: bool = False) -> list[_Job]:
     """Each input's output paths, every one checked before any work: a single input takes file names,
-    several take folders (NAME.png / NAME.npy inside) and must not share a file name."""
+    several take folders (NAME.png / NAME.npy inside) and must not share a file name; no output may be
+    one of the files read (the inputs and ``reads``) unless ``overwrite``; every output folder must
+    take new files."""
     try:
-        return _plan_paths(inputs, image_out, latent_out, image_flag, latent_flag)
+        jobs = _plan_paths(inputs, image_out, latent_out, image_flag, latent_flag)
+        if not overwrite:
+            _refuse_overwriting_inputs(jobs, [Path(r) for r in reads if r])
+        _check_writable(jobs)
+        return jobs
     except OSError as e:  # e.g. a name longer than the file system allows
         raise InputError(f"cannot use the output path {e.filename}: {e.strerror or e}") from e
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _refuse_overwriting_inputs(jobs: list[_Job], reads: list[Path]) -> None:
+    # samefile, not name equality: `-o .` next to the inputs, symlinks and hard links all count
+    sources = [j.source for j in jobs] + reads
+    for job in jobs:
+        for out in (job.image, job.latent):
+            src = None if out is None else next((s for s in sources if _same_file(out, s)), None)
+            if src is not None:
+                what = f"the input {src}" if str(src) == str(out) else f"{out}, which is the input {src}"
+                raise InputError(f"refusing to overwrite {what}; choose another output "
+                                 f"(or pass --overwrite to replace it)")
+
+
+def _check_writable(jobs: list[_Job]) -> None:
+    """Create and remove a file in each output folder (or its first existing parent): permissions,
+    read-only and pseudo file systems all show up here, before any image is read. Mode bits alone
+    would not do (root passes every os.access check)."""
+    probed: set[Path] = set()
+    for job in jobs:
+        for out in (job.image, job.latent):
+            if out is None:
+                continue
+            folder = next((q for q in (out.parent, *out.parent.parents) if q.exists()), None)
+            if folder is None or folder in probed or not folder.is_dir():
+                continue
+            probed.add(folder)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=".anycost-probe-", dir=folder)
+            except OSError as e:
+                raise InputError(f"cannot write {out}: cannot create files in {folder} ({e.strerror or e})") from e
+            os.close(fd)
+            os.unlink(tmp)
 
 
 def _plan_paths(inputs: list[str], image_out: str | None, latent_out: str | None, image_flag: str,
@@ -285,6 +336,28 @@ def _run_jobs(jobs: list[_Job], desc: str, work: Callable[[_Job], None]) -> int:
     return 0
 
 
+def _note(text: str) -> None:
+    print(f"anycost: note: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _lpips_fallback_noted(args: argparse.Namespace) -> Iterator[None]:
+    """When refinement would use LPIPS but no backbone file is cached, say so in one line up front
+    (naming every accepted file) instead of the library's warning with its source line."""
+    from ..training.perceptual import BACKBONE_FILES, backbone_path
+
+    wanted = not args.no_lpips and args.refine_steps > 0 and not getattr(args, "load_latent", None)
+    if not wanted or any(backbone_path(net).is_file() for net in BACKBONE_FILES):
+        yield
+        return
+    files = " or ".join(BACKBONE_FILES[net] for net in ("vgg", "alex"))
+    _note(f"refinement uses pixel losses only: LPIPS needs {files} in {backbone_path('alex').parent} "
+          f"(torchvision's ImageNet weights); pass --no-lpips to silence this")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LPIPS backbone weights not found", category=RuntimeWarning)
+        yield
+
+
 def _notice(session, job: _Job) -> None:
     if session.notice:
         from tqdm import tqdm
@@ -293,14 +366,15 @@ def _notice(session, job: _Job) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from ..imageio import image_writer
+    from ..imageio import LOSSY_SUFFIXES, image_writer
 
     sliders = parse_sliders(args.set)
     if len(args.inputs) > 1 and (args.mask or args.load_latent):
         raise InputError("--mask and --load-latent apply to a single input")
     if args.direction_layers and not args.directions:
         raise InputError("--direction-layers applies to the directions of --directions FILE")
-    jobs = _plan(args.inputs, args.output, args.save_latent, image_flag="-o", latent_flag="--save-latent")
+    jobs = _plan(args.inputs, args.output, args.save_latent, image_flag="-o", latent_flag="--save-latent",
+                 reads=(args.mask, args.load_latent, args.directions), overwrite=args.overwrite)
     _check_common(args)
     layers = parse_slots(args.direction_layers)
     editor = _editor(args, args.directions, layers)
@@ -321,19 +395,24 @@ def run_edit(args: argparse.Namespace) -> int:
         rgba = session.result(cost, color_match=not args.no_color_match)
         if job.image.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
             rgba = rgba[..., :3]
-        writes = [(job.image, image_writer(rgba, job.image))]
+        writes = [(job.image, image_writer(rgba, job.image, icc_profile=session.region.icc_profile))]
         if job.latent is not None:
             writes.append((job.latent, _latent_writer(session.w_base.detach().cpu().numpy()[0])))
         _write_together(writes)
         print(job.image, flush=True)
 
-    return _run_jobs(jobs, "edit", work)
+    if any(job.image.suffix.lower() in LOSSY_SUFFIXES for job in jobs):
+        _note("JPEG is lossy: the pixels outside the edit will not stay bit-identical "
+              "(write .png, .webp or .tif to keep them)")
+    with _lpips_fallback_noted(args):
+        return _run_jobs(jobs, "edit", work)
 
 
 def run_project(args: argparse.Namespace) -> int:
     from ..imageio import image_writer, tensor_to_uint8
 
-    jobs = _plan(args.inputs, args.preview, args.out_latent, image_flag="--preview", latent_flag="--out-latent")
+    jobs = _plan(args.inputs, args.preview, args.out_latent, image_flag="--preview", latent_flag="--out-latent",
+                 overwrite=args.overwrite)
     _check_common(args)
     editor = _editor(args)
 
@@ -344,10 +423,11 @@ def run_project(args: argparse.Namespace) -> int:
         writes = [(job.latent, _latent_writer(session.w_base.detach().cpu().numpy()[0]))]
         if job.image is not None:
             crop = tensor_to_uint8(session.render("full"))[0]
-            writes.append((job.image, image_writer(crop, job.image)))
+            writes.append((job.image, image_writer(crop, job.image, icc_profile=session.region.icc_profile)))
         _write_together(writes)
         print(job.latent, flush=True)
         if job.image is not None:
             print(job.image, flush=True)
 
-    return _run_jobs(jobs, "project", work)
+    with _lpips_fallback_noted(args):
+        return _run_jobs(jobs, "project", work)

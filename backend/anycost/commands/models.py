@@ -19,6 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--encoder", help="official W+ encoder checkpoint (.pt)")
     c.add_argument("--name", help="model name stored in the file (default: output file stem)")
     c.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    kind = c.add_mutually_exclusive_group()
+    kind.add_argument("--face", dest="face", action="store_const", const=True, default=None,
+                      help="the model generates faces: editing detects and aligns faces (the default, unless "
+                           "the registry knows the model as something else)")
+    kind.add_argument("--not-face", dest="face", action="store_const", const=False,
+                      help="the model generates something other than faces (e.g. cars): editing uses a "
+                           "centred crop and never runs face detection")
     c.set_defaults(func=run_convert)
 
 
@@ -56,8 +63,10 @@ def run_convert(args: argparse.Namespace) -> int:
     if E is not None and (E.config.n_style, E.config.style_dim) != (G.n_style, G.style_dim):
         raise InputError(f"encoder predicts {E.config.n_style}×{E.config.style_dim} styles but the generator "
                          f"uses {G.n_style}×{G.style_dim}")
+    name = args.name or out.stem
     info = {
-        "name": args.name or out.stem,
+        "name": name,
+        "face": _is_face(args.face, name, args.generator),
         "source": "official checkpoint",
         "converted_from": Path(args.generator).name,
         "channel_ratios": [0.25, 0.5, 0.75, 1.0],
@@ -65,3 +74,13 @@ def run_convert(args: argparse.Namespace) -> int:
     save_model(out, generator=G, encoder=E, info=info)
     print(out)
     return 0
+
+
+def _is_face(flag: bool | None, name: str, source: str) -> bool:
+    """--face/--not-face, else what the registry says of the model's name or source file, else True."""
+    if flag is not None:
+        return flag
+    from ..registry import spec_for
+
+    spec = spec_for(name) or spec_for(source)
+    return spec.face if spec is not None else True

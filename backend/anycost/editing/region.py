@@ -60,10 +60,12 @@ def check_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS, wh
 @dataclass
 class Region:
     """Pixels to edit. ``rgba`` is (H, W, 4) uint8, straight (not premultiplied) alpha; ``mask`` is
-    (H, W) uint8 (255 = fully selected) or None for "everything"."""
+    (H, W) uint8 (255 = fully selected) or None for "everything". ``icc_profile`` is the colour profile
+    of the file the pixels came from (RGB profiles only), so that outputs can carry it on."""
 
     rgba: np.ndarray
     mask: np.ndarray | None = None
+    icc_profile: bytes | None = None
 
     def __post_init__(self) -> None:
         a = self.rgba
@@ -161,17 +163,18 @@ class Region:
         if mask_path is not None:
             mask = read_mask_file(mask_path, (rgba.shape[0], rgba.shape[1]), max_pixels=max_pixels,
                                   image_name=os.fspath(path))
-        return cls(rgba, mask)
+        return cls(rgba, mask, rgb_icc_profile(im))
 
     def with_mask(self, mask: np.ndarray | str | os.PathLike | None, *,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Region:
         """This region's pixels with another selection: a uint8 or boolean (H, W) array, a mask image
         file (greyscale, white = selected) or None for everything."""
         if mask is None:
-            return Region(self.rgba)
+            return Region(self.rgba, icc_profile=self.icc_profile)
         if isinstance(mask, (str, os.PathLike)):
-            return Region(self.rgba, read_mask_file(mask, (self.height, self.width), max_pixels=max_pixels))
-        return Region(self.rgba, _as_mask(mask, (self.height, self.width)))
+            return Region(self.rgba, read_mask_file(mask, (self.height, self.width), max_pixels=max_pixels),
+                          self.icc_profile)
+        return Region(self.rgba, _as_mask(mask, (self.height, self.width)), self.icc_profile)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -192,6 +195,14 @@ def read_mask_file(path: str | os.PathLike, shape: tuple[int, int], *, max_pixel
             f"{image} is {shape[1]} × {shape[0]}; they must be the same size"
         )
     return mask
+
+
+def rgb_icc_profile(im: Image.Image) -> bytes | None:
+    """The image's embedded ICC profile when it describes RGB data (a CMYK or grey profile would be
+    wrong for the RGB pixels written back), else None."""
+    icc = im.info.get("icc_profile")
+    # bytes 16-19 of an ICC header name the data colour space
+    return bytes(icc) if isinstance(icc, (bytes, bytearray)) and icc[16:20] == b"RGB " else None
 
 
 def encode_rgba(rgba: np.ndarray, channel_order: str = "RGBA") -> bytes:

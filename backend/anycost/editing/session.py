@@ -45,6 +45,7 @@ class Editor:
         from ..registry import DEFAULT_MODEL, KNOWN_MODELS, resolve_model
 
         name = DEFAULT_MODEL if model is None else model
+        self._model_arg = name  # the registry's face flag is looked up by it (see is_face_model)
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < MIN_SIDE * MIN_SIDE:
             raise InputError(f"max_pixels must be an integer of at least {MIN_SIDE * MIN_SIDE}, got {max_pixels!r}")
         # Largest region open() accepts: the paste-back's float buffers grow with it.
@@ -85,7 +86,14 @@ class Editor:
 
     @property
     def is_face_model(self) -> bool:
-        return bool(self.info.get("face", True))
+        """Whether faces are detected and aligned: the model file's info["face"]; for a file without it,
+        the registered model its name or file stands for (cars are not faces); otherwise True."""
+        if "face" in self.info:
+            return bool(self.info["face"])
+        from ..registry import spec_for
+
+        spec = spec_for(self._model_arg) or spec_for(self.path) or spec_for(str(self.info.get("name", "")))
+        return spec.face if spec is not None else True
 
     def load_directions(self, path: str | os.PathLike, *, layers: list[int] | None = None) -> DirectionSet:
         """Add directions from a file (project .safetensors/.npy, or an official boundary .pt).
@@ -231,9 +239,12 @@ class Editor:
             region = Region.from_file(image, max_pixels=limit).with_mask(mask, max_pixels=limit)
         else:
             region = Region.from_file(image, mask_path=mask, max_pixels=limit)
-        use_landmarks = align and self.is_face_model
-        alignment = align_face(region, self.generator.resolution, use_landmarks=use_landmarks,
+        face = self.is_face_model
+        alignment = align_face(region, self.generator.resolution, use_landmarks=align and face,
                                landmarks=landmarks)
+        if align and not face and landmarks is None:
+            alignment.notice = (f"{self.name!r} is not a face model, so no face is looked for; "
+                                f"using a centred square crop of the region.")
         return EditSession(self, region, alignment)
 
 
