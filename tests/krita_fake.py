@@ -81,15 +81,17 @@ class FakeNode:
         return list(self.children)
 
     def bounds(self) -> QRect:
+        """The bounds of the pixels that are not fully transparent (colour bytes under alpha 0 do not count,
+        as in Krita)."""
         w, h = self.doc._w, self.doc._h
+        a = self.bpp // (2 if self._model != "RGBA" else 4)  # bytes of the alpha channel, the last one
         xs, ys = [], []
         for y in range(h):
             row = self.pixels[y * w * self.bpp:(y + 1) * w * self.bpp]
-            if any(row):
+            hits = [x for x in range(w) if any(row[(x + 1) * self.bpp - a:(x + 1) * self.bpp])]
+            if hits:
                 ys.append(y)
-                for x in range(w):
-                    if any(row[x * self.bpp:(x + 1) * self.bpp]):
-                        xs.append(x)
+                xs.extend(hits)
         if not ys:
             return QRect(0, 0, 0, 0)
         return QRect(min(xs), min(ys), max(xs) - min(xs) + 1, max(ys) - min(ys) + 1)

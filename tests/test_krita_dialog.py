@@ -62,6 +62,11 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
     assert r["sliders"] == ["sefa_0", "sefa_1", "sefa_2"] and r["quality_items"] > 2
     assert r["slider_value"] == 0.5 and "ms" in r["latency_label"] and r["thumbnail_updates"] >= 2
     assert r["apply_enabled"] and r["after_reset"] == 0.0
+    # the projection is refined in 5 steps: the bar rises through them, never back, and is full when ready
+    shown = [v for top, v in r["progress"] if top == 100 and v >= 0]
+    assert any(0 < v < 100 for v in shown), r["progress"]
+    assert shown == sorted(shown) and shown[-1] == 100, r["progress"]
+    assert r["progress_at_ready"] == [100, 100]
     assert r["reset_all"]["before"] == [0.0, 0.7, -0.3]
     assert r["reset_all"]["after"] == [0.0, 0.0, 0.0] and r["reset_all"]["positions"] == [0, 0, 0], "Reset all"
     assert r["preview_choice"].startswith("Preview: ") and not r["retry_visible"]

@@ -29,6 +29,7 @@ W, H = 288, 224  # the document
 FACE_AT = (100, 48)  # where the 128² face is pasted
 SELECTION = (110, 58, 108, 108)
 PADDING = 0.1  # in the test's kritarc: the plugin reads its settings from Krita's
+REFINE_STEPS = 3  # likewise: the projection is refined, so its progress bar has steps to show
 KRITA_TIMEOUT = 240
 
 KRITA = shutil.which("krita")
@@ -85,6 +86,7 @@ def krita_run(tmp_path_factory):
     shutil.copyfile(DRIVER / "anycost_e2e_driver.desktop", pykrita / "anycost_e2e_driver.desktop")
     set_ini_value(kritarc, "python", "enable_anycost_e2e_driver", "true")
     set_ini_value(kritarc, PLUGIN, "padding", str(PADDING))
+    set_ini_value(kritarc, PLUGIN, "refine_steps", str(REFINE_STEPS))
 
     out = root / "out"
     out.mkdir()
@@ -171,6 +173,9 @@ def test_dialog_offers_the_backends_sliders_and_costs(run):
     sx, sy, sw, sh = SELECTION
     pad = round(PADDING * max(sw, sh))
     assert r["region"] == [sx - pad, sy - pad, sw + 2 * pad, sh + 2 * pad], "selection bounds + kritarc's padding"
+    shown = [v for top, v in r["progress"] if top == 100 and v >= 0]  # not the busy bar
+    assert any(0 < v < 100 for v in shown), f"the refinement's steps show: {r['progress']}"
+    assert shown == sorted(shown), f"the bar never goes back: {r['progress']}"
     assert r["progress_when_ready"] == [0, 100, 100], "the projection's progress bar is full once ready"
     assert r["preview_choice"].startswith("Preview: ") and " ms measured" in r["preview_choice"]
 
@@ -185,6 +190,15 @@ def test_cancel_leaves_the_document_identical(run):
     assert (pv[..., 3] > 0).sum() > 100, "previews stream into the temporary layer"
     assert (out / "source_during_preview.raw").read_bytes() == (out / "source_before.raw").read_bytes()
     assert r["after_cancel"]["layers"] == r["before"]["layers"]
+    # the undo history (docs/krita.md): the user's pending Redo is lost with the first preview; after
+    # Cancel, Redo brings back the temporary layer, empty, and Undo takes it away again
+    assert r["redo_pending"] == r["before"]["layers"] and "Redo layer" not in r["redo_pending"]
+    redone = r["redo_after_cancel"]
+    assert "Redo layer" not in redone["layers"], "the pending Redo was dropped"
+    before = r["before"]["layers"]
+    assert redone["layers"] == before[:1] + ["Anycost preview (temporary)"] + before[1:], redone
+    assert redone["preview_empty"] is True, "only an empty layer comes back: no preview pixels"
+    assert r["undo_after_that_redo"] == r["before"]["layers"]
     assert "User layer" in r["after_cancel"]["layers"], "the user's last step is kept"
     assert r["after_cancel_undo"] == [n for n in r["before"]["layers"] if n != "User layer"], \
         "the newest step is the user's own: the preview left no step in the history"
@@ -204,7 +218,6 @@ def test_apply_writes_one_new_layer_at_the_region(run):
     assert "Anycost preview (temporary)" not in layers, "the preview layer is gone"
     assert layers == r["before"]["layers"][:1] + [new["name"]] + r["before"]["layers"][1:], "right above the source"
     assert new["name"].startswith("Anycost Face Edit (") and "+0.90" in new["name"] and "-0.80" in new["name"]
-    assert new["bounds"] == [x, y, w, h], "positioned exactly at the region"
 
     before, after = _raw(out, "before_image.raw"), _raw(out, "after_apply_image.raw")
     outside = np.ones((H, W), bool)
@@ -214,12 +227,23 @@ def test_apply_writes_one_new_layer_at_the_region(run):
     face = np.abs(after[sy:sy + sh, sx:sx + sw].astype(int) - before[sy:sy + sh, sx:sx + sw]).max(-1)
     # the demo model's edits are gentle: most face pixels move a little
     assert (face > 0).mean() > 0.3 and face.mean() > 1.0, "the face pixels changed"
+    # the new layer holds the changed pixels of the selection and is transparent everywhere else
     layer = _raw(out, "new_layer_region.raw", w, h)
     inside_sel = np.zeros((h, w), bool)
     inside_sel[sy - y:sy - y + sh, sx - x:sx - x + sw] = True
-    region_before = before[y:y + h, x:x + w]
-    assert np.array_equal(layer[~inside_sel], region_before[~inside_sel]), "unselected pixels untouched"
-    assert (layer[..., 3] == 255).all()
+    region_before, region_after = before[y:y + h, x:x + w], after[y:y + h, x:x + w]
+    shown = layer[..., 3] > 0
+    assert not shown[~inside_sel].any(), "transparent outside the selection"
+    assert set(np.unique(layer[..., 3])) <= {0, 255}, "the edit's pixels are opaque, as the face was"
+    assert shown[inside_sel].mean() > 0.3, "the face's changed pixels are in the layer"
+    assert (layer[shown][:, :3] != region_before[shown][:, :3]).any(-1).all(), "only pixels the edit changed"
+    assert np.array_equal(region_after[shown], layer[shown]), "the document shows the edit there"
+    assert np.array_equal(region_after[~shown], region_before[~shown]), \
+        "the document is identical to before everywhere the edit changed nothing"
+    ys, xs = np.nonzero(shown)
+    bx, by, bw, bh = new["bounds"]
+    assert x <= bx and y <= by and bx + bw <= x + w and by + bh <= y + h, "within the region"
+    assert bx <= x + xs.min() and by <= y + ys.min() and x + xs.max() < bx + bw and y + ys.max() < by + bh
     assert (out / "source_after_apply.raw").read_bytes() == (out / "source_before.raw").read_bytes(), \
         "the source layer itself is never written"
 

@@ -185,6 +185,45 @@ def test_failed_reinstall_leaves_the_working_install_untouched(tmp_path, wheel_d
     assert list(fresh.iterdir()) == [] and not fresh_rc.exists()
 
 
+def test_folders_that_cannot_be_written_are_one_line_errors(tmp_path, wheel_dir, monkeypatch, capsys):
+    """A kritarc or plugin folder below a regular file: exit 2, one line naming the path, nothing changed;
+    the kritarc is checked before the new plugin is swapped in."""
+    pykrita, rc = tmp_path / "krita" / "pykrita", tmp_path / "kritarc"
+    target = ["--python-version", "3.11", "--platform", "linux_x86_64", "--wheel-dir", str(wheel_dir), "--offline"]
+    p = _cli(monkeypatch, capsys, "install", "krita", "--pykrita-dir", str(pykrita), "--kritarc", str(rc), *target,
+             env_home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    before, rc_before = _tree(pykrita), rc.read_text()
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+
+    p = _cli(monkeypatch, capsys, "install", "krita", "--pykrita-dir", str(pykrita), "--kritarc",
+             str(afile / "kritarc"), "--python-version", "3.12", "--platform", "linux_x86_64", "--wheel-dir",
+             str(wheel_dir), "--offline", env_home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"anycost: error: cannot write Krita's settings file {afile / 'kritarc'}: "), p.stderr
+    assert _tree(pykrita) == before, "the old install is not replaced"
+    assert rc.read_text() == rc_before and afile.read_text() == "not a folder"
+
+    p = _cli(monkeypatch, capsys, "install", "krita", *target, "--pykrita-dir", str(afile / "pykrita"), "--kritarc",
+             str(rc), env_home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("anycost: error: cannot install the plugin: ") and str(afile) in p.stderr
+    assert rc.read_text() == rc_before and afile.read_text() == "not a folder"
+
+    odd = tmp_path / "odd" / "pykrita"
+    (odd / f"{PLUGIN}.desktop").mkdir(parents=True)  # a folder where uninstall expects a file
+    p = _cli(monkeypatch, capsys, "uninstall", "krita", "--pykrita-dir", str(odd), "--kritarc", str(rc),
+             env_home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith(f"anycost: error: cannot uninstall the plugin: {odd / (PLUGIN + '.desktop')}: ")
+
+    p = _cli(monkeypatch, capsys, "package", "krita", "-o", str(afile / "out.zip"), "--python-version", "3.11",
+             "--platform", "linux_x86_64", "--wheel-dir", str(wheel_dir), "--offline", env_home=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert p.stderr.startswith("anycost: error: cannot write the package: ") and str(afile) in p.stderr
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--python-version", "311", "python version must look like 3.11, got '311'"),
     ("--platform", "beos", "unknown platform 'beos'"),

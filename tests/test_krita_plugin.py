@@ -8,11 +8,13 @@ import heapq
 import itertools
 import json
 import os
+import random
 import select
 import signal
 import struct
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from service_support import Backend, make_directions
 from anycost_client import backend_launcher as BL
 from anycost_client.controller import (
     AUTO,
+    PREVIEW_SOURCES,
     BackendLink,
     EditController,
     LinkSettings,
@@ -40,6 +43,7 @@ from anycost_client.regions import (
     krita_pixel_format,
     mask_or_none,
     paste_box,
+    result_layer_pixels,
     swap_red_blue,
     to_rgba8,
 )
@@ -207,15 +211,16 @@ def test_canvas_preview_apply_is_one_undo_step(depth):
     source_pixels = bytes(src.pixels)
     region = read_region(doc, src, 0.25)
     canvas = KritaCanvas(FakeKrita(doc), doc, src, region)
-    canvas.show_preview(_frame((2, 2, 10, 10), 200))
+    canvas.show_preview(_frame((2, 2, 10, 10), 200))  # the selection starts at (6, 6) of the region
     assert doc.layer_names() == ["Background", PREVIEW_LAYER_NAME]
     pv = doc.root.children[1]
     assert pv.locked()
     fmt = krita_pixel_format("RGBA", depth, pv.colorProfile())
     rx, ry = region.rect.x, region.rect.y
-    assert to_rgba8(pv.pixelData(rx + 2, ry + 2, 1, 1), 1, 1, fmt) == bytes([200, 200, 200, 255])
+    assert to_rgba8(pv.pixelData(rx + 8, ry + 8, 1, 1), 1, 1, fmt) == bytes([200, 200, 200, 255])
+    assert to_rgba8(pv.pixelData(rx + 2, ry + 2, 1, 1), 1, 1, fmt)[3] == 0, "outside the selection: transparent"
     canvas.show_preview(_frame((8, 8, 4, 4), 50, previous=(2, 2, 10, 10)))
-    assert to_rgba8(pv.pixelData(rx + 2, ry + 2, 1, 1), 1, 1, fmt)[3] == 0, "the old box is cleared"
+    assert to_rgba8(pv.pixelData(rx + 6, ry + 6, 1, 1), 1, 1, fmt)[3] == 0, "the old box is cleared"
     assert to_rgba8(pv.pixelData(rx + 9, ry + 9, 1, 1), 1, 1, fmt) == bytes([50, 50, 50, 255])
 
     result = bytes([9, 99, 199, 255]) * (region.width * region.height)
@@ -225,11 +230,90 @@ def test_canvas_preview_apply_is_one_undo_step(depth):
         "the preview left no undo step; the result is exactly one"
     new = doc.root.children[1]
     b = new.bounds()
-    assert (b.x(), b.y(), b.width(), b.height()) == region.rect.as_tuple()
-    assert to_rgba8(new.pixelData(*region.rect.as_tuple()), region.width, region.height, fmt) == result
+    assert (b.x(), b.y(), b.width(), b.height()) == (20, 10, 24, 20), "the changed pixels: the selection here"
+    written = to_rgba8(new.pixelData(*region.rect.as_tuple()), region.width, region.height, fmt)
+    assert written[3::4] == bytes(255 if region.mask[i] else 0 for i in range(region.width * region.height)), \
+        "the changed pixels inside the selection, transparent outside it"
+    assert written == result_layer_pixels(result, region.rgba, region.mask)
     assert bytes(src.pixels) == source_pixels, "the source layer is never written"
     doc.undo()
     assert doc.layer_names() == ["Background"]
+
+
+def test_result_layer_pixels_hides_what_the_edit_left_alone():
+    original = bytes([1, 2, 3, 255, 4, 5, 6, 128, 7, 8, 9, 0, 10, 11, 12, 255])
+    result = bytes([1, 2, 3, 255, 4, 5, 7, 128, 7, 8, 9, 0, 99, 11, 12, 255])
+    assert result_layer_pixels(result, original) == bytes([1, 2, 3, 0, 4, 5, 7, 128, 7, 8, 9, 0, 99, 11, 12, 255])
+    assert result_layer_pixels(result, original, b"\xff\x00\xff\x80") == \
+        bytes([1, 2, 3, 0, 4, 5, 7, 0, 7, 8, 9, 0, 99, 11, 12, 255]), "unselected: transparent even if changed"
+    # against the plain per-pixel rule, on pixels that differ in one byte anywhere (the fold must not leak
+    # between neighbouring pixels)
+    rng = random.Random(7)
+    n = 2000
+    original = bytes(rng.choice((0, 1, 128, 255)) for _ in range(4 * n))
+    result = bytearray(original)
+    for i in rng.sample(range(4 * n), n // 2):
+        result[i] = rng.choice((0, 1, 128, 255))
+    mask = bytes(rng.choice((0, 0, 1, 200, 255)) for _ in range(n))
+    for m in (None, mask):
+        plain = bytearray(result)
+        for p in range(n):
+            if result[4 * p:4 * p + 4] == original[4 * p:4 * p + 4] or (m is not None and not m[p]):
+                plain[4 * p + 3] = 0
+        assert result_layer_pixels(bytes(result), original, m) == bytes(plain)
+    with pytest.raises(ValueError, match="same whole number"):
+        result_layer_pixels(result, original[:8])
+    with pytest.raises(ValueError, match="mask has 3 pixels"):
+        result_layer_pixels(result, original, b"\xff" * 3)
+
+
+def _over(layer: tuple[int, ...], source: tuple[int, ...]) -> tuple[Fraction, ...]:
+    """Normal blending of one straight-alpha 16-bit pixel (B, G, R, A) over another, exactly."""
+    la, sa = Fraction(layer[3], 65535), Fraction(source[3], 65535)
+    a = la + sa * (1 - la)
+    if a == 0:
+        return (Fraction(0),) * 4
+    return tuple((layer[c] * la + source[c] * sa * (1 - la)) / a for c in range(3)) + (a * 65535,)
+
+
+def test_apply_on_a_16bit_linear_semi_transparent_layer_keeps_every_unchanged_pixel_exact():
+    """The wire is 8-bit; the document is not. Pixels the edit did not change, and every pixel outside the
+    selection, must composite to the source's own 16-bit values (not an 8-bit copy laid over them)."""
+    w, h = 48, 40
+    doc = FakeDocument(w, h, depth="U16", profile="sRGB-elle-V2-g10.icc")
+    src = doc.root.children[0]
+    # 16-bit values no 8-bit code reproduces, half of them semi-transparent
+    raw = struct.pack(f"={4 * w * h}H", *(v for i in range(w * h) for v in (
+        (i * 977 + 13) % 65536, (i * 331 + 7) % 65536, (i * 4099 + 1) % 65536, 32768 if i % 2 else 65535)))
+    src.setPixelData(raw, 0, 0, w, h)
+    doc.undo_stack.clear()
+    doc.select(12, 10, 24, 20)
+    region = read_region(doc, src, 0.25)
+    result = bytearray(region.rgba)
+    changed = set()
+    for j in range(0, region.width * region.height, 5):  # change every fifth pixel, in and out of the selection
+        result[4 * j] = (result[4 * j] + 40) % 256
+        changed.add(j)
+    canvas = KritaCanvas(FakeKrita(doc), doc, src, region)
+    canvas.show_preview(PreviewFrame(0, (0, 0, region.width, region.height), bytes(result), None))
+    canvas.write_result(bytes(result), "edit")
+    new = doc.root.children[1]
+    fmt = krita_pixel_format("RGBA", "U16", "sRGB-elle-V2-g10.icc")
+    rx, ry = region.rect.x, region.rect.y
+    exact = kept = 0
+    for j in range(region.width * region.height):
+        x, y = rx + j % region.width, ry + j // region.width
+        source = struct.unpack("=4H", src.pixelData(x, y, 1, 1))
+        layer = struct.unpack("=4H", new.pixelData(x, y, 1, 1))
+        if j in changed and region.mask[j]:
+            assert to_rgba8(new.pixelData(x, y, 1, 1), 1, 1, fmt) == bytes(result[4 * j:4 * j + 4]), "the edit"
+            kept += 1
+        else:
+            assert _over(layer, source) == tuple(Fraction(v) for v in source), f"pixel {x},{y} changed"
+            exact += 1
+    assert kept > 50 and exact > 500
+    b = new.bounds()
+    assert (b.x(), b.y(), b.width(), b.height()) == (12, 10, 24, 20), "only the selection's changed pixels"
 
 
 def test_canvas_discard_restores_everything():
@@ -496,6 +580,33 @@ def test_external_backend_restart_is_reported_and_the_edit_replayed(tmp_path, ba
             b.stop()
 
 
+def test_projection_progress_rises_step_by_step_to_full(tmp_path, backend_files):
+    """With refinement steps the dialog's progress bar follows the projection: fractions strictly between
+    0 and 1 while refining, never going down, full once the session is ready."""
+    _, model, dirs = backend_files
+    b = Backend(tmp_path, model, dirs)
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(connection_file=str(b.conn)))
+    loop.links.append(link)
+    seen: list[tuple[str, float | None, str]] = []
+    c = EditController(link, _region(), RecordingCanvas(), refine_steps=5,
+                       on_change=lambda what: seen.append((what, c.progress_fraction(), c.message)))
+    try:
+        c.start()
+        assert c.progress_fraction() is None, "nothing known yet: the dialog shows a busy bar"
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+    finally:
+        link.shutdown()
+        b.stop()
+    fractions = [f for _, f, _ in seen if f is not None]
+    assert any(0 < f < 1 for f in fractions), f"no partial progress among {fractions}"
+    assert fractions == sorted(fractions), f"progress went down: {fractions}"
+    assert fractions[-1] == 1.0 and c.progress_fraction() == 1.0
+    assert [f for what, f, _ in seen if what == "progress" and f is not None] == [0.2, 0.4, 0.6, 0.8, 1.0], \
+        "one step of the bar per refinement step"
+    assert any(m == "Refining the projection (5/5)…" for _, _, m in seen), [m for _, _, m in seen]
+
+
 def test_ensure_backend_for_one_shot_plugins(monkeypatch, tmp_path, backend_files):
     """GIMP's plug-in processes live one edit long: the backend they start outlives them."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
@@ -595,7 +706,7 @@ def test_preview_choice_latency_stale_quality_and_finding_a_backend_after_giving
         assert f" · {costs['preview_ms']:.0f} ms measured" in text, text
         if costs["preview_predicted_ms"] is not None:  # a searched configuration has a prediction too
             assert f"measured / {costs['preview_predicted_ms']:.0f} predicted" in text, text
-        assert f"({costs['preview_source']}, budget 80 ms)" in text and "FLOP" in text, text
+        assert f"({PREVIEW_SOURCES[costs['preview_source']]}, budget 80 ms)" in text and "FLOP" in text, text
 
         c.set_slider("sefa_0", 0.5)
         loop.run_until(lambda: c.previews_shown, 60, "a preview")
@@ -618,6 +729,72 @@ def test_preview_choice_latency_stale_quality_and_finding_a_backend_after_giving
         link.shutdown()
         if external is not None:
             external.stop()
+
+
+@pytest.mark.usefixtures("one_torch_thread")  # timed as the backend renders: one thread
+def test_preview_choice_text_follows_the_backends_choice_per_session(tmp_path):
+    """The backend chooses the preview again when a session opens (here: a search table cached while it
+    runs, whose entry beats the uniform ratio in use); the session's ready says so and the dialog's
+    'Preview:' line follows, though the link's welcome still describes the old choice."""
+    import torch
+
+    from anycost.editing.render import Cost, measure_cost_ms
+    from anycost.io.modelfile import save_model
+    from anycost.models.generator import Generator
+    from anycost.search.cache import cache_dir, machine_id, machine_info, weights_id
+    from anycost.search.table import SearchTable, TableEntry
+
+    torch.manual_seed(0)  # full generator about 20x slower than the cheap configuration below
+    G = Generator(resolution=128, style_dim=32, n_mlp=1, channel_multiplier=2, channel_max=128).eval()
+    model = save_model(tmp_path / "wide.safetensors", generator=G, info={"name": "wide", "face": False,
+                                                                         "channel_configs": "flexible"})
+    dirs = make_directions(model, tmp_path / "dirs.safetensors")
+    cheap = [128, 128, 64, 32, 32, 16, 128, 128, 128, 128, 128, 128]  # 16 px, narrow per-layer widths
+    full_ms, cheap_ms = measure_cost_ms(G, Cost(None, None)), measure_cost_ms(G, Cost(16, tuple(cheap)))
+    assert full_ms > 4 * cheap_ms, f"the test model's renders are too close: {full_ms:.1f} / {cheap_ms:.1f} ms"
+    budget = round((full_ms * cheap_ms) ** 0.5, 1)  # the full generator misses it, the cheap one fits
+    backend = Backend(tmp_path, model, dirs, "--preview-budget-ms", f"{budget:g}", "--no-background-search")
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(connection_file=str(backend.conn), host="test"))
+    loop.links.append(link)
+    try:
+        first = EditController(link, _region(), RecordingCanvas())
+        first.start()
+        loop.run_until(lambda: first.phase == Phase.READY, 60, "the first session")
+        uniform = first.preview_choice["preview"]
+        assert first.preview_choice["preview_source"] == "uniform"
+        assert first.preview_choice_text().startswith(f"Preview: {uniform} · ")
+        assert first.preview_choice_text().endswith(f"(uniform ratio, budget {budget:g} ms)")
+        first.cancel()
+
+        # what 'anycost search' leaves in the cache: an entry the search found more faithful than that ratio
+        table = SearchTable({"2ms": TableEntry(
+            res=16, channels=cheap, budget_ms=2.0, psnr=31.5, score=31.5, predicted_ms=3.0, fits=True,
+            baseline={"label": uniform, "psnr": 25.0, "score": 25.0})},
+            model={"name": "wide", "weights": weights_id(G)},
+            machine_id=machine_id({**machine_info("cpu"), "threads": 1}))  # the backend runs one thread
+        table.save(cache_dir() / "search" / f"{weights_id(G)}-{table.machine_id}.json")
+
+        second = EditController(link, _region(), RecordingCanvas())
+        second.start()
+        assert second.preview_choice["preview"] == uniform, "before its session: the welcome's choice"
+        loop.run_until(lambda: second.phase == Phase.READY, 60, "the second session")
+        choice = second.preview_choice
+        assert choice["preview"] == "16:flexible" and choice["preview_source"] == "search"
+        assert choice["preview_channels"] == cheap and choice["preview_psnr"] == 31.5
+        assert choice["levels"] and choice["preview_search"] == "off", "the welcome's other fields stay"
+        text = second.preview_choice_text()
+        assert text.startswith("Preview: 16:flexible · ") and "FLOP" in text, text
+        assert f" · {choice['preview_ms']:.0f} ms measured / 3 predicted" in text, text
+        assert text.endswith(f"(searched, budget {budget:g} ms)"), text
+        assert link.welcome["costs"]["preview"] == uniform, "the welcome itself is not resent"
+        second.set_slider("sefa_0", 0.5)
+        loop.run_until(lambda: second.previews_shown, 60, "a preview")
+        assert second.preview_cost == "16:flexible"
+        second.cancel()
+    finally:
+        link.shutdown()
+        backend.stop()
 
 
 def test_retry_starts_the_backend_again(monkeypatch, tmp_path):

@@ -34,6 +34,8 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,38 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 
 class InstallError(Exception):
     """The plugin could not be installed; the message says what to do."""
+
+
+@contextmanager
+def _file_errors(what: str) -> Iterator[None]:
+    """An ``OSError`` (a folder that cannot be created, a file in the way, no permission) becomes an
+    ``InstallError`` naming the path, so the command says it in one line."""
+    try:
+        yield
+    except InstallError:
+        raise
+    except OSError as e:
+        where = e.filename if e.filename is not None else ""
+        also = f" → {e.filename2}" if getattr(e, "filename2", None) else ""
+        reason = e.strerror or str(e)
+        raise InstallError(f"cannot {what}: {where}{also}: {reason}" if where else f"cannot {what}: {reason}") from e
+
+
+def check_writable_file(path: Path, what: str) -> None:
+    """Raise ``InstallError`` unless ``path`` can be written: a regular file (or nothing yet) whose
+    nearest existing folder above it is a writable folder. Checked before anything changes, so an
+    install never stops halfway for want of it."""
+    if path.exists() and not path.is_file():
+        raise InstallError(f"cannot write {what} {path}: it is not a regular file")
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise InstallError(f"cannot write {what} {path}: permission denied")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InstallError(f"cannot write {what} {path}: {parent} is a file, not a folder")
+    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InstallError(f"cannot write {what} {path}: {parent} is not writable")
 
 
 def plugin_sources() -> tuple[Path, Path, Path]:
@@ -297,7 +331,6 @@ def install(pykrita_dir: str | os.PathLike | None = None, *, link: bool = False,
     ``kritarc`` is touched only after success."""
     _, desktop_src, _ = plugin_sources()
     pykrita = Path(pykrita_dir) if pykrita_dir else default_resource_dir() / "pykrita"
-    resources = pykrita.parent
     rc = Path(kritarc) if kritarc else default_kritarc()
     source = "--python-version"
     if python_version is None:
@@ -313,6 +346,17 @@ def install(pykrita_dir: str | os.PathLike | None = None, *, link: bool = False,
     except WheelError as e:
         raise InstallError(str(e)) from e
 
+    check_writable_file(rc, "Krita's settings file")  # before anything is swapped in
+    with _file_errors("install the plugin"):
+        return _install(pykrita, rc, link=link, target=target, python_version=python_version, source=source,
+                        wheel_dir=wheel_dir, backend_command=backend_command, vendor_wheels=vendor_wheels,
+                        download=download, log=log, desktop_src=desktop_src)
+
+
+def _install(pykrita: Path, rc: Path, *, link: bool, target: Target, python_version: str, source: str,
+             wheel_dir: str | os.PathLike | None, backend_command: list[str] | None, vendor_wheels: bool,
+             download: bool, log, desktop_src: Path) -> InstallReport:
+    resources = pykrita.parent
     pykrita.mkdir(parents=True, exist_ok=True)
     dest = pykrita / PLUGIN
     for pattern in (f".{PLUGIN}-new-*", f".{PLUGIN}-old-*"):  # of an install that was killed midway
@@ -367,6 +411,11 @@ def uninstall(pykrita_dir: str | os.PathLike | None = None, *, kritarc: str | os
     (group ``[anycost_face_edit]``); returns what was changed."""
     pykrita = Path(pykrita_dir) if pykrita_dir else default_resource_dir() / "pykrita"
     rc = Path(kritarc) if kritarc else default_kritarc()
+    with _file_errors("uninstall the plugin"):
+        return _uninstall(pykrita, rc, purge)
+
+
+def _uninstall(pykrita: Path, rc: Path, purge: bool) -> list[Path]:
     removed = [p for p in (pykrita / PLUGIN, pykrita / f"{PLUGIN}{LINKED_SUFFIX}") if _remove(p)]
     for p in (pykrita / f"{PLUGIN}.desktop", pykrita.parent / "actions" / f"{PLUGIN}.action"):
         if p.exists():
@@ -395,7 +444,7 @@ def package(output: str | os.PathLike, *, python_versions: tuple[str, ...] = KRI
         if plat not in PLATFORMS:
             raise InstallError(f"unknown platform {plat!r}; choose from {', '.join(PLATFORMS)}")
     out = Path(output)
-    with tempfile.TemporaryDirectory() as tmp:
+    with _file_errors("write the package"), tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / PLUGIN
         shutil.copytree(folder, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", f"{PLUGIN}.action"))
         shutil.copytree(client, stage / "lib" / "anycost_client", ignore=IGNORE)

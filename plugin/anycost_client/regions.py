@@ -35,12 +35,15 @@ __all__ = [
     "from_rgba8",
     "krita_pixel_format",
     "mask_or_none",
+    "crop_box",
     "paste_box",
+    "result_layer_pixels",
     "swap_red_blue",
     "to_rgba8",
 ]
 
 DEPTHS = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}  # bytes per channel
+_SELECTED = bytes([0] + [255] * 255)  # A8 coverage → 0xFF where anything is selected
 
 
 class FormatError(ValueError):
@@ -195,6 +198,46 @@ def paste_box(base: bytearray, width: int, box: tuple[int, int, int, int] | None
         start = (y + r) * stride + x * bpp
         base[start:start + row] = mv[r * row:(r + 1) * row]
     return base
+
+
+def crop_box(data: bytes | bytearray, width: int, box: tuple[int, int, int, int], bpp: int = 4) -> bytes:
+    """The rows of ``box`` = (x, y, w, h) out of ``data`` (``width`` pixels wide, ``bpp`` bytes per pixel)."""
+    x, y, w, h = box
+    height = len(data) // (width * bpp)
+    if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > width or y + h > height:
+        raise ValueError(f"box {box} is outside the {width}×{height} region")
+    mv, stride, row = memoryview(data), width * bpp, w * bpp
+    return b"".join(mv[(y + r) * stride + x * bpp:(y + r) * stride + x * bpp + row] for r in range(h))
+
+
+def result_layer_pixels(result: bytes | bytearray, original: bytes | bytearray, mask: bytes | None = None) -> bytes:
+    """The pixels of a layer laid over the source: ``result`` (RGBA8) with alpha 0 where it equals
+    ``original`` byte for byte or where the selection ``mask`` (A8; None: all selected) is 0.
+
+    The wire is 8-bit: an opaque copy of pixels the edit never touched would round them on a 16-bit or
+    float layer and lay semi-transparent ones over themselves a second time. Transparent there, the
+    layer lets the source show through at its own precision. Colour bytes are kept."""
+    if len(result) != len(original) or len(result) % 4:
+        raise ValueError(f"result ({len(result)} bytes) and original ({len(original)} bytes) must be the same "
+                         "whole number of RGBA8 pixels")
+    if mask is not None and 4 * len(mask) != len(result):
+        raise ValueError(f"the mask has {len(mask)} pixels, the region {len(result) // 4}")
+    # Runs per preview, so no loop over pixels: the pixels as one big little-endian integer, 32 bits each.
+    # XOR marks differing bits; folding each pixel's 32 bits down onto its lowest (shifts adding up to 31
+    # never reach the next pixel's) leaves bit 0 set where the pixel changed; that bit becomes 0xFF in
+    # the alpha byte, and alpha keeps its value only there (and where the mask selects something).
+    n = len(result)
+    pixels = int.from_bytes(bytes(result), "little")
+    diff = pixels ^ int.from_bytes(bytes(original), "little")
+    for shift in (16, 8, 4, 2, 1):
+        diff |= diff >> shift
+    keep = (diff & int.from_bytes(b"\x01\0\0\0" * (n // 4), "little")) * 0xFF << 24
+    if mask is not None:
+        selected = bytearray(n)
+        selected[3::4] = bytes(mask).translate(_SELECTED)
+        keep &= int.from_bytes(selected, "little")
+    colour = int.from_bytes(b"\xff\xff\xff\0" * (n // 4), "little")
+    return (pixels & (colour | keep)).to_bytes(n, "little")
 
 
 # ------------------------------------------------------------------------------------ conversions

@@ -51,11 +51,17 @@ timer = Q.QTimer()
 timer.timeout.connect(link.tick)
 timer.start(250)
 canvas = Canvas()
-controller = EditController(link, region, canvas)
+controller = EditController(link, region, canvas, refine_steps=5)
 dialog = FaceEditDialog(controller, Settings())
+# every value the progress bar shows, with its range (0..0 is the busy bar)
+progress = []
+dialog.progress.valueChanged.connect(lambda v: progress.append([dialog.progress.maximum(), v]))
 controller.start()
 dialog.show()
 wait(lambda: controller.phase == Phase.READY, 60)
+app.processEvents()
+result["progress"] = progress
+result["progress_at_ready"] = [dialog.progress.maximum(), dialog.progress.value()]
 result["sliders"] = list(dialog.rows)
 result["quality_items"] = dialog.quality.count()
 dialog.quality.setCurrentIndex(1)  # a fixed cost

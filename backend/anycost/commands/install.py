@@ -142,7 +142,10 @@ def run_uninstall(args: argparse.Namespace) -> int:
         except mod.InstallError as e:
             raise AnycostError(str(e)) from e
     else:
-        removed = mod.uninstall(args.pykrita_dir, kritarc=args.kritarc, purge=args.purge)
+        try:
+            removed = mod.uninstall(args.pykrita_dir, kritarc=args.kritarc, purge=args.purge)
+        except mod.InstallError as e:
+            raise AnycostError(str(e)) from e
     if not removed:
         print("nothing to remove: the plugin is not installed there")
     for p in removed:

@@ -8,6 +8,8 @@ API in the tests. Facts it relies on (Krita 5.1–6):
   R,G,B,A, in the layer's own depth;
 - ``setPixelData`` is not undoable, ``addChildNode`` is: a new layer filled *before* it is added is
   exactly one undo step;
+- a layer's ``bounds`` leave out fully transparent pixels, so the result layer's are those of the
+  pixels the edit changed;
 - the temporary preview layer's own "Add layer" step is undone (the ``edit_undo`` action) instead of
   removing the layer, so neither Apply nor Cancel leaves preview steps in the undo history; the undo
   is checked by its effect and a step that was not the preview's is redone at once.
@@ -25,10 +27,12 @@ from anycost_client.regions import (
     Rect,
     Region,
     clip_rect,
+    crop_box,
     edit_rect,
     from_rgba8,
     krita_pixel_format,
     mask_or_none,
+    result_layer_pixels,
     to_rgba8,
 )
 
@@ -124,9 +128,17 @@ class KritaCanvas:
             layer.setPixelData(bytes(w * h * fmt.bytes_per_pixel), rx + old[0], ry + old[1], w, h)
         if frame.box is not None:
             x, y, w, h = frame.box
-            layer.setPixelData(from_rgba8(frame.rgba, w, h, fmt), rx + x, ry + y, w, h)
+            layer.setPixelData(from_rgba8(self._changed_only(frame.rgba, frame.box), w, h, fmt), rx + x, ry + y, w, h)
         self.doc.refreshProjection()
         self.previews_written += 1
+
+    def _changed_only(self, rgba: bytes, box: tuple[int, int, int, int]) -> bytes:
+        """``rgba`` for ``box`` of the region, transparent where it leaves the source as it is."""
+        region = self.region
+        if box == (0, 0, region.width, region.height):
+            return result_layer_pixels(rgba, region.rgba, region.mask)
+        mask = None if region.mask is None else crop_box(region.mask, region.width, box, 1)
+        return result_layer_pixels(rgba, crop_box(region.rgba, region.width, box), mask)
 
     def _remove_preview(self) -> None:
         layer, self.preview = self.preview, None
@@ -161,11 +173,14 @@ class KritaCanvas:
 
     # ------------------------------------------------------------------ result
     def write_result(self, rgba: bytes, name: str) -> None:
-        """New paint layer above the source, exactly at the region: ``createNode`` → ``setPixelData`` →
-        ``addChildNode``, one undo step. The preview goes first so nothing else is left behind."""
+        """New paint layer above the source, at the region: ``createNode`` → ``setPixelData`` →
+        ``addChildNode``, one undo step. It holds only the pixels the edit changed inside the selection
+        (transparent elsewhere), so the source shows through unchanged, at its own depth, everywhere else.
+        The preview goes first so nothing else is left behind."""
         r = self.region.rect
         layer = self.doc.createNode(name, PAINT_LAYER)
-        pixels = from_rgba8(rgba, r.width, r.height, node_format(layer))  # may raise: nothing touched yet
+        # may raise: nothing touched yet
+        pixels = from_rgba8(self._changed_only(rgba, (0, 0, r.width, r.height)), r.width, r.height, node_format(layer))
         self._remove_preview()
         layer.setPixelData(pixels, r.x, r.y, r.width, r.height)
         parent = self.source.parentNode()

@@ -231,6 +231,16 @@ class Driver(Extension):
         mine = doc.createNode("User layer", "paintlayer")
         source.parentNode().addChildNode(mine, source)
         doc.waitForDone()
+        yield from sleep(0.3)
+        # and a step the user took back: a Redo is pending when the dialog opens
+        redo = doc.createNode("Redo layer", "paintlayer")
+        source.parentNode().addChildNode(redo, mine)
+        doc.waitForDone()
+        yield from sleep(0.3)
+        k.action("edit_undo").trigger()
+        doc.waitForDone()
+        yield from sleep(0.3)
+        RESULTS["redo_pending"] = [n.name() for n in doc.rootNode().childNodes()]
 
         def source_active():
             doc.setActiveNode(source)  # takes effect through the event loop
@@ -248,6 +258,10 @@ class Driver(Extension):
         # 1. Cancel: previews appear in a temporary layer, then every trace goes
         dialog = yield from self.open_dialog()
         event("dialog 1 open")
+        # every value the projection's progress bar shows (with its maximum: 0 is the busy bar)
+        progress = []
+        dialog.progress.valueChanged.connect(lambda v: progress.append([dialog.progress.maximum(), v]))
+        RESULTS["progress"] = progress
         yield from self.wait_ready(dialog, SPEC["ready_timeout_s"])
         c = dialog.controller
         RESULTS["progress_when_ready"] = [dialog.progress.minimum(), dialog.progress.maximum(),
@@ -270,6 +284,20 @@ class Driver(Extension):
         yield from wait_for(lambda: self.plugin().dialog is None, 20, "the dialog to close")
         event("dialog 1 cancelled")
         self.snapshot(doc, "after_cancel")
+        # Redo now: the user's pending Redo was dropped by the preview's first step; what comes back is
+        # the emptied temporary layer, which Undo takes away again
+        k.action("edit_redo").trigger()
+        doc.waitForDone()
+        yield from sleep(0.3)
+        pv = self.preview_layer(doc)
+        RESULTS["redo_after_cancel"] = {
+            "layers": [n.name() for n in doc.rootNode().childNodes()],
+            "preview_empty": None if pv is None else not any(bytes(pv.pixelData(*c.region.rect.as_tuple()))[3::4])}
+        k.action("edit_undo").trigger()
+        doc.waitForDone()
+        yield from sleep(0.3)
+        RESULTS["undo_after_that_redo"] = [n.name() for n in doc.rootNode().childNodes()]
+        doc.setActiveNode(source)
         # the newest step in the history is the user's again: one Undo takes back their layer, Redo returns it
         k.action("edit_undo").trigger()
         doc.waitForDone()
