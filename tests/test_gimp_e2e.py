@@ -205,6 +205,12 @@ def test_batch_edit_in_real_gimp(setup):
     out, rgba, client = setup.out, setup.rgba, setup.client
     report = json.loads((out / "report.json").read_text())
 
+    # Registered as the menu item Filters > Anycost Face Edit…, for RGB(A) images with a drawable selected.
+    reg = report["registration"]
+    assert reg["menu_label"] == "Anycost Face Edit…" and "<Image>/Filters" in reg["menu_paths"], reg
+    assert reg["image_types"] == "RGB*" and reg["pluginrc"] is not None, reg
+    assert reg["pluginrc"] == {"image_types": "RGB*", "sensitivity_mask": reg["sensitive_drawable"]}, reg
+
     # A bad argument fails with a message that names the problem, and adds nothing.
     bad = report["bad_slider"]
     assert bad["status"] in ("GIMP_PDB_EXECUTION_ERROR", "GIMP_PDB_CALLING_ERROR"), bad
@@ -328,8 +334,8 @@ def _wait_events(backend: DefaultBackend, name: str, count: int, timeout: float 
 
 
 def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
-    """The dialog under Xvfb: the first slider moved with the arrow keys streams previews, Return applies,
-    and in a second call Escape cancels without a trace."""
+    """The dialog under Xvfb: Return does nothing before a slider moves; the first slider moved with the arrow
+    keys streams previews, Return applies, and in a second call Escape cancels without a trace."""
     t0 = time.monotonic()
     backend = setup.backend
     ready0, closed0, commits0 = (len(backend.events(e)) for e in ("session_ready", "session_closed", "commit"))
@@ -345,6 +351,11 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
                 _wait_events(backend, "session_ready", ready0 + session)
                 time.sleep(0.5)  # the ready message reaches the dialog, which focuses the first slider
                 display.xdotool("windowfocus", "--sync", window)
+                if session == 1:  # no slider moved yet: Apply is disabled, so Return does nothing
+                    display.xdotool("key", "Return")
+                    time.sleep(1.0)
+                    assert display.windows(DIALOG_TITLE) and len(backend.events("commit")) == commits0, \
+                        "Return applied an unedited projection"
                 for _ in range(presses):
                     display.xdotool("key", "Right")
                     time.sleep(0.1)

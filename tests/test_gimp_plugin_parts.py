@@ -24,13 +24,13 @@ import face_edit_options as opts  # noqa: E402
 import face_edit_paths  # noqa: E402
 from anycost_installers import gimp as gimp_installer  # noqa: E402
 from anycost_installers import wheels  # noqa: E402
-from face_edit_pixels import result_layer_pixels  # noqa: E402
 from face_edit_session import progress_text  # noqa: E402
 from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
 from service_support import make_directions  # noqa: E402
 from test_krita_installer import PLAT_TAGS, _wheel  # noqa: E402
 
 from anycost_client import backend_launcher  # noqa: E402
+from anycost_client.regions import result_layer_pixels  # noqa: E402
 
 DIRECTIONS = {"smile": {"range": [-1.0, 1.0]}, "age": {"range": [-2.0, 0.5]}}
 
@@ -350,11 +350,89 @@ def test_cli_rejects_options_that_do_not_apply_and_contradictions(tmp_path, caps
     assert not plug_ins.exists(), "a rejected command changes nothing"
 
 
-def test_cli_link_install_and_a_python_version_without_vendoring(tmp_path, capsys):
+def test_cli_link_install(tmp_path, capsys):
     plug_ins = tmp_path / "plug-ins"
-    code, out, err = _cli(capsys, "install", "gimp", "--plug-ins-dir", str(plug_ins), "--link", "--no-vendor",
-                          "--python-version", "3.12")
+    code, out, err = _cli(capsys, "install", "gimp", "--plug-ins-dir", str(plug_ins), "--link", "--no-vendor")
     assert code == 0, err
     assert "installed the GIMP plug-in (linked) into" in out
-    assert "--python-version 3.12: used only to choose the wheels to vendor, and nothing was vendored" in out
     assert (plug_ins / "anycost_face_edit" / "face_edit_options.py").is_symlink()
+
+
+def test_the_dialog_and_a_script_share_the_rule_that_a_slider_must_move():
+    """Apply in the dialog stays disabled until this holds, so Filters ▸ Repeat never stores an empty edit."""
+    assert not opts.moves_a_slider({}) and not opts.moves_a_slider({"smile": 0.0, "age": -0.0})
+    assert opts.moves_a_slider({"smile": 0.0, "age": 1e-4})
+    for sliders in ({"smile": 0.0}, {"smile": 0.0, "age": -0.3}):
+        # what the dialog stores as last values is what a repeated call accepts exactly when Apply was allowed
+        text = sliders_text(sliders)
+        if opts.moves_a_slider(sliders):
+            assert opts.parse_options(text).sliders == {k: v for k, v in sliders.items() if v}
+        else:
+            with pytest.raises(opts.OptionsError, match="no slider moves"):
+                opts.parse_options(text)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--vendor", "--python-version", "312", "--offline"), "python version must look like 3.11, got '312'"),
+    (("--platform", "beos", "--python-version", "3.12"), "unknown platform 'beos'"),
+    (("--vendor", "--platform", "beos", "--python-version", "3.12"), "unknown platform 'beos'"),
+])
+def test_cli_bad_vendor_target_is_a_clean_error_that_changes_nothing(tmp_path, capsys, args, needle):
+    plug_ins = tmp_path / "plug-ins"
+    gimp_installer.install(plug_ins, vendor_wheels=False, backend_command=["/opt/py"])
+    before = _tree(plug_ins)
+    code, out, err = _cli(capsys, "install", "gimp", "--plug-ins-dir", str(plug_ins), *args)
+    assert code != 0 and err.startswith("anycost: error: ") and needle in err, err
+    assert "Traceback" not in err + out
+    assert _tree(plug_ins) == before, "the earlier install is untouched"
+
+
+@pytest.mark.parametrize("args", [("--gimp", "/nonexistent"), ("--wheel-dir", "/nope"), ("--offline",),
+                                  ("--no-vendor", "--python-version", "3.12"), ("--platform", "linux_x86_64")])
+def test_cli_refuses_vendoring_options_when_nothing_is_vendored(tmp_path, capsys, args, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")  # where GIMP runs plug-ins with the system python3
+    plug_ins = tmp_path / "plug-ins"
+    code, out, err = _cli(capsys, "install", "gimp", "--plug-ins-dir", str(plug_ins), *args)
+    assert code != 0, out
+    assert f"anycost: error: {' '.join(a for a in args if a != '--no-vendor')}: " in err, err
+    assert "nothing is vendored here; add --vendor" in err
+    assert not plug_ins.exists(), "a refused command changes nothing"
+
+
+def test_install_refuses_to_replace_a_folder_that_is_not_the_plugin(tmp_path):
+    """The same rule as uninstall: a folder without anycost_face_edit.py or INSTALL.json belongs to someone else."""
+    foreign = tmp_path / "anycost_face_edit"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(gimp_installer.InstallError, match="does not look like this plug-in.*not replacing it"):
+        gimp_installer.install(tmp_path, vendor_wheels=False, backend_command=["/opt/py"])
+    assert _tree(tmp_path) == {"anycost_face_edit/notes.txt": b"mine"}, "nothing added, nothing removed"
+    # A damaged install (its main file gone, its record left) is ours: replaced, and removable.
+    (foreign / "notes.txt").unlink()
+    (foreign / "INSTALL.json").write_text("{}")
+    report = gimp_installer.install(tmp_path, vendor_wheels=False, backend_command=["/opt/py"])
+    assert (report.plugin_dir / "anycost_face_edit.py").is_file()
+    (report.plugin_dir / "anycost_face_edit.py").unlink()
+    assert gimp_installer.uninstall(tmp_path) == [report.plugin_dir] and not report.plugin_dir.exists()
+
+
+def test_a_failed_final_rename_puts_the_earlier_install_back(tmp_path, monkeypatch):
+    plug_ins = tmp_path / "plug-ins"
+    dest = gimp_installer.install(plug_ins, vendor_wheels=False, backend_command=["/opt/old"]).plugin_dir
+    before = _tree(plug_ins)
+    real_rename = Path.rename
+
+    def rename(self, target):
+        if self.name == ".anycost_face_edit.installing":  # the step that puts the new install in place
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(gimp_installer.InstallError, match="cannot install the GIMP plug-in.*Permission denied"):
+        gimp_installer.install(plug_ins, vendor_wheels=False, backend_command=["/opt/new"])
+    assert _tree(plug_ins) == before, "the earlier install is back in place, nothing left over"
+    assert json.loads((dest / "INSTALL.json").read_text())["backend_command"] == ["/opt/old"]

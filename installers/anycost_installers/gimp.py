@@ -172,34 +172,33 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False
             wheel_dir: str | os.PathLike | None = None, download: bool = True,
             backend_command: list[str] | None = None, log: Callable[[str], None] = print) -> InstallReport:
     """Copy (or with ``link``, link) the plug-in and the client package into ``plug_ins_dir/anycost_face_edit``
-    (an earlier install is replaced in one rename) and record the backend command the plug-in starts when
-    no backend runs.
+    (an earlier install is replaced in one rename, and put back if that fails; a folder there that is not
+    this plug-in is refused) and record the backend command the plug-in starts when no backend runs.
 
     ``vendor_wheels`` (default: where GIMP bundles its Python, i.e. Windows and macOS) unpacks pyzmq
     and msgpack for ``python_version`` (default: detected from the GIMP at ``gimp`` or in the usual
-    places) on ``platform`` (a wheel platform key such as ``win_amd64``; default: this machine's)."""
+    places) on ``platform`` (a wheel platform key such as ``win_amd64``; default: this machine's). Where
+    nothing is vendored, the options that only choose wheels are refused. Every refusal comes before
+    anything on disk changes."""
     folder, client = plugin_sources()
     target_dir = Path(plug_ins_dir) if plug_ins_dir is not None else default_plug_ins_dir()
     dest = target_dir / PLUGIN
-    wheel_platform = platform or host_target().platform
-    if vendor_wheels is None:
-        vendor_wheels = bundles_python(sys.platform) if platform is None else not wheel_platform.startswith("linux")
     report = InstallReport(dest, linked=link)
-    target = None
-    if vendor_wheels:
-        report.python_version, report.python_source = python_version or "", "--python-version"
-        if not python_version:
-            found = detect_gimp_python(gimp)
-            if found is None:
-                raise InstallError("cannot find GIMP's bundled Python to vendor pyzmq and msgpack for it: no GIMP 3 "
-                                   f"found{' at ' + str(gimp) if gimp else ' in the usual places'}. Pass --gimp "
-                                   "with GIMP's install folder, or --python-version (GIMP's Python-Fu console "
-                                   "shows it: Filters ▸ Development ▸ Python-Fu ▸ Console)")
-            report.python_version, report.python_source = found
-        target = Target(report.python_version, wheel_platform)
+    try:  # every check before anything on disk changes
+        target = _vendor_target(report, vendor_wheels, python_version, platform, gimp)
+    except WheelError as e:
+        raise InstallError(f"cannot choose the wheels to vendor: {e}") from e
+    if target is None:
+        _refuse_unused_vendor_options(python_version=python_version, platform=platform, gimp=gimp,
+                                      wheel_dir=wheel_dir, offline=not download)
+    if not dest.is_symlink() and dest.exists() and not _is_installed_plugin(dest):
+        raise InstallError(f"{dest} exists and does not look like this plug-in (neither {PLUGIN}.py nor "
+                           "INSTALL.json in it); not replacing it: move it away, or install into another "
+                           "--plug-ins-dir")
 
     staging = target_dir / f".{PLUGIN}.installing"
     old = target_dir / f".{PLUGIN}.old"
+    moved_aside = False
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
         for leftover in (staging, old):
@@ -218,29 +217,71 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False
             dest.unlink()
         elif dest.exists():
             dest.rename(old)
+            moved_aside = True
         staging.rename(dest)
+        moved_aside = False  # the new install is in place: the old one may go
     except WheelError as e:
         raise InstallError(str(e)) from e
     except OSError as e:
         raise InstallError(f"cannot install the GIMP plug-in into {target_dir}: {e}") from e
     finally:
+        if moved_aside:  # the new folder did not take its place: put the earlier install back
+            try:
+                old.rename(dest)
+                moved_aside = False
+            except OSError:
+                pass  # keep it as .anycost_face_edit.old rather than lose it
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if not moved_aside:
+            shutil.rmtree(old, ignore_errors=True)
 
     from anycost_client.backend_launcher import save_config
 
     save_config({"backend_command": report.backend_command})
-    if target is None and (python_version or platform):
-        given = " and ".join(f"--{n} {v}" for n, v in (("python-version", python_version), ("platform", platform))
-                             if v)
-        report.notes.append(f"{given}: used only to choose the wheels to vendor, and nothing was vendored (add "
-                            "--vendor for a GIMP with its own Python)")
     if target is None and sys.platform.startswith("linux") and _system_python_has_deps() is False:
         report.notes.append("the system python3, which GIMP runs plug-ins with, cannot import zmq and msgpack: "
                             "install them (Debian/Ubuntu: apt install python3-zmq python3-msgpack; Fedora: dnf "
                             "install python3-zmq python3-msgpack), or re-run with --vendor --python-version X.Y "
                             "for a GIMP with its own Python (Flatpak, AppImage)")
     return report
+
+
+def _vendor_target(report: InstallReport, vendor_wheels: bool | None, python_version: str | None,
+                   platform: str | None, gimp: str | os.PathLike | None) -> Target | None:
+    """The wheels to vendor (None: none), noting GIMP's Python version and where it came from in ``report``;
+    raises WheelError for a malformed version or an unknown platform."""
+    wheel_platform = platform or host_target().platform
+    if vendor_wheels is None:
+        vendor_wheels = bundles_python(sys.platform) if platform is None else not wheel_platform.startswith("linux")
+    if not vendor_wheels:
+        return None
+    report.python_version, report.python_source = python_version or "", "--python-version"
+    if not python_version:
+        found = detect_gimp_python(gimp)
+        if found is None:
+            raise InstallError("cannot find GIMP's bundled Python to vendor pyzmq and msgpack for it: no GIMP 3 "
+                               f"found{' at ' + str(gimp) if gimp else ' in the usual places'}. Pass --gimp "
+                               "with GIMP's install folder, or --python-version (GIMP's Python-Fu console "
+                               "shows it: Filters ▸ Development ▸ Python-Fu ▸ Console)")
+        report.python_version, report.python_source = found
+    return Target(report.python_version, wheel_platform)
+
+
+def _refuse_unused_vendor_options(**given: object) -> None:
+    """Options that only choose the wheels to vendor are errors when nothing is vendored: a typo'd or
+    misplaced option must not pass silently."""
+    used = [f"--{name.replace('_', '-')}" + ("" if value is True else f" {value}")
+            for name, value in given.items() if value not in (None, False, "")]
+    if used:
+        raise InstallError(f"{' '.join(used)}: {'these options choose' if len(used) > 1 else 'this option chooses'} "
+                           "the wheels to vendor, and nothing is vendored here; add --vendor for a GIMP with its "
+                           "own Python (Flatpak, AppImage), or leave them out")
+
+
+def _is_installed_plugin(folder: Path) -> bool:
+    """Whether ``folder`` holds an install of this plug-in (possibly a damaged one), so it may be replaced or
+    removed; anything else in its place belongs to someone else."""
+    return (folder / f"{PLUGIN}.py").is_file() or (folder / "INSTALL.json").is_file()
 
 
 def uninstall(plug_ins_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -251,8 +292,9 @@ def uninstall(plug_ins_dir: str | os.PathLike | None = None) -> list[Path]:
         return [dest]
     if not dest.exists():
         return []
-    if not (dest / f"{PLUGIN}.py").is_file():
-        raise InstallError(f"{dest} does not look like this plug-in (no {PLUGIN}.py); not removing it")
+    if not _is_installed_plugin(dest):
+        raise InstallError(f"{dest} does not look like this plug-in (neither {PLUGIN}.py nor INSTALL.json in it); "
+                           "not removing it")
     try:
         shutil.rmtree(dest)
     except OSError as e:

@@ -6,6 +6,7 @@
 # unexpected failure raises, so gimp-console exits with 64.
 import json
 import os
+import re
 from array import array
 
 import gi
@@ -51,6 +52,24 @@ def load():
 def save(name, data):
     with open(os.path.join(out, name), "wb") as f:
         f.write(data)
+
+
+def registration():
+    """How GIMP registered the procedure: its menu label, menu paths and image types as the PDB reports them.
+    GIMP 3.0's PDB has no query for the sensitivity mask (a looked-up procedure reports its default), so
+    that comes from GIMP's own record of the registration, the pluginrc it wrote at startup."""
+    proc = Gimp.get_pdb().lookup_procedure(spec["procedure"])
+    found = {"menu_label": proc.get_menu_label(), "menu_paths": list(proc.get_menu_paths()),
+             "image_types": proc.get_image_types(),
+             "sensitive_drawable": int(Gimp.ProcedureSensitivityMask.DRAWABLE)}
+    with open(os.path.join(Gimp.directory(), "pluginrc"), "rb") as f:
+        rc = f.read().decode("utf-8", "replace")  # other plug-ins' icons are stored as raw bytes
+    # (proc-def "NAME" TYPE "blurb" "help" "authors" "copyright" "date" "label" N-PATHS (menu-path …)…
+    #  (icon …) "IMAGE-TYPES" SENSITIVITY-MASK N-ARGS N-VALUES (proc-arg …) …)
+    head = r'\(proc-def "' + re.escape(spec["procedure"]) + '" '
+    m = re.search(head + r'.*?\(icon [^\n]*\)\s+"([^"]*)"\s+(-?\d+)', rc, re.DOTALL)
+    found["pluginrc"] = {"image_types": m.group(1), "sensitivity_mask": int(m.group(2))} if m else None
+    return found
 
 
 def no_backend():
@@ -158,7 +177,7 @@ def edit_high_precision(report):
 if spec.get("scenario") == "no_backend":
     no_backend()
 else:
-    results = {"runs": []}
+    results = {"runs": [], "registration": registration()}
     edit_8bit(results)
     edit_high_precision(results)
     with open(os.path.join(out, "report.json"), "w") as f:

@@ -2,7 +2,8 @@
 
 Pixels always travel as ``R'G'B'A u8`` through GEGL buffers; GIMP converts from and to the
 image's own precision (16/32-bit, linear or perceptual). The result layer is transparent wherever the
-edit changed nothing (see ``face_edit_pixels``), so those pixels keep their full precision.
+edit changed nothing (``anycost_client.regions.result_layer_pixels``), so those pixels keep their full
+precision.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import gi
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
-from face_edit_pixels import result_layer_pixels  # noqa: E402
 from gi.repository import Gegl, Gimp  # noqa: E402
 
-from anycost_client.regions import FormatError, mask_or_none  # noqa: E402
+from anycost_client.regions import FormatError, mask_or_none, result_layer_pixels  # noqa: E402
 
 PIXEL_FORMAT = "R'G'B'A u8"
 MASK_FORMAT = "Y u8"

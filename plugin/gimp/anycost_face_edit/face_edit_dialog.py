@@ -19,6 +19,7 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 from face_edit_canvas import Region, add_result_layer  # noqa: E402
+from face_edit_options import moves_a_slider  # noqa: E402
 from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
 from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
 
@@ -256,9 +257,11 @@ class FaceEditDialog:
             self.progress.set_fraction(frac if frac is not None else (0.0 if c.phase == Phase.FAILED else 1.0))
         self.latency.set_text(c.latency_text())
         self.choice.set_text(c.preview_choice_text() or "–")
-        self.notice.set_text(c.notice or "")
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
-        self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready)
+        # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
+        edited = moves_a_slider(c.sliders)
+        self.notice.set_text(c.notice or ("" if edited or not ready else "Move a slider to apply an edit."))
+        self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready and edited)
         self.dialog.set_response_sensitive(RESPONSE_RESET, ready)
         self.sliders_grid.set_sensitive(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
 
@@ -286,7 +289,7 @@ class FaceEditDialog:
             self.controller.start()
             self._refresh()
         elif response == Gtk.ResponseType.OK:
-            if c.phase == Phase.READY:
+            if c.phase == Phase.READY and moves_a_slider(c.sliders):
                 c.apply()
                 self._refresh()
         else:  # Cancel, Escape, the window's close button

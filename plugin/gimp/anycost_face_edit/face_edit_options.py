@@ -53,6 +53,12 @@ def parse_sliders(text: str) -> dict[str, float]:
     return out
 
 
+def moves_a_slider(sliders: dict[str, float]) -> bool:
+    """Whether any slider is off zero. Every call needs one, with or without the dialog: an unedited
+    projection is not an edit (and is easy to produce by mistake with an empty or misspelt argument)."""
+    return any(value != 0 for value in sliders.values())
+
+
 def check_sliders(sliders: dict[str, float], directions: dict) -> None:
     """Unknown names and out-of-range values, against the directions the backend announced
     (``{name: {"range": [lo, hi]}}``), with the list of what is available."""
@@ -84,12 +90,11 @@ def check_cost(cost: str) -> str:
 
 
 def parse_options(sliders: str, model: str = "", refine_steps: int = 0, cost: str = "full") -> EditOptions:
-    """The non-interactive call's arguments. At least one slider must move: an unedited projection is
-    not an edit (and is easy to produce by mistake with an empty or misspelt argument)."""
+    """The non-interactive call's arguments; at least one slider must move (``moves_a_slider``)."""
     if not 0 <= int(refine_steps) <= MAX_REFINE_STEPS:
         raise OptionsError(f"refine-steps must be between 0 and {MAX_REFINE_STEPS}, not {refine_steps}")
     parsed = parse_sliders(sliders or "")
-    if not any(parsed.values()):
+    if not moves_a_slider(parsed):
         raise OptionsError("no slider moves: give at least one non-zero slider as name=value (e.g. 'smile=0.5'); "
                            "the names come from the backend's model")
     return EditOptions(parsed, (model or "").strip(), int(refine_steps), check_cost(cost))
