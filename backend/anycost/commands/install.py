@@ -148,8 +148,8 @@ def run_uninstall(args: argparse.Namespace) -> int:
             raise AnycostError(str(e)) from e
     if not removed:
         print("nothing to remove: the plugin is not installed there")
-    for p in removed:
-        print(f"removed {p}")
+    for p in removed:  # a settings file that stays only lost the plugin's entries
+        print(f"updated {p} (the plugin's entries taken out)" if p.is_file() else f"removed {p}")
     return 0
 
 
