@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ANYCOST_SHARED", REPO.parent / "shared"))
-FIXTURE = SHARED / "fixtures" / "official_format"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE = FIXTURES / "official_format"
+ADA_FIXTURE = FIXTURES / "stylegan2_ada"
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +15,13 @@ def official_fixture() -> Path:
     if not (FIXTURE / "generator.pt").exists():
         pytest.fail(f"the official-format fixture is missing: expected it at {FIXTURE}")
     return FIXTURE
+
+
+@pytest.fixture(scope="session")
+def ada_fixture() -> Path:
+    if not (ADA_FIXTURE / "network-snapshot.pkl").exists():
+        pytest.fail(f"the StyleGAN2-ADA fixture is missing: expected it at {ADA_FIXTURE}")
+    return ADA_FIXTURE
 
 
 @pytest.fixture(autouse=True)
