@@ -134,7 +134,7 @@ class Projector:
         """The instant answer: the encoder's W+, or the mean latent without an encoder."""
         target = self.prepare_target(target)
         if self.encoder is None:
-            return self.G.to_w_plus(self.G.mean_w()).clone()
+            return self.G.to_w_plus(self.G.truncation_center).clone()
         self.encoder.eval()
         return self.encoder(target).float()
 

@@ -256,7 +256,10 @@ def _styled_conv(G, layer: StyledConv, held: list[torch.Tensor], gain: float, s_
         w = _modulated_weight(G, conv, s, cout, gain, _weight_format(x, False))
         out = F.conv2d(x, w.to(dt), bias, padding=conv.padding)
     out.add_(_noise_term(layer, noise, sample, batch, dt))
-    return F.leaky_relu_(out, 0.2)  # times √2, carried as gain
+    out = F.leaky_relu_(out, 0.2)  # times √2, carried as gain
+    if layer.clamp is not None:  # the clamp applies to the gained value: ±clamp/√2 here
+        out.clamp_(-layer.clamp / SQRT2, layer.clamp / SQRT2)
+    return out
 
 
 def _to_rgb(G, layer: ToRGB, x: torch.Tensor, gain: float, s_all: torch.Tensor, sample: int,
@@ -269,6 +272,8 @@ def _to_rgb(G, layer: ToRGB, x: torch.Tensor, gain: float, s_all: torch.Tensor, 
     else:
         out = F.conv2d(x, w, bias, padding=layer.conv.padding)
     out = out.to(kernels.out_dtype)  # the RGB skip accumulates in the output precision
+    if layer.clamp is not None:
+        out.clamp_(-layer.clamp, layer.clamp)
     if skip is not None:
         # ×2 FIR upsample == depthwise stride-2 transposed conv (no zero-inserted map), cropped.
         up = F.conv_transpose2d(skip, kernels.up(3), stride=2, groups=3)

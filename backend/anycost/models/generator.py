@@ -30,6 +30,12 @@ class GeneratorConfig:
     sle: list[tuple[int, int]] = field(default_factory=list)
     # Explicit full width per resolution; overrides multiplier/max when given (checkpoint inference).
     channels: dict[int, int] | None = None
+    # Activations clamped to ±conv_clamp after each layer (StyleGAN2-ADA's conv_clamp, 256 in its
+    # released models); None for no clamp (official Anycost models).
+    conv_clamp: float | None = None
+    # A stored truncation centre (the source model's tracked mean w, StyleGAN2-ADA's ``w_avg``):
+    # a ``w_avg`` buffer that ``truncate`` uses when no centre is given.
+    w_avg: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution < 8 or self.resolution & (self.resolution - 1) or self.resolution > 1024:
@@ -41,6 +47,11 @@ class GeneratorConfig:
                 raise ValueError(f"skip-layer excitation pair {(lo, hi)} does not fit resolution {self.resolution}")
         if self.channels is not None:
             self.channels = {int(k): int(v) for k, v in self.channels.items()}
+        if self.conv_clamp is not None:
+            self.conv_clamp = float(self.conv_clamp)
+            if not self.conv_clamp > 0:
+                raise ValueError(f"conv_clamp must be positive, got {self.conv_clamp}")
+        self.w_avg = bool(self.w_avg)
 
     def resolution_channels(self) -> dict[int, int]:
         if self.channels is not None:
@@ -106,22 +117,26 @@ class Generator(nn.Module):
             *[EqualLinear(config.style_dim, config.style_dim, lr_mul=config.lr_mlp, activation=True)
               for _ in range(config.n_mlp)],
         )
+        clamp = config.conv_clamp
         self.input = ConstantInput(ch[4])
-        self.conv1 = StyledConv(ch[4], ch[4], 3, config.style_dim, blur_kernel=blur)
-        self.to_rgb1 = ToRGB(ch[4], config.style_dim, upsample=False)
+        self.conv1 = StyledConv(ch[4], ch[4], 3, config.style_dim, blur_kernel=blur, clamp=clamp)
+        self.to_rgb1 = ToRGB(ch[4], config.style_dim, upsample=False, clamp=clamp)
 
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         in_ch = ch[4]
         for i in range(3, self.log_size + 1):
             out_ch = ch[2 ** i]
-            self.convs.append(StyledConv(in_ch, out_ch, 3, config.style_dim, upsample=True, blur_kernel=blur))
-            self.convs.append(StyledConv(out_ch, out_ch, 3, config.style_dim, blur_kernel=blur))
-            self.to_rgbs.append(ToRGB(out_ch, config.style_dim, blur_kernel=blur))
+            self.convs.append(StyledConv(in_ch, out_ch, 3, config.style_dim, upsample=True, blur_kernel=blur,
+                                         clamp=clamp))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, config.style_dim, blur_kernel=blur, clamp=clamp))
+            self.to_rgbs.append(ToRGB(out_ch, config.style_dim, blur_kernel=blur, clamp=clamp))
             in_ch = out_ch
 
         sizes = [4] + [2 ** (3 + i // 2) for i in range(self.num_layers - 1)]
         self.noises = NoiseBuffers(sizes)
+        if config.w_avg:
+            self.register_buffer("w_avg", torch.zeros(config.style_dim))
 
         if config.sle:
             self.sle = nn.ModuleDict({str(hi): SkipExcitation(ch[lo], ch[hi]) for lo, hi in config.sle})
@@ -168,15 +183,37 @@ class Generator(nn.Module):
             self._mean_w_cache[key] = torch.cat(ws).mean(0, keepdim=True)
         return self._mean_w_cache[key].to(self._device())
 
-    def truncate(self, w: torch.Tensor, psi: float, center: torch.Tensor | None = None) -> torch.Tensor:
-        """Pull w towards ``center`` (mean_w by default): center + psi·(w − center)."""
-        if psi == 1:
+    @property
+    def truncation_center(self) -> torch.Tensor:
+        """What truncation pulls towards, (1, D): the stored ``w_avg`` when the model has one (the
+        source model's own tracked mean), else ``mean_w()``."""
+        if self.config.w_avg:
+            return self.w_avg[None]
+        return self.mean_w()
+
+    def truncate(self, w: torch.Tensor, psi: float, center: torch.Tensor | None = None,
+                 cutoff: int | None = None) -> torch.Tensor:
+        """Pull w towards ``center`` (``truncation_center`` by default): center + psi·(w − center).
+
+        ``cutoff`` truncates only the first ``cutoff`` style slots (StyleGAN2's
+        ``truncation_cutoff``: coarse layers pulled in, fine detail left as it is); the result is
+        then W+ (N, n_style, D)."""
+        if cutoff is not None:
+            if not 0 <= int(cutoff) <= self.n_style:
+                raise ValueError(f"truncation cutoff must be in 0..{self.n_style}, got {cutoff}")
+            cutoff = int(cutoff)
+        if psi == 1 or cutoff == 0:
             return w
         if center is None:
-            center = self.mean_w()
-        while center.ndim < w.ndim:
-            center = center.unsqueeze(1)
-        return center + psi * (w - center)
+            center = self.truncation_center
+        if cutoff is None:
+            while center.ndim < w.ndim:
+                center = center.unsqueeze(1)
+            return center + psi * (w - center)
+        w = self.to_w_plus(w)
+        c = center if center.ndim == 3 else center.unsqueeze(1)
+        pulled = c + psi * (w - c)
+        return torch.cat([pulled[:, :cutoff], w[:, cutoff:]], dim=1)
 
     def to_w_plus(self, w: torch.Tensor) -> torch.Tensor:
         """Broadcast w (N, D) or (N, 1, D) to W+ (N, n_style, D); W+ passes through."""
@@ -198,11 +235,12 @@ class Generator(nn.Module):
             raise ValueError(f"crossover must be in 0..{self.n_style}")
         return torch.cat([a[:, :crossover], b[:, crossover:]], dim=1)
 
-    def styles_from_seed(self, seed: int, n: int = 1, truncation: float = 1.0) -> torch.Tensor:
+    def styles_from_seed(self, seed: int, n: int = 1, truncation: float = 1.0,
+                         truncation_cutoff: int | None = None) -> torch.Tensor:
         """Deterministic W+ for a seed (seed, seed+1, … for n > 1)."""
         z = torch.cat([self.sample_z(1, seed + i) for i in range(n)])
         with torch.no_grad():
-            w = self.truncate(self.mapping(z), truncation)
+            w = self.truncate(self.mapping(z), truncation, cutoff=truncation_cutoff)
         return self.to_w_plus(w)
 
     # ------------------------------------------------------------------ synthesis

@@ -180,32 +180,41 @@ class FusedLeakyReLU(nn.Module):
 
 
 class StyledConv(nn.Module):
+    """Modulated conv → noise → bias + scaled leaky ReLU [→ clamp to ±clamp]."""
+
     def __init__(self, in_channel: int, out_channel: int, kernel_size: int, style_dim: int,
-                 upsample: bool = False, blur_kernel: tuple[int, ...] = (1, 3, 3, 1)):
+                 upsample: bool = False, blur_kernel: tuple[int, ...] = (1, 3, 3, 1), clamp: float | None = None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim,
                                     upsample=upsample, blur_kernel=blur_kernel)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
+        self.clamp = clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor,
                 out_channels: int | None = None) -> torch.Tensor:
         x = self.conv(x, style, out_channels)
         x = self.noise(x, noise)
-        return self.activate(x)
+        x = self.activate(x)
+        return x if self.clamp is None else x.clamp(-self.clamp, self.clamp)
 
 
 class ToRGB(nn.Module):
+    """1×1 modulated conv (no demodulation) + bias [→ clamp], plus the upsampled skip image."""
+
     def __init__(self, in_channel: int, style_dim: int, upsample: bool = True,
-                 blur_kernel: tuple[int, ...] = (1, 3, 3, 1)):
+                 blur_kernel: tuple[int, ...] = (1, 3, 3, 1), clamp: float | None = None):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.clamp = clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style) + self.bias
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out

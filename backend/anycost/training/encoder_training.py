@@ -80,7 +80,7 @@ def build_encoder(G: Generator, *, depth: int = 18, width: int = 32, input_size:
     E = Encoder(EncoderConfig(n_style=G.n_style, style_dim=G.style_dim, depth=depth, width=width,
                               input_size=size))
     with torch.no_grad():
-        E.mean_latent.copy_(G.mean_w().reshape(-1).to(E.mean_latent))
+        E.mean_latent.copy_(G.truncation_center.reshape(-1).to(E.mean_latent))
     return E
 
 
@@ -130,7 +130,7 @@ def sample_w_plus(G: Generator, n: int, gen: torch.Generator, truncation: tuple[
     z = torch.randn(2, n, G.style_dim, generator=gen).to(dev)
     w = G.mapping(z)  # (2, n, D)
     psi = (truncation[0] + (truncation[1] - truncation[0]) * torch.rand(n, 1, generator=gen)).to(dev)
-    mean = G.mean_w().to(dev)
+    mean = G.truncation_center.to(dev)
     w = mean + psi * (w - mean)
     slots = torch.arange(G.n_style, device=dev)
     cross = torch.randint(1, max(2, G.n_style), (n, 1), generator=gen).to(dev)
