@@ -845,3 +845,21 @@ def test_plugin_code_stays_python_3_8_compatible():
                 assert not names & _NEWER_THAN_38, f"{where}: imports {names & _NEWER_THAN_38}"
         assert "from __future__ import annotations" in path.read_text() or path.name == "__init__.py", \
             f"{path.name}: annotations like 'str | None' need the __future__ import on 3.8"
+
+
+def test_dialog_notice_says_a_plain_stylegan2_previews_approximately(tmp_path, ada_fixture):
+    """A network pickle served as it is: the controller's notice line carries the backend's model notice."""
+    model = ada_fixture / "network-snapshot.pkl"
+    backend = Backend(tmp_path, model, make_directions(model, tmp_path / "dirs.safetensors"))
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(connection_file=str(backend.conn)))
+    loop.links.append(link)
+    c = EditController(link, _region(), RecordingCanvas())
+    try:
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 60, "ready")
+        assert "not trained for consistency" in c.display_notice()
+        assert c.levels and all(level.endswith(":1") for level in c.levels)
+    finally:
+        link.shutdown()
+        backend.stop()

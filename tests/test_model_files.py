@@ -53,7 +53,7 @@ def test_official_layout_and_converter(tmp_path, official_fixture):
     w = a.styles_from_seed(0)
     with torch.no_grad():
         assert torch.equal(a.synthesize(w, channels=0.25), b.synthesize(w, channels=0.25))
-    assert read_model(out).info["converted_from"] == "generator.pt"
+    assert read_model(out).info["source"]["file"] == "generator.pt"
 
 
 def test_bare_state_dict_accepted(tmp_path):

@@ -22,14 +22,16 @@ __all__ = [
 ]
 
 
-def load_generator(path, *, device="cpu"):
-    """Load a generator from a model file: the official layout or the project's own format."""
-    from .io.checkpoint import load_generator as _load
+def load_generator(model, *, device="cpu") -> Generator:
+    """Load a generator by registered name (``"anycost-demo"``, a file in the models folder) or path:
+    the project's format, an official Anycost or rosinality checkpoint, or a StyleGAN2-ADA network
+    pickle (read as data). The same names as every ``--model`` option."""
+    from .registry import load_registered_generator
 
-    return _load(path, device=device)
+    return load_registered_generator(model, device=str(device))
 
 
-def load_encoder(path, *, device="cpu"):
+def load_encoder(path, *, device="cpu") -> Encoder:
     """Load a W+ encoder: the official ``{'state_dict': …}`` layout or the project's own format."""
     from .io.checkpoint import load_encoder as _load
 

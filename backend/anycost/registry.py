@@ -20,7 +20,7 @@ from .models.generator import GeneratorConfig
 PACKAGE_MODELS = Path(__file__).resolve().parent / "assets" / "models"
 # The model used when none is named: the demo model shipped inside the package.
 DEFAULT_MODEL = "anycost-demo"
-MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass(frozen=True)

@@ -539,6 +539,18 @@ class EditController:
     def finished(self) -> bool:
         return self.phase in (Phase.DONE, Phase.CANCELLED, Phase.FAILED)
 
+    @property
+    def model_notices(self) -> list[str]:
+        """What the backend says the user should know about its model (welcome ``models[0].notices``),
+        e.g. that a plain StyleGAN2's previews are approximate."""
+        models = self.link.welcome.get("models") or [{}]
+        notes = models[0].get("notices") if isinstance(models[0], dict) else None
+        return [str(n) for n in notes] if isinstance(notes, list) else []
+
+    def display_notice(self) -> str:
+        """The dialog's notice line: the face's (alignment) notice, then the model's."""
+        return "\n".join(n for n in [self.notice or "", *self.model_notices] if n)
+
     def _emit(self, what: str) -> None:
         if self.on_change is not None:
             self.on_change(what)

@@ -28,7 +28,10 @@ def read_directions(path: Path):
     project model without the component, or an official generator checkpoint) gives an empty set."""
     from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
     from ..io.modelfile import is_safetensors, read_model
+    from ..io.network_pickle import is_network_pickle
 
+    if is_network_pickle(path):  # a StyleGAN2-ADA snapshot: a model without directions
+        return DirectionSet()
     if is_safetensors(path):
         from safetensors import safe_open
 

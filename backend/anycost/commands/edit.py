@@ -276,9 +276,12 @@ def _editor(args: argparse.Namespace, directions: str | None = None, layers: lis
     from ..editing.session import Editor
 
     apply_threads(getattr(args, "threads", None))
-    return Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
-                  directions=directions, blend=getattr(args, "blend", "delta"), max_pixels=args.max_pixels,
-                  direction_layers=layers)
+    editor = Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
+                    directions=directions, blend=getattr(args, "blend", "delta"), max_pixels=args.max_pixels,
+                    direction_layers=layers)
+    for text in editor.notices:
+        _note(text)
+    return editor
 
 
 def _check_common(args: argparse.Namespace) -> None:

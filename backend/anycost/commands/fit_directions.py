@@ -69,10 +69,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..directions import Direction, DirectionSet, directions_in_model, load_directions_file, to_component
+    from ..directions import Direction, DirectionSet, load_directions_file, to_component
     from ..directions.sefa import SPREAD_PER_SLIDER, latent_spread, sefa_directions
-    from ..directions.storage import COMPONENT, save_directions_file
-    from ..io.modelfile import is_safetensors, read_model
+    from ..directions.storage import COMPONENT, from_component, save_directions_file
+    from ..io.modelfile import read_model
     from ..registry import resolve_model
     from ..training.model_update import model_parts, update_model
 
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     G, comps, _ = model_parts(source)
     if G is None:
         raise InputError(f"{source} holds no generator")
+    have = from_component(comps[COMPONENT], str(source)) if COMPONENT in comps else DirectionSet()
     G = G.to(device)
     layers = _slots(args.layers)
     if args.sefa is not None:
@@ -105,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
         from ..directions.refine import RefineSettings, refine_directions
 
         clf = _classifier(args, comps, source)
-        have = directions_in_model(read_model(source)) if is_safetensors(source) else DirectionSet()
         attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
         names = [n for n in have if have[n].source == "labels" and (attrs is None or n in attrs)]
         if not names:
@@ -129,10 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("no directions were produced")
     for d in new.values():
         d.check_fits(G.n_style, G.style_dim)
-    existing = DirectionSet()
-    if not args.replace and is_safetensors(source):
-        existing = directions_in_model(read_model(source))
-    merged = existing.merged(new)
+    merged = (DirectionSet() if args.replace else have).merged(new)
     parts = {COMPONENT: to_component(merged)}
     if (args.from_labels or args.refine) and args.classifier and "classifier" not in comps:
         # keep the classifier the directions were calibrated with, so their effect can be measured later

@@ -104,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
     choice = editor.preview_choice()  # measured once, before clients wait on it
     log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
         directions=list(editor.directions), preview_cost=choice.cost.label(),
-        preview_budget_ms=editor.preview_budget_ms, **choice.describe())
+        preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, **choice.describe())
     key = None
     if args.reuse_connection_file:
         key = _reuse(args, config)

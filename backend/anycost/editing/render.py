@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -62,12 +63,13 @@ class Cost:
 FULL = Cost()
 
 
-def parse_cost(text: str, G: Generator, *, preview_budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS) -> Cost:
+def parse_cost(text: str, G: Generator, *, preview_budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
+               ratios: Sequence[float] = STANDARD_RATIOS) -> Cost:
     t = text.strip().lower()
     if t == "full":
         return FULL
     if t == "preview":
-        return pick_preview_cost(G, preview_budget_ms)
+        return pick_preview_cost(G, preview_budget_ms, ratios)
     try:
         if ":" in t:
             r, c = t.split(":", 1)
@@ -81,10 +83,13 @@ def parse_cost(text: str, G: Generator, *, preview_budget_ms: float = DEFAULT_PR
     return cost.check(G)
 
 
-def candidate_costs(G: Generator) -> list[Cost]:
-    """Uniform sub-generators at the upper resolutions, cheapest first by FLOPs."""
+def candidate_costs(G: Generator, ratios: Sequence[float] = STANDARD_RATIOS) -> list[Cost]:
+    """Uniform sub-generators at the upper resolutions, cheapest first by FLOPs.
+
+    ``ratios``: the channel ratios the model was trained for; ``(1.0,)`` for a plain StyleGAN2,
+    whose only sub-generators are its intermediate resolutions."""
     res = [r for r in G.resolutions if r >= max(32, G.resolution // 8)]
-    out = [Cost(None if r == G.resolution else r, None if q == 1.0 else q) for r in res for q in STANDARD_RATIOS]
+    out = [Cost(None if r == G.resolution else r, None if q == 1.0 else float(q)) for r in res for q in ratios]
     return sorted(out, key=lambda c: count_flops(G, c.res, c.channels))
 
 
@@ -112,19 +117,21 @@ def measure_cost_ms(G: Generator, cost: Cost, repeats: int = FIT_RENDERS) -> flo
     return _timings[key]
 
 
-def pick_preview_cost(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS) -> Cost:
+def pick_preview_cost(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
+                      ratios: Sequence[float] = STANDARD_RATIOS) -> Cost:
     """The most expensive candidate that fits ``budget_ms`` by ``fits_budget`` (the cheapest if none does)."""
-    return pick_uniform(G, budget_ms)[0]
+    return pick_uniform(G, budget_ms, ratios)[0]
 
 
-def pick_uniform(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS) -> tuple[Cost, float]:
+def pick_uniform(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
+                 ratios: Sequence[float] = STANDARD_RATIOS) -> tuple[Cost, float]:
     """``pick_preview_cost``'s choice and the median it was chosen by (one reading decides and reports).
 
     Candidates are measured cheapest first and measuring stops at the first one over budget,
     so picking costs little more than the budget itself.
     """
     first = best = None
-    for cost in candidate_costs(G):
+    for cost in candidate_costs(G, ratios):
         ms = measure_cost_ms(G, cost)
         first = first or (cost, ms)
         if not fits_budget(ms, budget_ms):
@@ -171,11 +178,11 @@ def _round(x: float | None) -> float | None:
 
 
 def pick_preview(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
-                 table: SearchTable | None = None) -> PreviewChoice:
+                 table: SearchTable | None = None, ratios: Sequence[float] = STANDARD_RATIOS) -> PreviewChoice:
     """The preview sub-generator for ``budget_ms``: the richest uniform ratio that fits
     (``pick_uniform``), or the best entry of ``table`` that fits here now when it is more faithful
     (``search.preview.better_choice``). The full generator, when it fits, is never replaced."""
-    cost, ms = pick_uniform(G, budget_ms)
+    cost, ms = pick_uniform(G, budget_ms, ratios)
     uniform = PreviewChoice(cost, budget_ms, "uniform", measured_ms=ms, fits=fits_budget(ms, budget_ms),
                             flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]))
     if table is None:

@@ -23,11 +23,13 @@ import torch
 from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
 from ..errors import InputError
 from ..fsutil import atomic_write
-from ..io.checkpoint import load_generator
-from ..io.modelfile import is_safetensors, read_model
+from ..io.checkpoint import open_model
+from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder
 from ..models.generator import Generator
+from ..search.space import model_space_kind
 from .align import Alignment, align_face
+from .notices import model_notices
 from .paste import BLEND_MODES, paste_back
 from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
 from .region import DEFAULT_MAX_PIXELS, MIN_SIDE, Region, check_size
@@ -53,18 +55,17 @@ class Editor:
         self.path = resolve_model(name)
         self.device = torch.device(device)
         spec = KNOWN_MODELS.get(str(name))
-        self.info: dict = {}
-        self.encoder: Encoder | None = None
-        if is_safetensors(self.path):
-            mf = read_model(self.path)
-            self.generator: Generator = mf.generator(self.device)
-            self.encoder = mf.encoder(self.device)
-            self.directions: DirectionSet = directions_in_model(mf)
-            self.info = mf.info
-        else:
-            self.generator = load_generator(self.path, device=self.device,
-                                            expect=spec.architecture if spec else None)
-            self.directions = DirectionSet()
+        mf = open_model(self.path, expect=spec.architecture if spec else None)
+        self.generator: Generator = mf.generator(self.device)
+        self.encoder: Encoder | None = mf.encoder(self.device)
+        self.directions: DirectionSet = directions_in_model(mf)
+        self.info: dict = dict(mf.info)
+        # The sub-generators the model was trained for: a plain StyleGAN2 has full width only, so its
+        # previews come from its intermediate resolutions.
+        self.space_kind = model_space_kind(self.info, spec.channel_configs if spec else None)
+        self.preview_ratios: tuple[float, ...] = (
+            (1.0,) if self.space_kind == "full"
+            else tuple(float(r) for r in self.info.get("channel_ratios") or STANDARD_RATIOS))
         self.name = str(self.info.get("name", Path(self.path).stem))
         self.preview_budget_ms = preview_budget_ms
         if blend not in BLEND_MODES:
@@ -83,6 +84,11 @@ class Editor:
             self.search_table = SearchTable.load(search_table).check_fits(self.generator)
         if directions is not None:
             self.load_directions(directions, layers=direction_layers)
+
+    @property
+    def notices(self) -> list[str]:
+        """What the user should be told about this model before editing with it (see ``notices``)."""
+        return model_notices(self.info, self.space_kind)
 
     @property
     def is_face_model(self) -> bool:
@@ -175,7 +181,7 @@ class Editor:
             table = self.search_table
             if table is None and self.use_search_cache:
                 table = self._read_search_cache()
-            self._preview = pick_preview(self.generator, self.preview_budget_ms, table)
+            self._preview = pick_preview(self.generator, self.preview_budget_ms, table, self.preview_ratios)
         return self._preview
 
     def _search_cache_stamp(self) -> tuple[Path, int | None]:
@@ -219,7 +225,8 @@ class Editor:
             if isinstance(p.channels, tuple) and text == f"{p.res or self.generator.resolution}:flexible":
                 return p
             raise InputError(f"{spec!r} is not the current preview sub-generator; ask for 'preview'")
-        return parse_cost(str(spec), self.generator)
+        return parse_cost(str(spec), self.generator, preview_budget_ms=self.preview_budget_ms,
+                          ratios=self.preview_ratios)
 
     def open(self, image: Region | str | os.PathLike | np.ndarray, mask: np.ndarray | str | os.PathLike | None = None,
              *, align: bool = True, landmarks=None) -> EditSession:

@@ -120,6 +120,19 @@ class ModelFile:
         G = build_and_load(Generator(cfg), comp.tensors, f"{self.path} (generator)")
         return G.to(device).eval()
 
+    def discriminator(self, device: str | torch.device = "cpu") -> torch.nn.Module | None:
+        """The discriminator kept from the source model (StyleGAN2-ADA ``D``, rosinality ``d``), or None."""
+        comp = self.components.get("discriminator")
+        if comp is None:
+            return None
+        from ..training.discriminator import discriminator_from_config
+
+        try:
+            D = discriminator_from_config(comp.config)
+        except (TypeError, ValueError) as e:
+            raise ModelFileError(f"{self.path}: discriminator settings are invalid: {e}") from e
+        return build_and_load(D, comp.tensors, f"{self.path} (discriminator)").to(device).eval()
+
     def encoder(self, device: str | torch.device = "cpu") -> Encoder | None:
         comp = self.components.get("encoder")
         if comp is None:
@@ -130,6 +143,21 @@ class ModelFile:
             raise ModelFileError(f"{self.path}: encoder settings are invalid: {e}") from e
         E = build_and_load(Encoder(cfg), comp.tensors, f"{self.path} (encoder)")
         return E.to(device).eval()
+
+
+def read_header_info(path: str | os.PathLike) -> dict | None:
+    """A project model file's ``info`` from its header alone (no tensors read); None for other files."""
+    from safetensors import SafetensorError, safe_open
+
+    if not is_safetensors(path):
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        info = json.loads(meta.get("anycost.info", "null")) if meta.get("anycost.format") == FORMAT_NAME else None
+    except (SafetensorError, OSError, ValueError, RecursionError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

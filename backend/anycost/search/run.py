@@ -34,22 +34,16 @@ def load_model(model: str | os.PathLike | None, device: torch.device | str = "cp
                directions: str | os.PathLike | None = None) -> LoadedModel:
     """A model's generator, information and edit directions (file directions plus ``directions``)."""
     from ..directions import directions_in_model, load_directions_file, load_official_boundaries
-    from ..io.checkpoint import load_generator
-    from ..io.modelfile import is_safetensors, read_model
+    from ..io.checkpoint import open_model
     from ..registry import DEFAULT_MODEL, KNOWN_MODELS, resolve_model
 
     name = DEFAULT_MODEL if model is None else str(model)
     path = resolve_model(name)
     spec = KNOWN_MODELS.get(name)
-    info: dict = {}
-    dirs = DirectionSet()
-    if is_safetensors(path):
-        mf = read_model(path)
-        G = mf.generator(torch.device(device))
-        info = dict(mf.info)
-        dirs = directions_in_model(mf)
-    else:
-        G = load_generator(path, device=device, expect=spec.architecture if spec else None)
+    mf = open_model(path, expect=spec.architecture if spec else None)
+    G = mf.generator(torch.device(device))
+    info = dict(mf.info)
+    dirs = directions_in_model(mf)
     if directions is not None:
         p = Path(directions)
         extra = load_official_boundaries(p) if p.suffix in (".pt", ".pth") else load_directions_file(p)

@@ -67,7 +67,8 @@ class Server:
         from ..editing.render import candidate_costs
 
         # every uniform sub-generator a client may ask for as 'quality', cheapest first
-        self._levels = [cost_spec(c, editor.generator) for c in candidate_costs(editor.generator)]
+        self._levels = [cost_spec(c, editor.generator)
+                        for c in candidate_costs(editor.generator, editor.preview_ratios)]
 
     # ------------------------------------------------------------------ setup
     def _bind(self) -> None:
@@ -260,7 +261,7 @@ class Server:
             "server": f"anycost {__version__}",
             "capabilities": CAPABILITIES,
             "models": [{"name": ed.name, "resolution": G.resolution, "resolutions": list(G.resolutions),
-                        "face": ed.is_face_model, "encoder": ed.encoder is not None}],
+                        "face": ed.is_face_model, "encoder": ed.encoder is not None, "notices": ed.notices}],
             "directions": directions,
             # how the preview was chosen and what it costs here (it may change once a background
             # search finishes: each ready repeats it; previews carry the cost they were rendered at)

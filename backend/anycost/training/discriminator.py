@@ -88,16 +88,27 @@ class Discriminator(nn.Module):
 
     def __init__(self, resolution: int, channel_multiplier: float = 2, channel_max: int = 512,
                  blur_kernel: tuple[int, ...] = (1, 3, 3, 1), mbstd_group: int = 4,
-                 cond_dim: int = 0, film_res: int = 16):
+                 cond_dim: int = 0, film_res: int = 16, channels: dict[int, int] | None = None,
+                 input_resolutions: list[int] | None = None):
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution must be a power of two ≥ 8, got {resolution}")
         self.resolution = resolution
         self.mbstd_group = mbstd_group
-        ch = resolution_channels(resolution, channel_multiplier, channel_max)
+        if channels is not None:  # explicit widths (an imported StyleGAN2 discriminator)
+            ch = {int(k): int(v) for k, v in channels.items()}
+            if sorted(ch) != [2 ** i for i in range(2, resolution.bit_length())]:
+                raise ValueError(f"channels must give a width for every resolution 4..{resolution}")
+        else:
+            ch = resolution_channels(resolution, channel_multiplier, channel_max)
         self.channels = ch
         self.resolutions = [r for r in ch if r >= 8]
-        self.from_rgbs = nn.ModuleDict({str(r): ConvLayer(3, ch[r], 1) for r in self.resolutions})
+        # Images enter at these sizes; an imported StyleGAN2 discriminator has a fromRGB at the top only.
+        inputs = self.resolutions if input_resolutions is None else [int(r) for r in input_resolutions]
+        if not set(inputs) <= set(self.resolutions) or not inputs:
+            raise ValueError(f"input resolutions {inputs} must be among {self.resolutions}")
+        self.input_resolutions = inputs
+        self.from_rgbs = nn.ModuleDict({str(r): ConvLayer(3, ch[r], 1) for r in inputs})
         self.blocks = nn.ModuleDict({str(r): ResBlock(ch[r], ch[r // 2], blur_kernel) for r in self.resolutions})
         self.final_conv = ConvLayer(ch[4] + 1, ch[4], 3)
         self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activation=True), EqualLinear(ch[4], 1))
@@ -141,7 +152,7 @@ class Discriminator(nn.Module):
         """Run fromRGB and the residual blocks; return the 4×4 features and the maps at ``keep`` sizes."""
         r = img.shape[-1]
         if str(r) not in self.from_rgbs or img.shape[-2] != r:
-            raise ValueError(f"discriminator input must be square at one of {self.resolutions}, "
+            raise ValueError(f"discriminator input must be square at one of {self.input_resolutions}, "
                              f"got {tuple(img.shape)}")
         film = self._film_params(cond, img.shape[0])
         x = self.from_rgbs[str(r)](img)
@@ -161,6 +172,15 @@ class Discriminator(nn.Module):
     def forward(self, img: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         x, _ = self.trunk(img, cond)
         return self.head(x)
+
+
+def discriminator_from_config(cfg: dict) -> Discriminator:
+    """An unconditioned discriminator from a model file's ``discriminator`` component settings."""
+    known = {"resolution", "channels", "input_resolutions", "mbstd_group", "channel_multiplier", "channel_max"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise ValueError(f"unknown discriminator settings: {sorted(unknown)}")
+    return Discriminator(**cfg)
 
 
 class ConditionedDiscriminator(Discriminator):

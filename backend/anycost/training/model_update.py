@@ -5,28 +5,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..io.modelfile import Component, is_safetensors, read_model, save_model
+from ..io.checkpoint import open_model
+from ..io.modelfile import Component, save_model
 from ..models.encoder import Encoder
 from ..models.generator import Generator
 
 
 def model_parts(path: str | os.PathLike) -> tuple[Generator | None, dict[str, Component], dict]:
-    """(generator or None, all components, info) of a model file or an official checkpoint."""
-    path = Path(path)
-    if is_safetensors(path):
-        mf = read_model(path)
-        G = mf.generator() if "generator" in mf.components else None
-        return G, dict(mf.components), dict(mf.info)
-    from ..io.checkpoint import load_generator
-
-    return load_generator(path), {}, {"source_checkpoint": path.name}
+    """(generator or None, all components, info) of any supported model file (see ``open_model``)."""
+    mf = open_model(Path(path))
+    G = mf.generator() if "generator" in mf.components else None
+    return G, dict(mf.components), dict(mf.info)
 
 
 def update_model(source: str | os.PathLike, out: str | os.PathLike, *, encoder: Encoder | None = None,
                  components: dict[str, Component] | None = None, info: dict | None = None) -> Path:
     """Write ``out`` = ``source`` plus/with replaced components (atomic; ``out`` may equal ``source``).
 
-    ``source`` may be an official checkpoint: its generator is carried over into the new file.
+    ``source`` may be any supported file (an official or rosinality checkpoint, a network pickle): its
+    generator, the discriminator kept from it and its provenance are carried over into the new file.
     """
     G, comps, old_info = model_parts(source)
     comps.pop("generator", None)

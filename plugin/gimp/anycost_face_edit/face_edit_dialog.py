@@ -260,7 +260,7 @@ class FaceEditDialog:
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
         # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
         edited = moves_a_slider(c.sliders)
-        self.notice.set_text(c.notice or ("" if edited or not ready else "Move a slider to apply an edit."))
+        self.notice.set_text(c.display_notice() or ("" if edited or not ready else "Move a slider to apply an edit."))
         self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready and edited)
         self.dialog.set_response_sensitive(RESPONSE_RESET, ready)
         self.sliders_grid.set_sensitive(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))

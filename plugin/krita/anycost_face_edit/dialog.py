@@ -249,7 +249,7 @@ class FaceEditDialog(Q.QDialog):
                                                                                else 0.0))))
         self.latency.setText(c.latency_text())
         self.choice.setText(c.preview_choice_text() or "–")
-        self.notice.setText(c.notice or "")
+        self.notice.setText(c.display_notice())
         if self.thumbnail_updates == 0:
             self._update_thumbnail()
         connected = c.link.state == LinkState.CONNECTED
