@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from PIL import Image
 from anycost import Generator
 from anycost.errors import InputError
 from anycost.io.modelfile import Component, read_model, save_model
-from anycost.training import encoder_training as et
 from anycost.training.encoder_training import (
     EncoderTrainConfig,
     build_encoder,
@@ -124,16 +122,6 @@ def test_real_image_steps_use_image_losses_only(G, tmp_path):
     cfg = EncoderTrainConfig(steps=2, batch=2, lpips_weight=0.0, real_folder=str(folder), real_ratio=1.0)
     state = train_encoder(G, E, cfg, progress=False)
     assert all(h.get("real") == 1.0 and "latent" not in h for h in state.history)
-
-
-def test_lpips_falls_back_with_one_warning(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
-    monkeypatch.setattr(et, "_LPIPS_WARNED", False)
-    with pytest.warns(UserWarning, match="LPIPS is unavailable"):
-        assert et.load_lpips() is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert et.load_lpips() is None  # said once only
 
 
 def test_bad_settings_are_clear_errors(G):

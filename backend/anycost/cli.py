@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "models",
     "edit",
     "train",
+    "distill",
+    "adopt",
     "data",
     "train_encoder",
     "train_autoencoder",

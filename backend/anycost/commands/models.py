@@ -57,7 +57,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def _details(path: Path) -> list[str]:
     """Where a local model came from and what to know about it, read from its header only (cheap)."""
-    from ..io.modelfile import read_header_info
+    from ..io.modelfile import read_header_components, read_header_info
     from ..io.network_pickle import is_network_pickle
 
     if is_network_pickle(path):
@@ -76,7 +76,8 @@ def _details(path: Path) -> list[str]:
         lines.append(f"from {src.get('format', 'a file')} {src.get('file', '')} (sha256 {sha}…), "
                      f"{src.get('resolution', '?')} px")
     spec = spec_for(path)
-    lines += model_notices(info, model_space_kind(info, spec.channel_configs if spec else None))
+    lines += model_notices(info, model_space_kind(info, spec.channel_configs if spec else None),
+                           has_encoder=bool(read_header_components(path).get("encoder")))
     return lines
 
 

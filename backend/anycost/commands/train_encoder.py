@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--truncation", default="0.5,1.0", help="psi range lo,hi for sampled latents")
     p.add_argument("--mix-prob", type=float, default=0.5, help="style-mixing probability")
     p.add_argument("--loss-res", type=int, default=None, help="image-loss resolution (default: min(res, 256))")
+    p.add_argument("--augment", type=float, default=0.5,
+                   help="share of rendered targets shown as a real crop might look: slightly off-centre, "
+                        "recoloured, softer, noisier (default 0.5); makes the encoder hold on real faces")
     p.add_argument("--real", default=None, help="folder of real face images for extra image-loss steps")
     p.add_argument("--real-ratio", type=float, default=0.25, help="fraction of steps on real images (with --real)")
     p.add_argument("--checkpoint", default=None, help="training checkpoint file (default: OUTPUT + .ckpt.pt)")
@@ -60,9 +63,16 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--truncation must be two numbers lo,hi, got {args.truncation!r}") from e
     device = resolve_device(args.device)
     source = resolve_model(args.model)
-    G, _, _ = model_parts(source)
+    G, _, info = model_parts(source)
     if G is None:
         raise InputError(f"{source} holds no generator")
+    from ..models.channels import STANDARD_RATIOS
+    from ..registry import spec_for
+    from ..search.space import model_space_kind
+
+    spec = spec_for(args.model)
+    kind = model_space_kind(info, spec.channel_configs if spec else None)
+    ratios = (1.0,) if kind == "full" else tuple(info.get("channel_ratios") or STANDARD_RATIOS)
     ckpt = args.checkpoint or str(out) + ".ckpt.pt"
     cfg = EncoderTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, latent_weight=args.latent_weight,
                              image_weight=args.image_weight, lpips_weight=args.lpips_weight,
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                              mix_prob=args.mix_prob, loss_res=args.loss_res,
                              real_folder=args.real, real_ratio=args.real_ratio if args.real else 0.0,
                              seed=args.seed, device=str(device), checkpoint=ckpt,
-                             checkpoint_every=max(1, args.checkpoint_every))
+                             checkpoint_every=max(1, args.checkpoint_every), augment=args.augment, ratios=ratios)
     if args.input_size is not None and args.input_size < 16:
         raise InputError("--input-size must be at least 16")
     E = build_encoder(G, depth=args.depth, width=args.width, input_size=args.input_size)

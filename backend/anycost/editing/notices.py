@@ -16,9 +16,16 @@ def sub_generators_trained(info: dict, space_kind: str) -> bool:
     return space_kind != "full" or bool(info.get("distilled"))
 
 
-def model_notices(info: dict, space_kind: str) -> list[str]:
+NO_ENCODER = ("this model has no encoder: faces are projected by optimisation alone, within the projection's step "
+              "and time budget, so the first preview is the average face and projection is slower "
+              "(`anycost train-encoder` or `anycost adopt` adds one)")
+
+
+def model_notices(info: dict, space_kind: str, has_encoder: bool = True) -> list[str]:
     """Sentences about a model the user should read before editing with it."""
     notes = []
     if not sub_generators_trained(info, space_kind):
         notes.append(UNTRAINED_SUB_GENERATORS)
+    if not has_encoder:
+        notes.append(NO_ENCODER)
     return notes

@@ -88,7 +88,7 @@ class Editor:
     @property
     def notices(self) -> list[str]:
         """What the user should be told about this model before editing with it (see ``notices``)."""
-        return model_notices(self.info, self.space_kind)
+        return model_notices(self.info, self.space_kind, has_encoder=self.encoder is not None)
 
     @property
     def is_face_model(self) -> bool:

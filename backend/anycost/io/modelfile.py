@@ -160,6 +160,20 @@ def read_header_info(path: str | os.PathLike) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def read_header_components(path: str | os.PathLike) -> dict:
+    """A project model file's component settings from its header alone; {} for other files."""
+    from safetensors import SafetensorError, safe_open
+
+    if not is_safetensors(path):
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            comps = json.loads((f.metadata() or {}).get("anycost.components", "{}"))
+    except (SafetensorError, OSError, ValueError, RecursionError):
+        return {}
+    return comps if isinstance(comps, dict) else {}
+
+
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """Header metadata and tensors of a safetensors file; a damaged file is a ModelFileError."""
     from safetensors import SafetensorError, safe_open

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,8 +32,7 @@ from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator
 from .checkpoint import save_atomic
-
-_LPIPS_WARNED = False
+from .perceptual import load_lpips
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -43,35 +41,33 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def load_lpips(device: torch.device | str = "cpu", net: str = "alex") -> torch.nn.Module | None:
-    """LPIPS when its backbone weights are already in the torch cache, else None (warned once).
+def augment(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    """What separates a real aligned crop from a render, applied to a share ``p`` of the batch: a little
+    off-centre, rescaled and tilted (alignment is never exact), recoloured (light, white balance),
+    softer (resampling, focus) and noisier (sensor, compression). Only the encoder's input changes:
+    it learns to answer the clean latent anyway."""
+    n = x.shape[0]
+    if p <= 0 or n == 0:
+        return x
 
-    Nothing is downloaded: the backbone checkpoint must already be in ``torch.hub.get_dir()``.
-    """
-    global _LPIPS_WARNED
-    try:
-        import lpips
-        import torchvision.models as tvm
-    except ImportError as e:
-        reason = f"the lpips package is not importable ({e})"
-    else:
-        weights = {"alex": tvm.AlexNet_Weights.IMAGENET1K_V1, "vgg": tvm.VGG16_Weights.IMAGENET1K_V1,
-                   "squeeze": tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1}[net]
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-        if cached.is_file():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model = lpips.LPIPS(net=net, verbose=False)
-                return model.to(device).eval().requires_grad_(False)
-            except Exception as e:  # a damaged cache file must not stop training
-                reason = f"loading LPIPS failed ({type(e).__name__}: {e})"
-        else:
-            reason = f"its {net} backbone weights are not in the torch cache ({cached})"
-    if not _LPIPS_WARNED:
-        warnings.warn(f"LPIPS is unavailable: {reason}; using pixel (MSE) losses only", stacklevel=2)
-        _LPIPS_WARNED = True
-    return None
+    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(n, *shape, generator=gen)).to(x.device, x.dtype)
+
+    ang = u(-0.07, 0.07)  # about ±4°
+    scale = u(0.92, 1.08)
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u(-0.04, 0.04)], 1), torch.stack([sin, cos, u(-0.04, 0.04)], 1)], 1)
+    y = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="bilinear",
+                      padding_mode="reflection", align_corners=False)
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = (y - mean) * u(0.85, 1.15, 1, 1, 1) + mean + u(-0.1, 0.1, 1, 1, 1)  # contrast, brightness
+    grey = y.mean(dim=1, keepdim=True)
+    y = (y - grey) * u(0.8, 1.2, 1, 1, 1) + grey + u(-0.04, 0.04, 3, 1, 1)  # saturation, white balance
+    soft = F.avg_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    y = torch.lerp(y, soft, u(0.0, 0.8, 1, 1, 1))
+    y = y + u(0.0, 0.03, 1, 1, 1) * torch.randn(y.shape, generator=gen).to(y)
+    chosen = (torch.rand(n, generator=gen) < p).to(x.device)[:, None, None, None]
+    return torch.where(chosen, y.clamp(-1, 1), x)
 
 
 def build_encoder(G: Generator, *, depth: int = 18, width: int = 32, input_size: int | None = None) -> Encoder:
@@ -97,6 +93,10 @@ class EncoderTrainConfig:
     mix_prob: float = 0.5  # chance a sample mixes two latents at a random slot
     loss_res: int | None = None  # resolution of the image losses (default: min(G's, 256))
     min_input_res: int = 16  # smallest resolution the encoder is shown a target at
+    augment: float = 0.5  # chance a rendered target reaches the encoder as a real crop might look (see augment)
+    # Channel ratios of the consistency term: the model's trained ones (a plain StyleGAN2 has only 1.0,
+    # its sub-generators being its intermediate resolutions).
+    ratios: tuple[float, ...] = STANDARD_RATIOS
     real_folder: str | None = None
     real_ratio: float = 0.0  # fraction of steps that use real images (image losses only)
     seed: int = 0
@@ -115,6 +115,11 @@ class EncoderTrainConfig:
             raise InputError("real_ratio and mix_prob must be in [0, 1]")
         if self.real_ratio > 0 and not self.real_folder:
             raise InputError("real_ratio > 0 needs a folder of real images")
+        if not 0 <= self.augment <= 1:
+            raise InputError("augment must be in [0, 1]")
+        self.ratios = tuple(float(r) for r in self.ratios)
+        if not self.ratios or any(not 0 < r <= 1 for r in self.ratios):
+            raise InputError("ratios must lie in (0, 1]")
 
 
 @dataclass
@@ -200,7 +205,7 @@ def train_encoder(G: Generator, E: Encoder, cfg: EncoderTrainConfig, *, resume: 
         raise InputError(f"loss resolution must be one of {G.resolutions}, got {loss_res}")
     input_res = [r for r in G.resolutions if cfg.min_input_res <= r <= loss_res] or [loss_res]
     sub_res = [r for r in G.resolutions if r <= loss_res]
-    lpips_fn = load_lpips(device) if cfg.lpips_weight > 0 else None
+    lpips_fn = load_lpips("alex", device) if cfg.lpips_weight > 0 else None
     real = _RealImages(cfg.real_folder, loss_res) if cfg.real_folder and cfg.real_ratio > 0 else None
 
     def image_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -233,7 +238,7 @@ def train_encoder(G: Generator, E: Encoder, cfg: EncoderTrainConfig, *, resume: 
                 with torch.no_grad():
                     w_plus = sample_w_plus(G, cfg.batch, gen, cfg.truncation, cfg.mix_prob)
                     target = G.synthesize(w_plus, res=loss_res)
-                pred = E(_resize(target, rng.choice(input_res)))
+                pred = E(_resize(augment(target, gen, cfg.augment), rng.choice(input_res)))
                 lat = F.mse_loss(pred, w_plus)
                 loss = cfg.latent_weight * lat
                 parts["latent"] = float(lat.detach())
@@ -242,8 +247,8 @@ def train_encoder(G: Generator, E: Encoder, cfg: EncoderTrainConfig, *, resume: 
                     loss, parts = loss + il, {**parts, **ip}
                 if cfg.consistency_weight > 0:
                     r = rng.choice(sub_res)
-                    ratio = rng.choice([q for q in STANDARD_RATIOS if q < 1] or [1.0])
-                    sub = G.synthesize(pred, res=r, channels=ratio)
+                    ratio = rng.choice([q for q in cfg.ratios if q < 1] or [1.0])
+                    sub = G.synthesize(pred, res=r, channels=None if ratio == 1.0 else ratio)
                     cons = F.mse_loss(sub, _resize(target, r))
                     loss = loss + cfg.consistency_weight * cons
                     parts["consistency"] = float(cons.detach())

@@ -35,6 +35,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse)
 
 
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of images in [-1, 1] from their mean squared error."""
+    return 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
+
+
 @torch.no_grad()
 def consistency_metrics(G: Generator, ratios: Sequence[float] = STANDARD_RATIOS,
                         resolutions: Sequence[int] | None = None, n_seeds: int = 16, seed: int = 1000,

@@ -19,13 +19,16 @@ def model_parts(path: str | os.PathLike) -> tuple[Generator | None, dict[str, Co
 
 
 def update_model(source: str | os.PathLike, out: str | os.PathLike, *, encoder: Encoder | None = None,
-                 components: dict[str, Component] | None = None, info: dict | None = None) -> Path:
+                 components: dict[str, Component] | None = None, info: dict | None = None,
+                 generator: Generator | None = None) -> Path:
     """Write ``out`` = ``source`` plus/with replaced components (atomic; ``out`` may equal ``source``).
 
     ``source`` may be any supported file (an official or rosinality checkpoint, a network pickle): its
     generator, the discriminator kept from it and its provenance are carried over into the new file.
+    ``generator`` replaces the source's generator (a distilled one).
     """
     G, comps, old_info = model_parts(source)
+    G = generator if generator is not None else G
     comps.pop("generator", None)
     if encoder is not None:
         comps.pop("encoder", None)
