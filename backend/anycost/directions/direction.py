@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError
 
-SOURCES = ("labels", "sefa", "official", "file")
+SOURCES = ("labels", "sefa", "pca", "official", "file")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
 

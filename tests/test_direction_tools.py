@@ -1,0 +1,95 @@
+"""Directions without labels: PCA directions of the latent distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from model_support import tiny_generator
+
+from anycost import Generator
+from anycost.directions import Direction, directions_in_model, pca_directions, to_component
+from anycost.directions.pca import w_covariance
+from anycost.directions.sefa import SPREAD_PER_SLIDER, latent_spread
+from anycost.errors import InputError
+from anycost.io.modelfile import read_model, save_model
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("backend", "plugin")),
+       "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def G() -> Generator:
+    return tiny_generator()
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "anycost", *args], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)
+
+
+# ---------------------------------------------------------------- PCA
+def test_pca_directions_are_the_ordered_principal_axes_of_w(G):
+    ds = pca_directions(G, 6, n_samples=3000, seed=0)
+    assert list(ds) == [f"pca_{i}" for i in range(6)]
+    V = torch.stack([d.vector for d in ds.values()])
+    assert torch.allclose(V @ V.T, torch.eye(6), atol=1e-5), "orthonormal"
+    var = [d.info["variance"] for d in ds.values()]
+    assert var == sorted(var, reverse=True) and var[-1] > 0, "ordered by variance"
+    assert all(d.source == "pca" and d.layers is None for d in ds.values())
+
+    # on latents the fit never saw, the first axis carries more variance than any random direction
+    with torch.no_grad():
+        w = G.mapping(G.sample_z(3000, seed=11))
+    rand = torch.nn.functional.normalize(torch.randn(64, G.style_dim, generator=torch.Generator().manual_seed(3)),
+                                         dim=1)
+    assert float((w @ V[0]).var()) > 1.5 * float((w @ rand.T).var(0).max())
+    assert ds["pca_0"].info["explained"] > 1.5 / G.style_dim
+
+    # slider 1 moves SPREAD_PER_SLIDER standard deviations of w along the axis, the rule SeFa uses
+    spread = latent_spread(G, V)
+    for d, s in zip(ds.values(), spread, strict=True):
+        assert d.scale == pytest.approx(SPREAD_PER_SLIDER * float(s), rel=0.08)
+
+    again = pca_directions(tiny_generator(), 6, n_samples=3000, seed=0)
+    assert all(torch.allclose(again[n].vector, ds[n].vector, atol=1e-6) for n in ds), "deterministic signs"
+
+    part = pca_directions(G, 2, layers=[2, 0, 1], n_samples=500)
+    off = part["pca_0"].offset(G.n_style, G.style_dim)
+    assert part["pca_0"].layers == [0, 1, 2] and off[:3].abs().sum() > 0 and off[3:].abs().sum() == 0
+    for bad in ({"k": 0}, {"k": G.style_dim + 1}, {"k": 5, "n_samples": 5}, {"k": 2, "layers": [G.n_style]}):
+        with pytest.raises(InputError):
+            pca_directions(G, **{"n_samples": 500, **bad})
+
+
+def test_batched_covariance_is_the_sample_covariance(G):
+    mean, cov = w_covariance(G, 5000, seed=4)  # three batches, the last one short
+    with torch.no_grad():
+        w = G.mapping(G.sample_z(5000, seed=4)).double()
+    assert torch.allclose(mean, w.mean(0), atol=1e-6)
+    assert torch.allclose(cov, torch.cov(w.T), atol=1e-6 * float(cov.abs().max()))
+
+
+def test_fit_directions_pca_cli(G, tmp_path):
+    model = save_model(tmp_path / "m.safetensors", generator=G, info={"name": "tiny"},
+                       components={"directions": to_component([Direction("keep", torch.ones(G.style_dim))])})
+    r = cli("fit-directions", "--model", str(model), "--pca", "3", "--layers", "0-3", "--samples", "600",
+            "-o", str(tmp_path / "p.safetensors"))
+    assert r.returncode == 0, r.stderr
+    r = cli("directions", "--model", str(tmp_path / "p.safetensors"), "--json")
+    listed = {d["name"]: d for d in json.loads(r.stdout)["directions"]}
+    assert list(listed) == ["keep", "pca_0", "pca_1", "pca_2"]
+    assert listed["pca_0"]["source"] == "pca" and listed["pca_0"]["layers"] == [0, 1, 2, 3]
+    assert listed["pca_0"]["scale"] > listed["pca_2"]["scale"] > 0
+    stored = directions_in_model(read_model(tmp_path / "p.safetensors"))
+    expect = pca_directions(G, 3, [0, 1, 2, 3], n_samples=600)
+    assert torch.allclose(stored["pca_1"].vector, expect["pca_1"].vector, atol=1e-5)
+    r = cli("fit-directions", "--model", str(model), "--pca", str(G.style_dim + 1),
+            "-o", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 2 and "1..32" in r.stderr and not (tmp_path / "x.safetensors").exists()
