@@ -1,27 +1,34 @@
-"""Directions without labels: PCA directions of the latent distribution."""
+"""Directions without labels: PCA directions of the latent distribution, and contact sheets that
+show what each direction does."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from model_support import tiny_generator
+from PIL import Image
 
 from anycost import Generator
 from anycost.directions import Direction, directions_in_model, pca_directions, to_component
 from anycost.directions.pca import w_covariance
 from anycost.directions.sefa import SPREAD_PER_SLIDER, latent_spread
+from anycost.directions.sheet import LINE, SheetLayout
 from anycost.errors import InputError
 from anycost.io.modelfile import read_model, save_model
+from anycost.registry import PACKAGE_MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("backend", "plugin")),
        "OMP_NUM_THREADS": "1"}
+DEMO = PACKAGE_MODELS / "anycost-demo.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +100,56 @@ def test_fit_directions_pca_cli(G, tmp_path):
     r = cli("fit-directions", "--model", str(model), "--pca", str(G.style_dim + 1),
             "-o", str(tmp_path / "x.safetensors"))
     assert r.returncode == 2 and "1..32" in r.stderr and not (tmp_path / "x.safetensors").exists()
+
+
+# ---------------------------------------------------------------- contact sheet
+@pytest.fixture(scope="module")
+def demo_with_pca(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sheet") / "demo.safetensors"
+    shutil.copyfile(DEMO, path)
+    r = cli("fit-directions", "--model", str(path), "--pca", "2", "--samples", "2000", "-o", str(path))
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+def _tile(sheet: np.ndarray, layout: SheetLayout, block: int, row: int, col: int) -> np.ndarray:
+    x0, y0, x1, y1 = layout.tile_box(block, row, col)
+    framed = sheet[y0 - 1:y1 + 1, x0 - 1:x1 + 1]
+    assert (framed[0] == 255).all() and (framed[:, 0] == 255).all() and (framed[-1] == 255).all(), "white padding"
+    assert not (framed[1, 1:-1] == 255).all(), "the face starts where the layout says"
+    return sheet[y0:y1, x0:x1].astype(np.float32)
+
+
+def test_sheet_shows_faces_moving_along_each_direction(demo_with_pca, tmp_path):
+    out = tmp_path / "sheet.png"
+    r = cli("directions", "sheet", "--model", str(demo_with_pca), "--names", "pca_0,smile,pca_1", "--seeds", "2",
+            "--steps", "5", "--cost", "64", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    layout = SheetLayout(blocks=3, seeds=2, steps=5, tile=64)
+    assert sheet.shape[0] == layout.size[1] and sheet.shape[1] >= layout.grid_size[0]
+    for b in range(3):
+        top = layout.block_top(b)
+        assert (sheet[top:top + 2 * LINE] < 100).any(), "name and slider values are written above each block"
+        for row in range(2):
+            strip = [_tile(sheet, layout, b, row, c) for c in range(5)]
+            assert all(t.std() > 3 for t in strip), "faces, not padding or text"
+            steps = [np.abs(a - c).mean() for a, c in zip(strip, strip[1:], strict=False)]
+            assert min(steps) > 0.3, f"block {b} row {row}: every step along the slider changes the face {steps}"
+            assert np.abs(strip[0] - strip[-1]).mean() > 2.0
+    # the middle column is slider 0: the same unedited face in every block; rows are different seeds
+    assert np.abs(_tile(sheet, layout, 0, 1, 2) - _tile(sheet, layout, 2, 1, 2)).mean() < 0.5
+    assert np.abs(_tile(sheet, layout, 0, 0, 2) - _tile(sheet, layout, 0, 1, 2)).mean() > 5
+
+    every = tmp_path / "all.png"
+    r = cli("directions", "sheet", "--model", str(demo_with_pca), "--seeds", "1", "--steps", "3", "--cost", "32",
+            "-o", str(every))
+    assert r.returncode == 0, r.stderr
+    n = len(directions_in_model(read_model(demo_with_pca)))
+    assert n == 20 and f"{n} direction(s)" in r.stdout
+    assert Image.open(every).height == SheetLayout(blocks=n, seeds=1, steps=3, tile=32).size[1]
+
+    r = cli("directions", "sheet", "--model", str(demo_with_pca), "--names", "pca_0,frown", "-o",
+            str(tmp_path / "no.png"))
+    assert r.returncode == 2 and "frown" in r.stderr and "smile" in r.stderr
+    assert not (tmp_path / "no.png").exists()

@@ -1,4 +1,5 @@
-"""``anycost directions``: list the edit directions of a model (or of a direction file)."""
+"""``anycost directions``: list the edit directions of a model (or of a direction file); ``directions
+sheet`` draws what each one does."""
 
 from __future__ import annotations
 
@@ -6,21 +7,49 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import InputError
+from .common import add_device, resolve_device
+
 NO_DIRECTIONS = ("no edit directions (it can still generate and project; `anycost fit-directions` adds "
                  "sliders, `anycost edit --directions FILE` brings them from a file)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("directions", help="list a model's edit directions with their slider ranges",
+    p = sub.add_parser("directions", help="list a model's edit directions, or show them (sheet)",
                        description="List the edit directions stored in a model file (or a boundary / "
                                    "direction file) with slider range, scale, style slots and source. "
-                                   "A model without directions lists none (exit code 0).")
+                                   "A model without directions lists none (exit code 0). "
+                                   "'directions sheet' draws what each direction does.")
     p.add_argument("--model", default=None,
                    help="model name, model file, or direction/boundary file (default: the shipped demo model)")
     p.add_argument("--for-model", default=None, metavar="MODEL",
                    help="check that the listed directions fit this model's latent (style slots and size)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", title="actions (default: list)")
+
+    # --model on an action leaves one given before the action alone (SUPPRESS sets no default)
+    s = actions.add_parser("sheet", help="a labelled contact sheet of faces along each direction",
+                           description="Render, for every direction (or the --names given), one row of faces per "
+                                       "seed with the slider stepping from the low to the high end of its range, "
+                                       "and write them as one labelled image: a way to see what unnamed (SeFa, "
+                                       "PCA) directions do.")
+    s.add_argument("--model", default=argparse.SUPPRESS,
+                   help="model name or file (default: the shipped demo model)")
+    s.add_argument("--directions", default=None, metavar="FILE",
+                   help="also show the directions of this file (.safetensors/.npy or an official boundary .pt)")
+    s.add_argument("--names", default=None, help="comma-separated directions to show (default: all)")
+    s.add_argument("--seeds", type=int, default=3, help="faces per direction, one row each (default 3)")
+    s.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    s.add_argument("--steps", type=int, default=5, help="slider positions per row, both ends included (default 5)")
+    s.add_argument("--cost", default="full",
+                   help="render cost: full, preview, RES, RATIO or RES:RATIO (default full; e.g. 256 for a "
+                        "1024-px model)")
+    s.add_argument("--truncation", type=float, default=0.7,
+                   help="psi towards the model's truncation centre for the faces (default 0.7)")
+    s.add_argument("-o", "--output", required=True, help="image to write (.png, .jpg, .webp, …)")
+    add_device(s)
+    s.set_defaults(func=run_sheet)
 
 
 def read_directions(path: Path):
@@ -57,7 +86,6 @@ def _latent_shape(model: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
     from ..registry import DEFAULT_MODEL, resolve_model
 
     path = Path(resolve_model(args.model or DEFAULT_MODEL))
@@ -82,4 +110,32 @@ def run(args: argparse.Namespace) -> int:
         rng = f"[{r['range'][0]:g}, {r['range'][1]:g}]"
         slots = "all" if r["layers"] is None else ",".join(map(str, r["layers"]))
         print(f"{r['name']:20s} {r['source']:9s} {rng:>14s} {r['scale']:8.3f}  {slots}")
+    return 0
+
+
+def run_sheet(args: argparse.Namespace) -> int:
+    from ..directions.sheet import render_sheet
+    from ..editing.session import Editor
+    from ..imageio import check_output_path, save_image_atomic
+
+    out = check_output_path(args.output)
+    if args.seeds < 1:
+        raise InputError("--seeds must be at least 1")
+    if not 0 <= args.truncation <= 1:
+        raise InputError("--truncation must be in [0, 1]")
+    names = [n.strip() for n in args.names.split(",") if n.strip()] if args.names else None
+    editor = Editor(getattr(args, "model", None), device=resolve_device(args.device), use_lpips=False,
+                    directions=args.directions)
+    if not len(editor.directions):
+        raise InputError(f"model {editor.name!r} has no edit directions; add some with `anycost fit-directions` "
+                         "or pass --directions FILE")
+    cost = editor.cost(args.cost)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    title = (f"{editor.name} | cost {cost.label()} | truncation {args.truncation:g} | "
+             f"seeds {seeds[0]}-{seeds[-1]}, one row each")
+    sheet, layout = render_sheet(editor.generator, editor.directions, names=names, seeds=seeds, steps=args.steps,
+                                 truncation=args.truncation, render_kwargs=cost.render_kwargs(), title=title)
+    save_image_atomic(sheet, out)
+    print(f"wrote {out}: {layout.blocks} direction(s) x {layout.seeds} seed(s) x {layout.steps} steps, "
+          f"{sheet.shape[1]}x{sheet.shape[0]} px")
     return 0
