@@ -1,8 +1,9 @@
-"""Directions without labels: PCA directions of the latent distribution, and contact sheets that
-show what each direction does."""
+"""Directions without labels and with names people choose: PCA directions, contact sheets, and
+`anycost directions set` (rename, range, scale, hide)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,7 +18,16 @@ from model_support import tiny_generator
 from PIL import Image
 
 from anycost import Generator
-from anycost.directions import Direction, directions_in_model, pca_directions, to_component
+from anycost.directions import (
+    Direction,
+    DirectionSet,
+    directions_in_model,
+    from_component,
+    load_directions_file,
+    pca_directions,
+    save_directions_file,
+    to_component,
+)
 from anycost.directions.pca import w_covariance
 from anycost.directions.sefa import SPREAD_PER_SLIDER, latent_spread
 from anycost.directions.sheet import LINE, SheetLayout
@@ -39,6 +49,10 @@ def G() -> Generator:
 def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "anycost", *args], capture_output=True, text=True, env=ENV,
                           timeout=timeout)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ---------------------------------------------------------------- PCA
@@ -153,3 +167,85 @@ def test_sheet_shows_faces_moving_along_each_direction(demo_with_pca, tmp_path):
             str(tmp_path / "no.png"))
     assert r.returncode == 2 and "frown" in r.stderr and "smile" in r.stderr
     assert not (tmp_path / "no.png").exists()
+
+
+# ---------------------------------------------------------------- set, hidden, and the plug-ins' sliders
+def test_hidden_round_trips_and_older_files_load_as_shown(G, tmp_path):
+    ds = DirectionSet([Direction("a", torch.ones(G.style_dim), hidden=True), Direction("b", torch.ones(G.style_dim))])
+    comp = to_component(ds)
+    assert comp.config["directions"][0]["hidden"] is True and "hidden" not in comp.config["directions"][1]
+    back = from_component(comp)
+    assert back["a"].hidden and not back["b"].hidden
+    assert load_directions_file(save_directions_file(tmp_path / "d.safetensors", ds))["a"].hidden
+    shipped = read_model(DEMO).components["directions"].config["directions"]
+    assert shipped and not any("hidden" in d for d in shipped), "a file from before the field"
+    assert not any(d.hidden for d in directions_in_model(read_model(DEMO)).values())
+    with pytest.raises(InputError):
+        Direction("c", torch.ones(4), hidden="yes")
+    edited = ds.edited("b", rename="c", slider_range=(-2, 3), scale=0.5, hidden=True)
+    assert list(edited) == ["a", "c"] and edited["c"].hidden and edited["c"].slider_range == (-2.0, 3.0)
+    for bad in ({"name": "z"}, {"name": "b", "rename": "a"}, {"name": "b", "slider_range": (1, 1)},
+                {"name": "b", "scale": 0.0}, {"name": "b", "rename": "Not OK"}):
+        with pytest.raises(InputError):
+            ds.edited(**bad)
+
+
+@pytest.fixture
+def sefa_model(tmp_path, official_fixture) -> Path:
+    """A project model file (the 64-px official-format fixture, converted) with three SeFa sliders."""
+    out = tmp_path / "model.safetensors"
+    r = cli("fit-directions", "--model", str(official_fixture / "generator.pt"), "--sefa", "3", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_set_edits_one_direction_in_place_and_keeps_everything_else(sefa_model, tmp_path, official_fixture, capsys):
+    before = read_model(sefa_model)
+    old = directions_in_model(before)
+    r = cli("directions", "set", "--model", str(sefa_model), "sefa_1", "--rename", "jaw", "--range=-2,1.5",
+            "--scale", "0.75", "--hide")
+    assert r.returncode == 0, r.stderr
+    r = cli("directions", "--model", str(sefa_model), "--json")
+    rows = json.loads(r.stdout)["directions"]
+    assert [d["name"] for d in rows] == ["sefa_0", "jaw", "sefa_2"], "renamed where it was"
+    jaw = rows[1]
+    assert jaw["range"] == [-2.0, 1.5] and jaw["scale"] == 0.75 and jaw["hidden"] is True
+    assert not rows[0]["hidden"] and not rows[2]["hidden"]
+    table = cli("directions", "--model", str(sefa_model)).stdout
+    assert [line for line in table.splitlines() if "(hidden)" in line] == [
+        next(line for line in table.splitlines() if line.startswith("jaw"))]
+
+    after = read_model(sefa_model)
+    assert after.info == before.info and set(after.components) == set(before.components)
+    for k, t in before.components["generator"].tensors.items():
+        assert torch.equal(t, after.components["generator"].tensors[k]), k
+    now = directions_in_model(after)
+    assert torch.equal(now["jaw"].vector, old["sefa_1"].vector) and now["jaw"].source == "sefa"
+    assert now["sefa_0"].config() == old["sefa_0"].config()
+
+    r = cli("directions", "set", "--model", str(sefa_model), "jaw", "--show")
+    assert r.returncode == 0 and not directions_in_model(read_model(sefa_model))["jaw"].hidden
+
+    # refusals (exit status 2, run in-process to save interpreter start-ups) change nothing
+    from anycost.cli import main
+
+    def refused(model: Path, *args: str) -> str:
+        capsys.readouterr()
+        assert main(["directions", "set", "--model", str(model), *args]) == 2, args
+        return capsys.readouterr().err
+
+    snapshot = digest(sefa_model)
+    for args, says in [
+        (["sefa_1", "--hide"], "available: sefa_0, jaw, sefa_2"),
+        (["jaw", "--rename", "sefa_0"], "another direction"),
+        (["jaw", "--range=1,-1"], "LO < HI"),
+        (["jaw", "--range", "1"], "LO,HI"),
+        (["jaw"], "nothing to change"),
+        (["jaw", "--scale", "0"], "non-zero"),
+    ]:
+        assert says in refused(sefa_model, *args), args
+    direction_file = save_directions_file(tmp_path / "dirs.safetensors", old)
+    for other in (official_fixture / "generator.pt", direction_file):
+        assert "convert" in refused(other, "sefa_0", "--hide")
+    assert "shipped" in refused(DEMO, "smile", "--hide")
+    assert digest(sefa_model) == snapshot

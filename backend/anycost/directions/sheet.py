@@ -73,7 +73,7 @@ def slider_values(direction: Direction, steps: int) -> list[float]:
 
 def _describe(d: Direction) -> str:
     slots = "all slots" if d.layers is None else "slots " + ",".join(map(str, d.layers))
-    return f"{d.name}  ({d.source}, {slots})"
+    return f"{d.name}  ({d.source}, {slots}{', hidden' if d.hidden else ''})"
 
 
 @torch.inference_mode()
