@@ -1,5 +1,5 @@
 """Directions without labels and with names people choose: PCA directions, contact sheets, and
-`anycost directions set` (rename, range, scale, hide)."""
+`anycost directions set` (rename, range, scale, hide) as far as the plug-ins' sliders."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import torch
 from model_support import tiny_generator
 from PIL import Image
+from service_support import Backend
 
 from anycost import Generator
 from anycost.directions import (
@@ -34,6 +35,9 @@ from anycost.directions.sheet import LINE, SheetLayout
 from anycost.errors import InputError
 from anycost.io.modelfile import read_model, save_model
 from anycost.registry import PACKAGE_MODELS
+from anycost_client.client import Client
+from anycost_client.controller import EditController, LinkState
+from anycost_client.regions import Rect, Region
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("backend", "plugin")),
@@ -176,6 +180,7 @@ def test_hidden_round_trips_and_older_files_load_as_shown(G, tmp_path):
     assert comp.config["directions"][0]["hidden"] is True and "hidden" not in comp.config["directions"][1]
     back = from_component(comp)
     assert back["a"].hidden and not back["b"].hidden
+    assert back.slider_specs() == {"a": {"range": [-1.0, 1.0], "hidden": True}, "b": {"range": [-1.0, 1.0]}}
     assert load_directions_file(save_directions_file(tmp_path / "d.safetensors", ds))["a"].hidden
     shipped = read_model(DEMO).components["directions"].config["directions"]
     assert shipped and not any("hidden" in d for d in shipped), "a file from before the field"
@@ -249,3 +254,53 @@ def test_set_edits_one_direction_in_place_and_keeps_everything_else(sefa_model, 
         assert "convert" in refused(other, "sefa_0", "--hide")
     assert "shipped" in refused(DEMO, "smile", "--hide")
     assert digest(sefa_model) == snapshot
+
+
+class _Link:
+    """What EditController reads of a connected link before its session opens."""
+
+    def __init__(self, welcome: dict):
+        self.welcome = welcome
+        self.state = LinkState.CONNECTING
+        self.message = "Connecting…"
+        self.connected = False
+
+    def ensure(self) -> None:
+        pass
+
+    def add_listener(self, listener) -> None:
+        pass
+
+
+def test_hidden_directions_reach_the_service_but_not_the_dialogs_sliders(sefa_model, tmp_path):
+    r = cli("directions", "set", "--model", str(sefa_model), "sefa_1", "--hide", "--range=-1,1.5")
+    assert r.returncode == 0, r.stderr
+    backend = Backend(tmp_path, sefa_model, None)
+    try:
+        with Client.connect(backend.conn, timeout=60) as client:
+            welcome = client.welcome
+            assert welcome["directions"] == {"sefa_0": {"range": [-1.0, 1.0]},
+                                             "sefa_1": {"range": [-1.0, 1.5], "hidden": True},
+                                             "sefa_2": {"range": [-1.0, 1.0]}}
+            rgba = np.random.default_rng(0).integers(0, 256, (64, 64, 4), dtype=np.uint8).tobytes()
+            with client.open(rgba, 64, 64, align=False) as session:
+                assert session.directions["sefa_1"].get("hidden") is True
+                # scripts still reach a hidden direction by name
+                assert session.edit(sefa_1=1.5).rgba != session.edit(sefa_1=0.0).rgba
+    finally:
+        assert backend.stop() == 0
+
+    changes: list[str] = []
+    region = Region(Rect(0, 0, 32, 32), bytes(32 * 32 * 4))
+    c = EditController(_Link(welcome), region, canvas=None, on_change=changes.append)
+    c.start()
+    assert list(c.specs) == ["sefa_0", "sefa_2"], "the dialog's sliders"
+    assert c.hidden_sliders == ["sefa_1"] and list(c.all_specs) == ["sefa_0", "sefa_1", "sefa_2"]
+    assert c.sliders == {"sefa_0": 0.0, "sefa_1": 0.0, "sefa_2": 0.0}
+    c.set_slider("sefa_1", 9.0)
+    assert c.sliders["sefa_1"] == 1.5, "set by name, clamped to its range"
+    changes.clear()
+    c.set_show_hidden(True)
+    assert list(c.specs) == ["sefa_0", "sefa_1", "sefa_2"] and changes == ["sliders"]
+    c.reset_all()
+    assert c.sliders["sefa_1"] == 0.0

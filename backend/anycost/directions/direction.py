@@ -109,6 +109,13 @@ class Direction:
             cfg["hidden"] = True
         return cfg
 
+    def slider_spec(self) -> dict:
+        """What the service announces for this direction's slider (welcome and ready messages)."""
+        spec: dict = {"range": list(self.slider_range)}
+        if self.hidden:
+            spec["hidden"] = True
+        return spec
+
     @classmethod
     def from_config(cls, name: str, vector: torch.Tensor, cfg: Mapping) -> Direction:
         known = {"layers", "scale", "slider_range", "source", "info", "hidden"}
@@ -178,6 +185,11 @@ class DirectionSet(Mapping[str, Direction]):
             changes["hidden"] = bool(hidden)
         new = dataclasses.replace(old, **changes)  # __post_init__ checks the result
         return DirectionSet(new if n == name else d for n, d in self._items.items())
+
+    def slider_specs(self) -> dict[str, dict]:
+        """``{name: {"range": [lo, hi]}}`` in slider order, ``"hidden": true`` on hidden ones: the
+        ``directions`` field of the service's welcome and ready messages."""
+        return {name: d.slider_spec() for name, d in self._items.items()}
 
     def offset(self, n_style: int, style_dim: int, values: Mapping[str, float]) -> torch.Tensor:
         """Summed W+ offset (n_style, style_dim) of several slider values."""
