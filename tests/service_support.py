@@ -29,10 +29,12 @@ def make_directions(model: Path, path: Path) -> Path:
 class Backend:
     """``python -m anycost serve`` in a subprocess, with its connection file in a tmp dir."""
 
-    def __init__(self, tmp: Path, model: Path, directions: Path, *extra: str, conn: Path | None = None):
+    def __init__(self, tmp: Path, model: Path, directions: Path | None, *extra: str, conn: Path | None = None):
+        """``directions``: a direction file to serve besides the model's own (None: the model's only)."""
         self.conn = conn or tmp / "conn.json"
         self.log = tmp / f"backend-{time.monotonic_ns()}.log"
-        cmd = [sys.executable, "-m", "anycost", "serve", "--model", str(model), "--directions", str(directions),
+        cmd = [sys.executable, "-m", "anycost", "serve", "--model", str(model),
+               *(["--directions", str(directions)] if directions is not None else []),
                "--no-lpips", "--connection-file", str(self.conn), *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in stop()

@@ -447,6 +447,7 @@ class SliderSpec:
     name: str
     lo: float
     hi: float
+    hidden: bool = False  # the model keeps it, but a dialog leaves it out (see EditController.show_hidden)
 
     @property
     def label(self) -> str:
@@ -502,8 +503,9 @@ class EditController:
         self.message = "Connecting to the backend…"
         self.error: str | None = None  # last non-fatal error, for the status line
         self.notice: str | None = None  # alignment fallback sentence from the backend
-        self.sliders: dict[str, float] = {}
-        self.specs: dict[str, SliderSpec] = {}
+        self.sliders: dict[str, float] = {}  # every direction's value, hidden ones included
+        self.all_specs: dict[str, SliderSpec] = {}  # every direction the backend announced, in its order
+        self.show_hidden = False  # whether ``specs`` includes the hidden directions
         self.levels: list[str] = []
         self.progress: dict[str, Any] = {}
         self.latency_ms: float | None = None  # slider moved → preview drawn on the canvas
@@ -570,15 +572,30 @@ class EditController:
         self._emit("failed")
 
     # ------------------------------------------------------------------ sliders and quality
+    @property
+    def specs(self) -> dict[str, SliderSpec]:
+        """The sliders a dialog shows: the backend's directions less the hidden ones (unless ``show_hidden``)."""
+        return {n: s for n, s in self.all_specs.items() if self.show_hidden or not s.hidden}
+
+    @property
+    def hidden_sliders(self) -> list[str]:
+        """Directions the model marks hidden; ``set_slider`` still takes them by name."""
+        return [n for n, s in self.all_specs.items() if s.hidden]
+
+    def set_show_hidden(self, show: bool) -> None:
+        if bool(show) != self.show_hidden:
+            self.show_hidden = bool(show)
+            self._emit("sliders")
+
     def _directions_from(self, directions: Any) -> None:
         if not isinstance(directions, dict) or not directions:
             return
         specs = {}
         for name, d in directions.items():
             lo, hi = (d or {}).get("range", (-1.0, 1.0))
-            specs[str(name)] = SliderSpec(str(name), float(lo), float(hi))
-        if specs != self.specs:
-            self.specs = specs
+            specs[str(name)] = SliderSpec(str(name), float(lo), float(hi), (d or {}).get("hidden") is True)
+        if specs != self.all_specs:
+            self.all_specs = specs
             self.sliders = {n: min(max(self.sliders.get(n, s.neutral), s.lo), s.hi) for n, s in specs.items()}
             self._emit("sliders")
 
@@ -593,7 +610,7 @@ class EditController:
             self._emit("quality")
 
     def set_slider(self, name: str, value: float) -> None:
-        spec = self.specs.get(name)
+        spec = self.all_specs.get(name)
         if spec is None:
             raise KeyError(f"unknown slider {name!r}")
         value = min(max(float(value), spec.lo), spec.hi)
@@ -603,12 +620,12 @@ class EditController:
         self._changed()
 
     def reset_slider(self, name: str) -> None:
-        self.set_slider(name, self.specs[name].neutral)
+        self.set_slider(name, self.all_specs[name].neutral)
         self._emit("sliders")
 
     def reset_all(self) -> None:
         changed = False
-        for name, spec in self.specs.items():
+        for name, spec in self.all_specs.items():
             if self.sliders.get(name) != spec.neutral:
                 self.sliders[name] = spec.neutral
                 changed = True
@@ -771,7 +788,7 @@ class EditController:
             self._send_commit()
             return
         self._status("Ready", Phase.READY)
-        if any(v != self.specs[n].neutral for n, v in self.sliders.items() if n in self.specs) or \
+        if any(v != self.all_specs[n].neutral for n, v in self.sliders.items() if n in self.all_specs) or \
                 self.quality != AUTO or self._dirty:
             self._send_edit()
 

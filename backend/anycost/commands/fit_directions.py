@@ -26,7 +26,7 @@ def _slots(text: str | None) -> list[int] | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit-directions", help="add edit directions to a model (labels, SeFa or boundary file)",
+    p = sub.add_parser("fit-directions", help="add edit directions to a model (labels, SeFa, PCA or boundary file)",
                        description="Compute or import edit directions and write a model file that holds "
                                    "everything in --model plus the directions (same names are replaced).")
     p.add_argument("--model", required=True, help="model name or file holding the generator")
@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--from-labels", action="store_true",
                      help="fit InterFaceGAN-style boundaries from attribute-classifier scores")
     how.add_argument("--sefa", type=int, metavar="K", help="the top K SeFa directions (sefa_0 … sefa_K-1)")
+    how.add_argument("--pca", type=int, metavar="K",
+                     help="the top K principal components of sampled w (pca_0 … pca_K-1), GANSpace-style")
     how.add_argument("--boundaries", metavar="FILE",
                      help="import a boundary file (.pt official dict, .safetensors or .npy)")
     how.add_argument("--refine", action="store_true",
@@ -43,8 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model file holding the classifier (default: the one in --model); the output keeps it "
                         "with the directions fitted by it, unless --model already holds one")
     p.add_argument("--attributes", default=None, help="comma-separated subset of classifier attributes")
-    p.add_argument("--samples", type=int, default=2000, help="latents to sample for --from-labels")
-    p.add_argument("--truncation", type=float, default=0.8, help="psi for the sampled latents")
+    p.add_argument("--samples", type=int, default=None,
+                   help="latents to sample (--from-labels: 2000; --pca: 20000 on a GPU, 5000 on the CPU)")
+    p.add_argument("--truncation", type=float, default=0.8,
+                   help="psi for the latents --from-labels samples (--pca samples without truncation)")
     p.add_argument("--quantile", type=float, default=0.3, help="top/bottom share used as positives/negatives")
     p.add_argument("--conditional", action="store_true",
                    help="make each direction orthogonal to the other fitted attributes")
@@ -69,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..directions import Direction, DirectionSet, load_directions_file, to_component
+    from ..directions import Direction, DirectionSet, load_directions_file, pca_directions, to_component
     from ..directions.sefa import SPREAD_PER_SLIDER, latent_spread, sefa_directions
     from ..directions.storage import COMPONENT, from_component, save_directions_file
     from ..io.modelfile import read_model
@@ -87,8 +91,12 @@ def run(args: argparse.Namespace) -> int:
     have = from_component(comps[COMPONENT], str(source)) if COMPONENT in comps else DirectionSet()
     G = G.to(device)
     layers = _slots(args.layers)
+    if args.samples is not None and args.samples < 1:
+        raise InputError("--samples must be at least 1")
     if args.sefa is not None:
         new = sefa_directions(G, args.sefa, layers, scale=args.scale)
+    elif args.pca is not None:
+        new = pca_directions(G, args.pca, layers, n_samples=args.samples, seed=args.seed, scale=args.scale)
     elif args.boundaries:
         loaded = load_directions_file(args.boundaries)
         new = DirectionSet()
@@ -101,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 scale = d.scale
             new.add(Direction(d.name, vec, layers if layers is not None else d.layers, scale, d.slider_range,
-                              d.source, d.info))
+                              d.source, d.info, d.hidden))
     elif args.refine:
         from ..directions.refine import RefineSettings, refine_directions
 
@@ -117,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from ..directions.boundaries import directions_from_labels
         clf = _classifier(args, comps, source)
         attrs = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
-        new = directions_from_labels(G, clf.to(device), n_samples=args.samples, attributes=attrs,
+        new = directions_from_labels(G, clf.to(device), n_samples=args.samples or 2000, attributes=attrs,
                                      truncation=args.truncation, quantile=args.quantile,
                                      conditional=args.conditional, target_change=args.target_change,
                                      n_calibration=max(1, args.calibration_samples), seed=args.seed, progress=print)

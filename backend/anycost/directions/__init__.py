@@ -1,10 +1,11 @@
-"""Edit directions: the Direction type, storage, and three ways to obtain them
-(classifier labels, SeFa, the published boundary files)."""
+"""Edit directions: the Direction type, storage, and the ways to obtain them (classifier labels,
+SeFa, PCA of the latent distribution, the published boundary files)."""
 
 from __future__ import annotations
 
 from .direction import SOURCES, Direction, DirectionSet
 from .official import load_official_boundaries
+from .pca import pca_directions
 from .sefa import sefa_directions
 from .storage import (
     directions_in_model,
@@ -22,6 +23,7 @@ __all__ = [
     "from_component",
     "load_directions_file",
     "load_official_boundaries",
+    "pca_directions",
     "save_directions_file",
     "sefa_directions",
     "to_component",

@@ -7,6 +7,7 @@ slots (all slots when ``layers`` is None). ``vector`` is either one ``style_dim`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,7 +17,7 @@ import torch
 
 from ..errors import InputError
 
-SOURCES = ("labels", "sefa", "official", "file")
+SOURCES = ("labels", "sefa", "pca", "official", "file")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
 
@@ -38,6 +39,7 @@ class Direction:
     slider_range: tuple[float, float] = (-1.0, 1.0)
     source: str = "file"
     info: dict = field(default_factory=dict)  # provenance and measurements (JSON-serialisable)
+    hidden: bool = False  # kept in the model but left out of the sliders a dialog shows
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -62,6 +64,8 @@ class Direction:
         self.slider_range = (lo, hi)
         if self.source not in SOURCES:
             raise InputError(f"direction {self.name!r}: source must be one of {SOURCES}, got {self.source!r}")
+        if not isinstance(self.hidden, bool):
+            raise InputError(f"direction {self.name!r}: hidden must be true or false, got {self.hidden!r}")
 
     @property
     def style_dim(self) -> int:
@@ -94,23 +98,33 @@ class Direction:
 
     def config(self) -> dict:
         """JSON-serialisable settings (everything except the vector)."""
-        return {
+        cfg = {
             "layers": self.layers,
             "scale": self.scale,
             "slider_range": list(self.slider_range),
             "source": self.source,
             "info": self.info,
         }
+        if self.hidden:  # only when set: files without hidden directions stay readable by older versions
+            cfg["hidden"] = True
+        return cfg
+
+    def slider_spec(self) -> dict:
+        """What the service announces for this direction's slider (welcome and ready messages)."""
+        spec: dict = {"range": list(self.slider_range)}
+        if self.hidden:
+            spec["hidden"] = True
+        return spec
 
     @classmethod
     def from_config(cls, name: str, vector: torch.Tensor, cfg: Mapping) -> Direction:
-        known = {"layers", "scale", "slider_range", "source", "info"}
+        known = {"layers", "scale", "slider_range", "source", "info", "hidden"}
         unknown = set(cfg) - known
         if unknown:
             raise InputError(f"direction {name!r}: unknown settings {sorted(unknown)}")
         return cls(name=name, vector=vector, layers=cfg.get("layers"), scale=cfg.get("scale", 1.0),
                    slider_range=tuple(cfg.get("slider_range", (-1.0, 1.0))), source=cfg.get("source", "file"),
-                   info=dict(cfg.get("info") or {}))
+                   info=dict(cfg.get("info") or {}), hidden=cfg.get("hidden", False))
 
 
 class DirectionSet(Mapping[str, Direction]):
@@ -144,6 +158,38 @@ class DirectionSet(Mapping[str, Direction]):
 
     def __repr__(self) -> str:
         return f"DirectionSet({list(self._items)})"
+
+    def edited(self, name: str, *, rename: str | None = None, slider_range: tuple[float, float] | None = None,
+               scale: float | None = None, hidden: bool | None = None) -> DirectionSet:
+        """A new set with one direction's name or slider settings changed; slider order is kept.
+
+        Refuses an unknown ``name`` (listing the known ones), a ``rename`` to a name another direction
+        has, a range that is not ``lo < hi``, and a zero or non-finite ``scale``."""
+        if name not in self._items:
+            raise InputError(f"unknown direction {name!r}; available: {', '.join(self._items) or 'none'}")
+        if rename is not None and rename != name and rename in self._items:
+            raise InputError(f"cannot rename {name!r} to {rename!r}: another direction has that name")
+        if scale is not None and (not math.isfinite(float(scale)) or float(scale) == 0.0):
+            raise InputError(f"scale must be a finite, non-zero number, got {scale!r}")
+        if slider_range is not None:
+            lo, hi = (float(x) for x in slider_range)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise InputError(f"a slider range needs finite LO < HI, got [{lo:g}, {hi:g}]")
+        old = self._items[name]
+        changes: dict = {"name": check_name(rename) if rename is not None else name}
+        if slider_range is not None:
+            changes["slider_range"] = tuple(slider_range)
+        if scale is not None:
+            changes["scale"] = float(scale)
+        if hidden is not None:
+            changes["hidden"] = bool(hidden)
+        new = dataclasses.replace(old, **changes)  # __post_init__ checks the result
+        return DirectionSet(new if n == name else d for n, d in self._items.items())
+
+    def slider_specs(self) -> dict[str, dict]:
+        """``{name: {"range": [lo, hi]}}`` in slider order, ``"hidden": true`` on hidden ones: the
+        ``directions`` field of the service's welcome and ready messages."""
+        return {name: d.slider_spec() for name, d in self._items.items()}
 
     def offset(self, n_style: int, style_dim: int, values: Mapping[str, float]) -> torch.Tensor:
         """Summed W+ offset (n_style, style_dim) of several slider values."""

@@ -153,7 +153,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                                           "held_out": s.holdout, "drift": round(drift, 3),
                                           "before": before.as_dict(),
                                           "after": after.as_dict()}}
-            out.add(Direction(d.name, V.cpu(), None, 1.0, d.slider_range, d.source, info))
+            out.add(Direction(d.name, V.cpu(), None, 1.0, d.slider_range, d.source, info, d.hidden))
             say(f"{name}: success {100 * before.success:.0f} % → {100 * after.success:.0f} %, own "
                 f"{before.own:+.2f} → {after.own:+.2f}, other max {before.other_max:.2f} → {after.other_max:.2f} "
                 f"({time.perf_counter() - t0:.0f} s)")

@@ -256,7 +256,7 @@ class Server:
             return
         ed = self.editor
         G = ed.generator
-        directions = {n: {"range": list(d.slider_range)} for n, d in ed.directions.items()}
+        directions = ed.directions.slider_specs()  # hidden ones marked: dialogs leave them out
         welcome = Message("welcome", {
             "server": f"anycost {__version__}",
             "capabilities": CAPABILITIES,

@@ -208,7 +208,7 @@ class RenderWorker(threading.Thread):
             return
         s.edit = es
         s.ready = True
-        dirs = {name: {"range": list(d.slider_range)} for name, d in ed.directions.items()}
+        dirs = ed.directions.slider_specs()
         last = es.last_projection
         self.send(s, Message("ready", {
             "directions": dirs, "notice": es.notice, "method": es.alignment.method,
