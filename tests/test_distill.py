@@ -174,7 +174,7 @@ def test_adopt_end_to_end_then_edit(ada_fixture, tmp_path):
     assert mf.encoder() is not None and mf.info["distilled"]["steps"] == 4
     from anycost.directions import directions_in_model
 
-    assert {"sefa_0", "sefa_1", "sefa_2"} <= set(directions_in_model(mf))
+    assert set(directions_in_model(mf)) == {"sefa_0", "sefa_1", "sefa_2", "pca_0", "pca_1"}
     state = json.loads((tmp_path / "mine.adopt" / "state.json").read_text())
     assert set(state["stages"]) == {"import", "distill", "encoder", "directions", "search"}
     # a second run skips every stage that is done

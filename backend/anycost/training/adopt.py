@@ -39,7 +39,7 @@ class AdoptSettings:
     encoder_depth: int = 18
     encoder_width: int = 32
     sefa: int = 10  # SeFa directions fitted (named sefa_0 …; rename them with `anycost directions set`)
-    pca: int = 10  # PCA directions fitted (pca_0 …), when the PCA fitter is available
+    pca: int = 10  # PCA directions fitted in the GANSpace manner (pca_0 …)
     budgets_ms: list[float] = field(default_factory=lambda: [40.0, 80.0, 160.0])
     search_generations: int = 8
     search_population: int = 24
@@ -249,6 +249,7 @@ def _encoder(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) 
 
 def _directions(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) -> tuple[dict, Path]:
     from ..directions import DirectionSet, from_component, sefa_directions, to_component
+    from ..directions.pca import pca_directions
     from ..directions.storage import COMPONENT
     from .model_update import model_parts, update_model
 
@@ -257,11 +258,7 @@ def _directions(src: Path, target: Path, s: AdoptSettings, work: Path, step, tel
     new = DirectionSet()
     if s.sefa:
         new = new.merged(sefa_directions(G, s.sefa))
-    try:
-        from ..directions.pca import pca_directions
-    except ImportError:
-        pca_directions = None
-    if s.pca and pca_directions is not None:
+    if s.pca:
         new = new.merged(pca_directions(G, s.pca, seed=s.seed))
     merged = have.merged(new)
     if not len(merged):
