@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -55,3 +56,38 @@ def test_two_gloo_processes_train_identical_weights(tmp_path):
     assert r1["ckpt"] == "None" and r0["ckpt"].endswith("ckpt-00000002.pt")
     ckpt = torch.load(r0["ckpt"], weights_only=True)
     assert ckpt["world"] == 2 and len(ckpt["rng"]) == 2 and len(ckpt["data"]) == 2
+
+
+def _distill_worker(rank: int, world: int, port: int, out: str, model: str) -> None:
+    import torch.distributed as dist
+
+    from anycost.io.checkpoint import open_model
+    from anycost.training.distill import DistillConfig, Distiller
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        cfg = DistillConfig(steps=2, batch=1, perceptual="none", eval_seeds=1, checkpoint_every=0, log_every=0)
+        d = Distiller(open_model(model).generator(), cfg, rank=rank, world=world)
+        first = d._latents(1)  # each rank draws its own latents
+        for _ in range(2):
+            d.train_step()
+        ckpt = d.save_checkpoint(Path(out))
+        torch.save({"G": d.G.state_dict(), "first": first, "ckpt": str(ckpt)}, os.path.join(out, f"d{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_distill_identical_weights(tmp_path, ada_fixture):
+    model = str(ada_fixture / "network-snapshot.pkl")
+    mp.spawn(_distill_worker, args=(2, _free_port(), str(tmp_path), model), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "d0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "d1.pt", weights_only=True)
+    assert not torch.equal(r0["first"], r1["first"])
+    for k, v in r0["G"].items():
+        assert torch.equal(v, r1["G"][k]), f"G.{k} differs across ranks"
+    assert r1["ckpt"] == "None"
+    ckpt = torch.load(r0["ckpt"], weights_only=True)
+    assert ckpt["kind"] == "distill" and ckpt["world"] == 2 and len(ckpt["rng"]) == 2
