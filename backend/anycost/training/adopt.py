@@ -206,11 +206,13 @@ def _distill(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) 
                         checkpoint_every=max(1, min(200, s.distill_steps // 4 or 1)))
     after = distill_model(src, target, cfg, run_dir=work / "distill-run", force=s.force, progress=False, say=tell,
                           on_step=step)
-    r = info.get("source", {}).get("resolution") or 0
-    keys = sorted(k for k in after if k.startswith("psnr/"))
-    return {"drift_psnr": round(after["drift"], 2),
-            **{k: round(after[k], 2) for k in keys if "/r0.5/" in k or "/r0.25/" in k or "/r1/" in k},
-            "resolution": r}, target
+    before = (read_header_info(target) or {}).get("distilled", {}).get("psnr_before", {})
+    res = sorted({int(k.rsplit("res", 1)[1]) for k in after if k.startswith("psnr/")})
+    top, half = res[-1], res[-2] if len(res) > 1 else res[-1]
+    keys = {f"r0.5@{top}": f"psnr/r0.5/res{top}", f"r0.25@{top}": f"psnr/r0.25/res{top}",
+            f"r1@{half}": f"psnr/r1/res{half}"}
+    return {**{label: f"{before[k]:.2f}→{after[k]:.2f} dB" for label, k in keys.items() if k in after},
+            "drift": f"{after['drift']:.2f} dB"}, target
 
 
 def _encoder(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) -> tuple[dict, Path]:
