@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "train_autoencoder",
     "train_classifier",
     "fit_directions",
+    "fit_domain",
     "directions",
     "search",
     "serve",

@@ -362,10 +362,10 @@ def _lpips_fallback_noted(args: argparse.Namespace) -> Iterator[None]:
 
 
 def _notice(session, job: _Job) -> None:
-    if session.notice:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        tqdm.write(f"{job.source}: {session.notice}", file=sys.stderr)
+    for text in session.notices:
+        tqdm.write(f"{job.source}: {text}", file=sys.stderr)
 
 
 def run_edit(args: argparse.Namespace) -> int:

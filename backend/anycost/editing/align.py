@@ -59,6 +59,8 @@ class Alignment:
     region_size: tuple[int, int]  # (height, width)
     notice: str | None = None
     landmarks: dict[str, tuple[float, float]] | None = field(default=None)
+    # True: a face was found (or landmarks given); False: one was looked for and not found; None: not looked for
+    face_found: bool | None = None
 
     @property
     def size(self) -> int:
@@ -334,4 +336,5 @@ def align_face(
     return Alignment(
         image=image, matrix=m, inverse=inv, face_mask=face_mask(size), method=method,
         region_size=(h, w), notice=notice, landmarks=pts,
+        face_found=True if pts is not None else (False if use_landmarks else None),
     )

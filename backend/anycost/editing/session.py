@@ -67,6 +67,9 @@ class Editor:
             (1.0,) if self.space_kind == "full"
             else tuple(float(r) for r in self.info.get("channel_ratios") or STANDARD_RATIOS))
         self.name = str(self.info.get("name", Path(self.path).stem))
+        from .domain import Domain
+
+        self.domain = Domain.from_info(self.info)
         self.preview_budget_ms = preview_budget_ms
         if blend not in BLEND_MODES:
             raise InputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
@@ -274,6 +277,29 @@ class EditSession:
     def notice(self) -> str | None:
         """A sentence for the user when alignment fell back to a plain crop."""
         return self.alignment.notice
+
+    @property
+    def domain_notice(self) -> str | None:
+        """A sentence when this face is far from what the model can draw (``editing.domain``); None when it
+        is not, or when the model records no domain or has no encoder (computed once: one full render)."""
+        if not hasattr(self, "_domain_notice"):
+            dom, self._domain_notice = self.editor.domain, None
+            if dom is not None and self.editor.encoder is not None:
+                from .domain import encoder_fit
+
+                self.encoder_fit = encoder_fit(self)
+                self._domain_notice = dom.notice(self.encoder_fit)
+        return self._domain_notice
+
+    @property
+    def notices(self) -> list[str]:
+        """Everything the user should read about this face before trusting an edit of it."""
+        return [n for n in (self.alignment.notice, self.domain_notice) if n]
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Apply should ask first: a face model found no face here, or the face is beyond the model."""
+        return self.alignment.face_found is False or self.domain_notice is not None
 
     # ---------------------------------------------------------------- projection
     def iter_project(self, steps: int | None = None, *, time_budget: float | None = None,
