@@ -172,6 +172,7 @@ def test_adopt_end_to_end_then_edit(ada_fixture, tmp_path):
         assert stage in r.stdout
     mf = read_model(out)
     assert mf.encoder() is not None and mf.info["distilled"]["steps"] == 4
+    assert mf.info["domain"]["kind"] == "the faces of faces.zip" and mf.info["domain"]["n"] == 32
     from anycost.directions import directions_in_model
 
     assert set(directions_in_model(mf)) == {"sefa_0", "sefa_1", "sefa_2", "pca_0", "pca_1"}

@@ -245,8 +245,27 @@ def _encoder(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) 
                                             "data_free": True, "metrics": {k: round(v, 6) for k, v in m.items()}}})
     summary = {"steps": st.step, "image_psnr": round(psnr_from_mse(m["image_mse"]), 2),
                "latent_mse": round(m["latent_mse"], 4)}
-    tell(f"encoder: {st.step} steps, held-out reconstruction {summary['image_psnr']:.2f} dB")
+    summary["domain_fit_p05"] = _fit_domain(target, info, s)
+    tell(f"encoder: {st.step} steps, held-out reconstruction {summary['image_psnr']:.2f} dB; its own faces "
+         f"reproduce {summary['domain_fit_p05']:.0%} or more (faces far below get a notice)")
     return summary, target
+
+
+def _fit_domain(path: Path, info: dict, s: AdoptSettings) -> float:
+    """What the model's own faces (its samples: its training images are not at hand) reach, recorded so
+    that editing can say when a face is beyond it (``editing.domain``)."""
+    from ..editing.domain import domain_from_scores, generator_samples, measure
+    from ..editing.session import Editor
+    from .model_update import update_model
+
+    ed = Editor(path, device=s.device, use_lpips=False)
+    scores = measure(ed, generator_samples(ed.generator, 32, seed=s.seed + 17), align=ed.is_face_model)
+    data = (info.get("source") or {}).get("training_set")
+    dom = domain_from_scores(scores, kind=f"the faces of {data}" if data else "its own kind of face",
+                             advice="crop closer to the face, or use a model trained on faces like this one",
+                             measured_on="the generator's own samples")
+    update_model(path, path, info={"domain": dom.to_info()})
+    return dom.fit_p05
 
 
 def _directions(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) -> tuple[dict, Path]:
