@@ -15,5 +15,9 @@ class ModelNotFoundError(ModelFileError):
     """A model name is not available locally (and could not be downloaded)."""
 
 
+class RenderCancelled(Exception):
+    """A render was abandoned between layers because its result is no longer wanted (a newer edit came)."""
+
+
 class InputError(AnycostError):
     """Bad user input: an image, mask, latent file or option that cannot be used."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -361,10 +361,13 @@ class EditSession:
 
     # ---------------------------------------------------------------- rendering
     @torch.inference_mode()
-    def render(self, cost: str | Cost | None = "preview", sliders: Mapping[str, float] | None = None) -> torch.Tensor:
-        """The edited aligned crop at ``cost``: (1, 3, r, r) in [-1, 1]."""
+    def render(self, cost: str | Cost | None = "preview", sliders: Mapping[str, float] | None = None, *,
+               cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+        """The edited aligned crop at ``cost``: (1, 3, r, r) in [-1, 1]. ``cancel`` may abandon it between
+        layers (``RenderCancelled``)."""
         c = self.editor.cost(cost)
-        return self.editor.generator.synthesize(self.latent(sliders), noise="const", **c.render_kwargs())
+        return self.editor.generator.synthesize(self.latent(sliders), noise="const", cancel=cancel,
+                                                **c.render_kwargs())
 
     def reference(self, cost: str | Cost | None = "full") -> torch.Tensor:
         """The unedited render at ``cost`` (cached): colour matching is fitted on it, so that

@@ -36,10 +36,12 @@ import ctypes
 import math
 import os
 import sys
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import RenderCancelled
 from .layers import ModulatedConv2d, SkipExcitation, StyledConv, ToRGB
 
 SQRT2 = math.sqrt(2.0)
@@ -299,7 +301,8 @@ def _sle(module: SkipExcitation, high: torch.Tensor, low: torch.Tensor, low_gain
 
 # ---------------------------------------------------------------------------- synthesis
 def synthesize_fast(G, styles: torch.Tensor, target: int, chans: list[int] | None,
-                    noises: list[torch.Tensor], dtype: torch.dtype | None = None) -> torch.Tensor:
+                    noises: list[torch.Tensor], dtype: torch.dtype | None = None,
+                    cancel: Callable[[], bool] | None = None) -> torch.Tensor:
     """Same contract as ``Generator._synthesize_reference``; never records autograd.
 
     ``dtype`` (e.g. ``torch.bfloat16``) runs the feature maps and convolutions in that
@@ -315,7 +318,7 @@ def synthesize_fast(G, styles: torch.Tensor, target: int, chans: list[int] | Non
         blocks = int(math.log2(target)) - 2
         # Modulation styles of every layer for the whole batch at once.
         mods = _batch_styles(G, styles, chans, blocks)
-        images = [_render_one(G, mods, i, n, chans, noises, blocks, kernels) for i in range(n)]
+        images = [_render_one(G, mods, i, n, chans, noises, blocks, kernels, cancel) for i in range(n)]
         out = images[0] if n == 1 else torch.cat(images)
         return out.contiguous()
 
@@ -347,7 +350,8 @@ def _batch_styles(G, styles: torch.Tensor, chans: list[int] | None, blocks: int)
 
 
 def _render_one(G, mods: dict[str, torch.Tensor], k: int, n: int, chans: list[int] | None,
-                noises: list[torch.Tensor], blocks: int, kernels: _Kernels) -> torch.Tensor:
+                noises: list[torch.Tensor], blocks: int, kernels: _Kernels,
+                cancel: Callable[[], bool] | None = None) -> torch.Tensor:
     x = G.input.input if chans is None else G.input.input[:, : chans[0]]
     x = _layout(x.to(kernels.dtype))
     x = _styled_conv(G, G.conv1, [x], 1.0, mods["conv1"], k, noises[0], n, _c(chans, 1), kernels)
@@ -355,10 +359,14 @@ def _render_one(G, mods: dict[str, torch.Tensor], k: int, n: int, chans: list[in
     skip = _to_rgb(G, G.to_rgb1, x, gain, mods["torgb1"], k, None, kernels)
     feats = {4: x} if 4 in G._sle_lows else {}
     for b in range(blocks):
+        if cancel is not None and cancel():
+            raise RenderCancelled
         held = [x]
         del x
         x = _styled_conv(G, G.convs[2 * b], held, gain, mods[f"a{b}"], k, noises[2 * b + 1], n,
                          _c(chans, 2 + 2 * b), kernels)
+        if cancel is not None and cancel():
+            raise RenderCancelled
         held = [x]
         del x
         x = _styled_conv(G, G.convs[2 * b + 1], held, gain, mods[f"b{b}"], k, noises[2 * b + 2], n,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
+from ..errors import RenderCancelled
 from .channels import ChannelSpec, layer_resolutions, resolution_channels, resolve_channels
 from .layers import ConstantInput, EqualLinear, PixelNorm, SkipExcitation, StyledConv, ToRGB
 
@@ -247,12 +249,15 @@ class Generator(nn.Module):
     def synthesize(self, w_plus: torch.Tensor, *, res: int | None = None, channels: ChannelSpec = None,
                    noise: NoiseMode | list[torch.Tensor] = "const",
                    generator: torch.Generator | None = None,
-                   impl: Literal["auto", "reference", "fast"] = "auto") -> torch.Tensor:
+                   impl: Literal["auto", "reference", "fast"] = "auto",
+                   cancel: Callable[[], bool] | None = None) -> torch.Tensor:
         """Render W+ (or w) to an image in [-1, 1] of shape (N, 3, res, res).
 
         ``impl='auto'`` uses the fast inference engine on CPU when no gradient can flow
         (same numbers to ~1e-5, several times faster) and the differentiable reference path
         otherwise; ``'reference'`` / ``'fast'`` force one (``'fast'`` never records autograd).
+        ``cancel`` is asked between layers; when it answers True the render stops with
+        ``RenderCancelled`` (a preview nobody waits for any more).
         """
         if impl not in ("auto", "reference", "fast"):
             raise ValueError(f"impl must be 'auto', 'reference' or 'fast', got {impl!r}")
@@ -265,8 +270,8 @@ class Generator(nn.Module):
         if impl == "fast" or (impl == "auto" and self._fast_path_applies(styles, noises)):
             from .fast_synthesis import synthesize_fast
 
-            return synthesize_fast(self, styles, target, chans, noises)
-        return self._synthesize_reference(styles, target, chans, noises)
+            return synthesize_fast(self, styles, target, chans, noises, cancel=cancel)
+        return self._synthesize_reference(styles, target, chans, noises, cancel)
 
     def _fast_path_applies(self, styles: torch.Tensor, noises: list[torch.Tensor]) -> bool:
         if styles.device.type != "cpu":
@@ -298,7 +303,7 @@ class Generator(nn.Module):
         raise ValueError(f"noise must be 'const', 'random' or a list of maps, got {noise!r}")
 
     def _synthesize_reference(self, styles: torch.Tensor, target: int, chans: list[int] | None,
-                              noises: list[torch.Tensor]) -> torch.Tensor:
+                              noises: list[torch.Tensor], cancel: Callable[[], bool] | None = None) -> torch.Tensor:
         def c(i: int) -> int | None:
             return None if chans is None else chans[i]
 
@@ -309,6 +314,8 @@ class Generator(nn.Module):
         feats = {4: out} if 4 in self._sle_lows else {}
         i = 1
         for b, to_rgb in enumerate(self.to_rgbs):
+            if cancel is not None and cancel():
+                raise RenderCancelled
             conv_a, conv_b = self.convs[2 * b], self.convs[2 * b + 1]
             out = conv_a(out, styles[:, i], noises[2 * b + 1], c(2 + 2 * b))
             out = conv_b(out, styles[:, i + 1], noises[2 * b + 2], c(3 + 2 * b))

@@ -1,10 +1,12 @@
 """Session state and the fair, latest-wins scheduler the render worker takes its work from.
 
 Each session holds at most one pending edit and one pending commit: a newer edit replaces the
-pending one (so a slider storm never builds a queue), a commit drops the pending edit, and a newer
-edit or commit cancels a pending commit. Long work (refinement, full renders) watches a cancel
-event. The socket thread submits; the render worker ``take``s one unit of work at a time, visiting
-sessions round-robin so one session's refinement cannot starve another's previews.
+pending one (so a slider storm never builds a queue) and abandons the preview being rendered for an
+older one (between layers: its answer would be stale on arrival), a commit drops the pending edit,
+and a newer edit or commit cancels a pending commit. A commit itself is never interrupted mid-render.
+Long work (refinement, full renders) watches a cancel event. The socket thread submits; the render
+worker ``take``s one unit of work at a time, visiting sessions round-robin so one session's
+refinement cannot starve another's previews.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class EditRequest:
     sliders: dict[str, float]
     quality: str
     received: float = field(default_factory=time.monotonic)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set when a newer edit supersedes it
 
 
 @dataclass
@@ -60,11 +63,13 @@ class Session:
     refine_cancel: threading.Event = field(default_factory=threading.Event)
     sliders: dict[str, float] = field(default_factory=dict)  # merged slider state the client asked for
     pending_edit: EditRequest | None = None
+    running_edit: EditRequest | None = None  # the preview being rendered
     pending_commit: CommitRequest | None = None
     running_commit: CommitRequest | None = None
     closed: bool = False
     ready: bool = False
     previews_rendered: int = 0
+    previews_abandoned: int = 0  # renders stopped between layers for a newer edit
     edits_received: int = 0
 
 
@@ -115,6 +120,8 @@ class Scheduler:
         with self._cond:
             s.pending_edit = req
             s.edits_received += 1
+            if s.running_edit is not None:  # the preview in flight answers an older edit: abandon it
+                s.running_edit.cancel.set()
             superseded = self._cancel_commit(s)
             self._cond.notify_all()
             return superseded
@@ -180,6 +187,7 @@ class Scheduler:
             # a pending commit first lets the (cancelled) refinement wind down and send 'ready'
             if s.pending_edit is not None and s.edit is not None and s.pending_commit is None:
                 req, s.pending_edit = s.pending_edit, None
+                s.running_edit = req
                 return Unit("preview", s, req)
             return Unit("open", s)
         if s.pending_commit is not None:
@@ -188,6 +196,7 @@ class Scheduler:
             return Unit("commit", s, req)
         if s.pending_edit is not None and s.edit is not None:
             req, s.pending_edit = s.pending_edit, None
+            s.running_edit = req
             return Unit("preview", s, req)
         return None
 
@@ -209,6 +218,11 @@ class Scheduler:
                 if left is not None and left <= 0:
                     return None
                 self._cond.wait(left)
+
+    def finish_preview(self, s: Session, req: EditRequest) -> None:
+        with self._cond:
+            if s.running_edit is req:
+                s.running_edit = None
 
     def finish_commit(self, s: Session, req: CommitRequest) -> None:
         with self._cond:

@@ -28,7 +28,7 @@ from anycost_client.protocol import (
     error_message,
 )
 
-from ..errors import AnycostError, ModelFileError
+from ..errors import AnycostError, ModelFileError, RenderCancelled
 from .log import log
 from .preview_search import recheck_preview
 from .sessions import CommitRequest, EditRequest, Scheduler, Session, Unit
@@ -131,7 +131,12 @@ class RenderWorker(threading.Thread):
                     s.opening = None
                     self.scheduler.wake()
             elif unit.kind == "preview":
-                self._preview(s, unit.request)
+                try:
+                    self._preview(s, unit.request)
+                except RenderCancelled:  # a newer edit came meanwhile: it is pending, and renders next
+                    s.previews_abandoned += 1
+                finally:
+                    self.scheduler.finish_preview(s, unit.request)
             elif unit.kind == "commit":
                 try:
                     self._commit(s, unit.request)
@@ -221,10 +226,14 @@ class RenderWorker(threading.Thread):
     def _blend(self, s: Session) -> str:
         return str(s.open_request.options.get("blend") or self.editor.blend)
 
-    def _render_pasted(self, s: Session, cost) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    def _render_pasted(self, s: Session, cost, cancel: Callable[[], bool] | None = None
+                       ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         es = s.edit
-        img = es.render(cost)
-        rgba = es.composite(img, reference=es.reference(cost), blend=self._blend(s))
+        img = es.render(cost, cancel=cancel)
+        reference = es.reference(cost)
+        if cancel is not None and cancel():
+            raise RenderCancelled
+        rgba = es.composite(img, reference=reference, blend=self._blend(s))
         return rgba, changed_box(rgba, es.region.rgba)
 
     def _preview(self, s: Session, req: EditRequest) -> None:
@@ -232,7 +241,7 @@ class RenderWorker(threading.Thread):
         t0 = time.perf_counter()
         es.set_sliders(req.sliders, replace=True)
         cost = self.editor.cost(req.quality or "preview")
-        rgba, box = self._render_pasted(s, cost)
+        rgba, box = self._render_pasted(s, cost, req.cancel.is_set)
         frames = []
         if box is not None:
             x, y, w, h = box

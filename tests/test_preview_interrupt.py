@@ -1,0 +1,65 @@
+"""A preview nobody waits for is abandoned between layers: renders take a cancel check, and the
+scheduler cancels the preview in flight when a newer edit for the same session arrives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_support import tiny_generator
+
+from anycost.errors import RenderCancelled
+from anycost.service.sessions import EditRequest, OpenRequest, Scheduler, Session
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_a_render_stops_between_layers_when_asked(impl):
+    G = tiny_generator(res=32)
+    w = G.styles_from_seed(1)
+    asked = []
+
+    def cancel_at(k):
+        def check():
+            asked.append(1)
+            return len(asked) >= k
+        return check
+
+    with torch.no_grad():
+        full = G.synthesize(w, impl=impl, cancel=lambda: False)
+        assert torch.equal(full, G.synthesize(w, impl=impl))  # a check that says no changes nothing
+        with pytest.raises(RenderCancelled):
+            G.synthesize(w, impl=impl, cancel=cancel_at(2))
+    assert len(asked) == 2  # asked again and again, stopped at once when told
+
+
+def _session(sched: Scheduler) -> Session:
+    s = Session(sched.new_sid(), b"peer", OpenRequest(1, None, None, {}))
+    s.edit = object()  # ready for previews
+    sched.add(s)
+    return s
+
+
+def test_a_newer_edit_abandons_the_preview_in_flight_but_never_a_commit():
+    from anycost.service.sessions import CommitRequest
+
+    sched = Scheduler()
+    s = _session(sched)
+    a = EditRequest(1, 1, {"x": 0.1}, "preview")
+    sched.submit_edit(s, a)
+    unit = sched.take(timeout=0)
+    assert unit.request is a and s.running_edit is a and not a.cancel.is_set()
+    b = EditRequest(2, 2, {"x": 0.2}, "preview")
+    sched.submit_edit(s, b)
+    assert a.cancel.is_set() and not b.cancel.is_set() and s.pending_edit is b
+    sched.finish_preview(s, a)
+    assert s.running_edit is None
+    assert sched.take(timeout=0).request is b
+    sched.finish_preview(s, b)
+    # a commit in flight is not cancelled by the preview machinery (only by a newer commit or edit, which
+    # the client is told of), and finishing an old preview never clears a newer one
+    c = CommitRequest(3, 3, {"x": 0.3})
+    sched.submit_commit(s, c)
+    assert sched.take(timeout=0).request is c
+    sched.finish_preview(s, a)
+    assert s.running_commit is c
