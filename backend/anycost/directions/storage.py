@@ -42,6 +42,8 @@ def to_component(directions: Iterable[Direction]) -> Component:
 
 def from_component(comp: Component, where: str = "model file") -> DirectionSet:
     cfg = comp.config or {}
+    if not isinstance(cfg, dict):
+        raise ModelFileError(f"{where}: the directions settings must be a JSON object")
     if cfg.get("version", COMPONENT_VERSION) != COMPONENT_VERSION:
         raise ModelFileError(f"{where}: directions format version {cfg.get('version')} is not supported")
     settings = cfg.get("directions", [])
@@ -124,10 +126,12 @@ def _read_directions_file(path: Path, source: str) -> DirectionSet:
     if is_safetensors(path):
         meta, tensors = read_safetensors(path)
         if _META_KEY in meta:
-            try:
-                cfg = json.loads(meta[_META_KEY])
-            except json.JSONDecodeError as e:
-                raise ModelFileError(f"{path}: direction settings are not valid JSON: {e}") from e
+            from ..io.bounds import parse_json
+
+            try:  # size and depth bounded before parsing, like a model file's metadata
+                cfg = parse_json(meta[_META_KEY], "the direction settings")
+            except ValueError as e:
+                raise ModelFileError(f"{path}: {e}") from e
             return from_component(Component(cfg, tensors), str(path))
         if "anycost.components" in meta:
             from ..io.modelfile import read_model

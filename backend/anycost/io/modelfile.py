@@ -24,6 +24,7 @@ from ..errors import ModelFileError
 from ..fsutil import atomic_write
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
+from . import bounds
 
 FORMAT_NAME = "anycost-model"
 FORMAT_VERSION = "1"
@@ -113,11 +114,8 @@ class ModelFile:
         comp = self.components.get("generator")
         if comp is None:
             raise ModelFileError(f"{self.path} holds no generator (components: {sorted(self.components)})")
-        try:
-            cfg = GeneratorConfig.from_dict(comp.config)
-        except (TypeError, ValueError) as e:
-            raise ModelFileError(f"{self.path}: generator settings are invalid: {e}") from e
-        G = build_and_load(Generator(cfg), comp.tensors, f"{self.path} (generator)")
+        cfg = validated_config("generator", comp.config, comp.tensors, self.path)
+        G = build_and_load(_build(Generator, cfg, self.path, "generator"), comp.tensors, f"{self.path} (generator)")
         return G.to(device).eval()
 
     def discriminator(self, device: str | torch.device = "cpu") -> torch.nn.Module | None:
@@ -137,11 +135,8 @@ class ModelFile:
         comp = self.components.get("encoder")
         if comp is None:
             return None
-        try:
-            cfg = EncoderConfig.from_dict(comp.config)
-        except (TypeError, ValueError) as e:
-            raise ModelFileError(f"{self.path}: encoder settings are invalid: {e}") from e
-        E = build_and_load(Encoder(cfg), comp.tensors, f"{self.path} (encoder)")
+        cfg = validated_config("encoder", comp.config, comp.tensors, self.path)
+        E = build_and_load(_build(Encoder, cfg, self.path, "encoder"), comp.tensors, f"{self.path} (encoder)")
         return E.to(device).eval()
 
 
@@ -152,10 +147,12 @@ def read_header_info(path: str | os.PathLike) -> dict | None:
     if not is_safetensors(path):
         return None
     try:
+        _check_header_size(path)
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        info = json.loads(meta.get("anycost.info", "null")) if meta.get("anycost.format") == FORMAT_NAME else None
-    except (SafetensorError, OSError, ValueError, RecursionError):
+        info = bounds.parse_json(meta.get("anycost.info", "null"), "info") \
+            if meta.get("anycost.format") == FORMAT_NAME else None
+    except (SafetensorError, OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
 
@@ -167,11 +164,53 @@ def read_header_components(path: str | os.PathLike) -> dict:
     if not is_safetensors(path):
         return {}
     try:
+        _check_header_size(path)
         with safe_open(str(path), framework="pt") as f:
-            comps = json.loads((f.metadata() or {}).get("anycost.components", "{}"))
-    except (SafetensorError, OSError, ValueError, RecursionError):
+            comps = bounds.parse_json((f.metadata() or {}).get("anycost.components", "{}"), "components")
+    except (SafetensorError, OSError, ValueError):
         return {}
     return comps if isinstance(comps, dict) else {}
+
+
+def _check_header_size(path: str | os.PathLike) -> None:
+    """ValueError when the safetensors header is larger than model files have (read before it is parsed)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) == 8:
+        bounds.check_header_size(int.from_bytes(head, "little"))
+
+
+def validated_config(kind: str, settings: object, tensors: dict[str, torch.Tensor],
+                     path: str | os.PathLike = "model") -> GeneratorConfig | EncoderConfig:
+    """The ``kind`` ('generator' or 'encoder') settings of a model file as a config, checked against the
+    bounds of ``io/bounds.py`` and against the shapes of the stored ``tensors`` before any module exists,
+    so a small file cannot make the loader allocate what its settings claim. Problems: ModelFileError."""
+    shapes = {k: tuple(t.shape) for k, t in tensors.items()}
+    try:
+        if kind == "generator":
+            bounds.check_generator_settings(settings, set(GeneratorConfig.__dataclass_fields__))
+            gcfg = GeneratorConfig.from_dict(settings)  # type: ignore[arg-type]
+            bounds.check_generator_shapes(gcfg.resolution, gcfg.style_dim, gcfg.n_mlp, gcfg.resolution_channels(),
+                                          shapes)
+            return gcfg
+        bounds.check_encoder_settings(settings, set(EncoderConfig.__dataclass_fields__))
+        ecfg = EncoderConfig.from_dict(settings)  # type: ignore[arg-type]
+        bounds.check_encoder_shapes(ecfg.n_style, ecfg.style_dim, ecfg.depth, ecfg.width, shapes)
+        return ecfg
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise ModelFileError(f"{path}: {kind} settings are invalid: {_one_line(e)}") from e
+
+
+def _build(cls: type, cfg, path: str | os.PathLike, kind: str):
+    try:
+        return cls(cfg)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{path}: {kind} settings are invalid: {_one_line(e)}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if text else type(e).__name__
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -180,11 +219,17 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor
     from safetensors.torch import load_file
 
     try:
+        _check_header_size(path)
+    except OSError as e:
+        raise ModelFileError(f"{path} cannot be read: {e.strerror or e}") from e
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {e}") from e
+    try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         return meta, load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path} is damaged or truncated: {e}") from e
+        raise ModelFileError(f"{path} is damaged or truncated: {_one_line(e)}") from e
 
 
 def read_model(path: str | os.PathLike) -> ModelFile:
@@ -201,10 +246,15 @@ def read_model(path: str | os.PathLike) -> ModelFile:
     if version != FORMAT_VERSION:
         raise ModelFileError(f"{path} uses model format version {version}; this build reads {FORMAT_VERSION}")
     try:
-        configs = json.loads(meta.get("anycost.components", "{}"))
-        info = json.loads(meta.get("anycost.info", "{}"))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: metadata is not valid JSON: {e}") from e
+        configs = bounds.parse_json(meta.get("anycost.components", "{}"), "the metadata 'anycost.components'")
+        info = bounds.parse_json(meta.get("anycost.info", "{}"), "the metadata 'anycost.info'")
+    except ValueError as e:
+        raise ModelFileError(f"{path}: {e}") from e
+    if not isinstance(configs, dict) or not all(isinstance(c, dict) for c in configs.values()):
+        raise ModelFileError(f"{path}: the metadata 'anycost.components' must be a JSON object of objects "
+                             "(component name → settings)")
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: the metadata 'anycost.info' must be a JSON object")
     comps = {name: Component(cfg, {}) for name, cfg in configs.items()}
     for key, t in tensors.items():
         if t.dtype in (torch.float16, torch.bfloat16):
