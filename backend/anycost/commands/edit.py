@@ -22,6 +22,7 @@ import numpy as np
 
 from ..editing.region import DEFAULT_MAX_PIXELS, MIN_SIDE
 from ..errors import AnycostError, InputError
+from ..fsutil import partial_file
 from .common import add_device, add_threads, apply_threads, resolve_device
 
 
@@ -237,9 +238,7 @@ def _write_together(writes: list[tuple[Path, Callable[[str], object]]]) -> None:
             missing = [q for q in (path.parent, *path.parent.parents) if not q.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
             made += missing
-            # a short temporary name: one built from a long file name could exceed the name limit
-            fd, tmp = tempfile.mkstemp(prefix=".anycost-", suffix=path.suffix, dir=path.parent)
-            os.close(fd)
+            tmp = partial_file(path)  # named for what it is; a killed run's leftovers go on the next run
             temps.append((tmp, path))
             write(tmp)
             os.chmod(tmp, 0o666 & ~_umask())
