@@ -27,16 +27,21 @@ def make_directions(model: Path, path: Path) -> Path:
 
 
 class Backend:
-    """``python -m anycost serve`` in a subprocess, with its connection file in a tmp dir."""
+    """``python -m anycost serve`` in a subprocess, with its connection file in a tmp dir.
 
-    def __init__(self, tmp: Path, model: Path, directions: Path | None, *extra: str, conn: Path | None = None):
-        """``directions``: a direction file to serve besides the model's own (None: the model's only)."""
-        self.conn = conn or tmp / "conn.json"
+    ``directions``: a direction file to serve besides the model's own (None: the model's only).
+    ``conn=False``: no ``--connection-file`` (the backend picks its runtime folder; ``conn`` is then
+    where its 'listening' log line says it wrote the file). ``env``: the environment (default: ours)."""
+
+    def __init__(self, tmp: Path, model: Path, directions: Path | None, *extra: str,
+                 conn: Path | None | bool = None, env: dict[str, str] | None = None):
+        self.conn: Path | None = None if conn is False else (conn or tmp / "conn.json")  # type: ignore[assignment]
         self.log = tmp / f"backend-{time.monotonic_ns()}.log"
+        where = [] if self.conn is None else ["--connection-file", str(self.conn)]
         cmd = [sys.executable, "-m", "anycost", "serve", "--model", str(model),
                *(["--directions", str(directions)] if directions is not None else []),
-               "--no-lpips", "--connection-file", str(self.conn), *extra]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+               "--no-lpips", *where, *extra]
+        env = {**(os.environ if env is None else env), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         self.info = self._wait_ready()
@@ -46,7 +51,10 @@ class Backend:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"backend exited early:\n{self.log.read_text()}")
-            if '"listening"' in self.log.read_text() and self.conn.exists():
+            listening = self.events("listening")
+            if listening and self.conn is None:
+                self.conn = Path(listening[0]["connection_file"])
+            if listening and self.conn.exists():
                 return json.loads(self.conn.read_text())
             time.sleep(0.1)
         self.stop()

@@ -166,9 +166,14 @@ def test_a_silent_backend_is_reported_with_its_connection_file(tmp_path, monkeyp
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    from anycost_client.connection_file import process_tag
+
     conn = tmp_path / "anycost" / f"backend-{os.getpid()}.json"
-    conn.parent.mkdir()
-    conn.write_text(json.dumps({"endpoint": f"tcp://127.0.0.1:{port}", "key": "00" * 32, "pid": os.getpid()}))
+    conn.parent.mkdir(mode=0o700)
+    # private, and naming this very process (the tag): a backend of this user as far as discovery can tell
+    conn.write_text(json.dumps({"endpoint": f"tcp://127.0.0.1:{port}", "key": "00" * 32, "pid": os.getpid(),
+                                "process": process_tag(os.getpid())}))
+    os.chmod(conn, 0o600)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.setattr(face_edit_backend, "CONNECT_TIMEOUT", 0.5)
     with pytest.raises(face_edit_backend.BackendUnavailable, match=rf"did not answer.*{conn.name}"):

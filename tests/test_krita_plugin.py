@@ -460,7 +460,7 @@ _STUBBORN_BACKEND = """
 import json, os, signal, sys, time
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 path = sys.argv[sys.argv.index("--connection-file") + 1]
-with open(path, "w") as f:
+with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # private, as clients demand
     json.dump({"endpoint": "tcp://127.0.0.1:1", "key": "00" * 32, "pid": os.getpid()}, f)
 time.sleep(60)
 """

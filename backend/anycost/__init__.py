@@ -1,11 +1,17 @@
-"""Anycost face editing: the torch-side package (models, editing, training, service)."""
+"""Anycost face editing: the torch-side package (models, editing, training, service).
+
+The model classes load on first use (PEP 562), so that commands which refuse their options at once
+(``anycost serve`` with bad key material, ``--help``) answer without importing torch first.
+"""
 
 from __future__ import annotations
 
-from .models.channels import STANDARD_RATIOS
-from .models.encoder import Encoder, EncoderConfig
-from .models.flops import count_flops
-from .models.generator import Generator, GeneratorConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models.encoder import Encoder
+    from .models.generator import Generator
 
 __version__ = "0.1.0"
 
@@ -20,6 +26,28 @@ __all__ = [
     "load_encoder",
     "__version__",
 ]
+
+_LAZY = {
+    "Encoder": ".models.encoder",
+    "EncoderConfig": ".models.encoder",
+    "Generator": ".models.generator",
+    "GeneratorConfig": ".models.generator",
+    "STANDARD_RATIOS": ".models.channels",
+    "count_flops": ".models.flops",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anycost' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_generator(model, *, device="cpu") -> Generator:

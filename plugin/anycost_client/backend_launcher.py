@@ -36,6 +36,7 @@ from .connection_file import (
     ConnectionFileError,
     _pid_alive,
     default_runtime_dir,
+    ensure_private_folder,
     find_connection_file,
     read_connection_file,
 )
@@ -201,11 +202,10 @@ class BackendLauncher:
     def start(self) -> None:
         if self.running():
             return
-        self.connection_file.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.chmod(self.connection_file.parent, 0o700)
-        except OSError:
-            pass
+        try:  # the backend refuses a folder others could write; say so before starting it
+            ensure_private_folder(self.connection_file.parent)
+        except ConnectionFileError as e:
+            raise LaunchError(str(e)) from e
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._close_log()
         self._log = open(self.log_file, "ab")  # noqa: SIM115 - kept open for the child's lifetime

@@ -66,7 +66,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..service import log as logmod
-    from ..service.log import log
 
     logmod.threshold = logmod.LEVELS[args.log_level]
     if args.gen_curve_keys:
@@ -82,20 +81,38 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from anycost_client.protocol import Limits
 
-    from ..editing.session import Editor
+    from ..service.auth import ConnectionFileClaim, load_curve
     from ..service.limits import ServiceLimits
-    from ..service.server import Server, ServerConfig
 
-    limits = ServiceLimits(wire=Limits(max_frame_bytes=args.max_frame_bytes),
-                           max_region_pixels=args.max_region_pixels, max_sessions=args.max_sessions,
-                           rate=args.rate, burst=2 * args.rate)
-    config = ServerConfig(bind=args.bind, session_timeout=args.session_timeout, limits=limits,
-                          connection_file=Path(args.connection_file) if args.connection_file else None,
-                          curve_secret_file=args.curve_server_key, allowed_clients=args.allowed_clients)
     if args.preview_budget_ms is not None and not args.preview_budget_ms > 0:
         raise InputError("--preview-budget-ms must be positive")
     if not args.search_delay >= 0:
         raise InputError("--search-delay must be 0 or more")
+    if args.reuse_connection_file and not args.connection_file:
+        raise InputError("--reuse-connection-file needs --connection-file PATH")
+    # Everything that can be refused is refused before torch is imported and the model loads (seconds
+    # to minutes): key material, and the connection file, which this backend holds from now on.
+    if args.curve_server_key or args.allowed_clients:
+        load_curve(args.curve_server_key, args.allowed_clients)
+    claim = ConnectionFileClaim(Path(args.connection_file) if args.connection_file else None)
+    try:
+        return _serve(args, claim, ServiceLimits(wire=Limits(max_frame_bytes=args.max_frame_bytes),
+                                                 max_region_pixels=args.max_region_pixels,
+                                                 max_sessions=args.max_sessions, rate=args.rate,
+                                                 burst=2 * args.rate))
+    finally:
+        claim.release()
+
+
+def _serve(args: argparse.Namespace, claim, limits) -> int:
+    from ..editing.session import Editor
+    from ..service.log import log
+    from ..service.server import Server, ServerConfig
+
+    config = ServerConfig(bind=args.bind, session_timeout=args.session_timeout, limits=limits,
+                          connection_file=claim.path, curve_secret_file=args.curve_server_key,
+                          allowed_clients=args.allowed_clients, claim=claim)
+    key = _reuse(config) if args.reuse_connection_file else None
     kw = {} if args.preview_budget_ms is None else {"preview_budget_ms": args.preview_budget_ms}
     log("info", "loading", model=args.model, device=args.device)
     apply_threads(args.threads)
@@ -105,9 +122,6 @@ def run_serve(args: argparse.Namespace) -> int:
     log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
         directions=list(editor.directions), preview_cost=choice.cost.label(),
         preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, **choice.describe())
-    key = None
-    if args.reuse_connection_file:
-        key = _reuse(args, config)
     server = Server(editor, config, key=key)
     search = None
     if _wants_background_search(args, choice):
@@ -158,25 +172,14 @@ def needs_search(choice) -> bool:
     return choice.searched_ms is None or choice.searched_ms < choice.budget_ms
 
 
-def _reuse(args: argparse.Namespace, config) -> bytes | None:
-    from pathlib import Path
-
-    from anycost_client.connection_file import ConnectionFileError, read_connection_file
-
-    if not args.connection_file:
-        raise InputError("--reuse-connection-file needs --connection-file PATH")
-    path = Path(args.connection_file)
-    if not path.exists():
+def _reuse(config) -> bytes | None:
+    """The key of the connection file an earlier backend left (and its endpoint, unless --bind is given)."""
+    info = config.claim.read_previous()
+    if info is None:
         return None
-    if path.stat().st_mode & 0o077:
-        raise InputError(f"{path} is readable by other users; refusing to reuse its key (chmod 600 it)")
-    try:
-        info = read_connection_file(path)
-    except ConnectionFileError as e:
-        raise InputError(str(e)) from e
     if config.bind is None:
         config.bind = info["endpoint"]
     key = info["key_bytes"]
     if len(key) < 16:
-        raise InputError(f"{path}: the key is too short to sign with")
+        raise InputError(f"{config.claim.path}: the key is too short to sign with")
     return key

@@ -21,7 +21,7 @@ from anycost_client.protocol import Message, ProtocolError, ReplayGuard, decode,
 from .. import __version__
 from ..editing.paste import BLEND_MODES
 from ..errors import InputError
-from .auth import is_loopback_endpoint, write_connection_file
+from .auth import ConnectionFileClaim, is_loopback_endpoint, load_curve
 from .limits import RateLimiter, ServiceLimits
 from .log import log
 from .sessions import CommitRequest, EditRequest, OpenRequest, Scheduler, Session
@@ -40,6 +40,7 @@ class ServerConfig:
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     curve_secret_file: str | None = None
     allowed_clients: str | None = None
+    claim: ConnectionFileClaim | None = None  # taken early by 'anycost serve'; else taken at start
 
 
 class Server:
@@ -56,6 +57,7 @@ class Server:
         self.replay = ReplayGuard(self.limits.wire)
         self.rate = RateLimiter(self.limits.rate, self.limits.burst)
         self.error_rate = RateLimiter(20.0, 40.0)
+        self.claim = config.claim
         self.stop_event = threading.Event()
         self.endpoint: str | None = None
         self.connection_path: Path | None = None
@@ -80,10 +82,32 @@ class Server:
                 f"refusing to listen on {endpoint}: a non-loopback address is reachable from other machines, "
                 "so it needs CURVE encryption. Pass --curve-server-key FILE and --allowed-clients DIR "
                 "(make keys with 'anycost serve --gen-curve-keys DIR'), or bind tcp://127.0.0.1.")
-        if secure and not cfg.allowed_clients:
-            raise InputError("--curve-server-key needs --allowed-clients DIR (the public keys of the clients "
-                             "allowed to connect)")
+        # bad key material fails here, before any socket exists ('anycost serve' checked it before the model)
+        curve = load_curve(cfg.curve_secret_file, cfg.allowed_clients) if secure else None
         router = self.ctx.socket(zmq.ROUTER)
+        try:
+            self._setup_router(router, curve)
+            if endpoint is None:
+                port = router.bind_to_random_port("tcp://127.0.0.1")
+                endpoint = f"tcp://127.0.0.1:{port}"
+            else:
+                try:
+                    router.bind(endpoint)
+                except zmq.ZMQError as e:
+                    raise InputError(f"cannot listen on {endpoint}: {e}") from e
+                endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
+        except BaseException:
+            router.close(0)
+            self._stop_auth()
+            raise
+        self.router = router
+        self.endpoint = endpoint
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self._out_endpoint = f"inproc://anycost-out-{id(self)}"
+        self.pull.bind(self._out_endpoint)
+
+    def _setup_router(self, router: zmq.Socket, curve: tuple[bytes, bytes, list[bytes]] | None) -> None:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its identity
         router.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -92,37 +116,22 @@ class Server:
         router.setsockopt(zmq.MAXMSGSIZE, 2 * wire.max_frame_bytes + wire.max_header_bytes)
         router.setsockopt(zmq.SNDHWM, 1000)
         router.setsockopt(zmq.RCVHWM, 1000)
-        if secure:
+        if curve is not None:
             from zmq.auth.thread import ThreadAuthenticator
 
-            from .auth import load_curve_server_keys
-
-            public, secret = load_curve_server_keys(cfg.curve_secret_file)
-            if not Path(cfg.allowed_clients).is_dir():
-                raise InputError(f"--allowed-clients {cfg.allowed_clients} is not a directory")
+            public, secret, clients = curve
             self._auth = ThreadAuthenticator(self.ctx)
+            self._auth.certs["*"] = {k: True for k in clients}
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=os.fspath(cfg.allowed_clients))
             router.setsockopt(zmq.CURVE_SERVER, 1)
             router.setsockopt(zmq.CURVE_PUBLICKEY, public)
             router.setsockopt(zmq.CURVE_SECRETKEY, secret)
             self.curve_public = public
-        if endpoint is None:
-            port = router.bind_to_random_port("tcp://127.0.0.1")
-            endpoint = f"tcp://127.0.0.1:{port}"
-        else:
-            try:
-                router.bind(endpoint)
-            except zmq.ZMQError as e:
-                router.close(0)
-                raise InputError(f"cannot listen on {endpoint}: {e}") from e
-            endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
-        self.router = router
-        self.endpoint = endpoint
-        self.pull = self.ctx.socket(zmq.PULL)
-        self.pull.setsockopt(zmq.LINGER, 0)
-        self._out_endpoint = f"inproc://anycost-out-{id(self)}"
-        self.pull.bind(self._out_endpoint)
+
+    def _stop_auth(self) -> None:
+        auth, self._auth = self._auth, None
+        if auth is not None:
+            auth.stop()
 
     def start(self) -> None:
         self._bind()
@@ -136,15 +145,20 @@ class Server:
             "model": self.editor.name, "server": f"anycost {__version__}",
             "curve_server_key": self.curve_public.decode() if self.curve_public else None,
         }
-        self.connection_path = write_connection_file(self.config.connection_file, info)
+        if self.claim is None:
+            self.claim = ConnectionFileClaim(self.config.connection_file)
+        if self.claim.fallback:
+            log("warning", "runtime_dir_fallback", reason=self.claim.fallback, folder=str(self.claim.path.parent))
+        self.connection_path = self.claim.write(info)
         log("info", "listening", endpoint=self.endpoint, connection_file=str(self.connection_path),
             model=self.editor.name, pid=os.getpid(), curve=bool(self.curve_public))
 
     def withdraw(self) -> None:
-        """Remove the connection file: no new client finds this server. Safe from a signal handler."""
-        path, self.connection_path = self.connection_path, None
-        if path is not None:
-            path.unlink(missing_ok=True)
+        """Remove the connection file (if it is still ours): no new client finds this server. Safe from a
+        signal handler."""
+        self.connection_path = None
+        if self.claim is not None:
+            self.claim.withdraw()
 
     def close(self) -> None:
         self.stop_event.set()
@@ -156,12 +170,13 @@ class Server:
             self.worker.stop_event.set()
             self.scheduler.wake()
             self.worker.join(timeout=10)
-        if self._auth is not None:
-            self._auth.stop()
+        self._stop_auth()
         for sock in (getattr(self, "router", None), getattr(self, "pull", None)):
             if sock is not None:
                 sock.close(0)
         self.ctx.term()
+        if self.claim is not None:
+            self.claim.release()
         log("info", "stopped", seconds=round(time.monotonic() - t0, 3))
 
     # ------------------------------------------------------------------ loop
