@@ -92,9 +92,16 @@ class Backend:
         return self.proc.returncode
 
 
-def raw_socket(endpoint: str) -> zmq.Socket:
+def raw_socket(endpoint: str, key: bytes | None = None, routing_id: bytes | None = None) -> zmq.Socket:
+    """A bare DEALER. With ``key`` it proves the key in the handshake (as clients do), so its messages
+    reach the backend; without, the backend refuses the connection before any message."""
     s = zmq.Context.instance().socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
+    if key is not None:
+        s.setsockopt(zmq.PLAIN_USERNAME, P.PLAIN_USERNAME.encode())
+        s.setsockopt(zmq.PLAIN_PASSWORD, P.plain_password(key).encode())
+    if routing_id is not None:
+        s.setsockopt(zmq.ROUTING_ID, routing_id)
     s.connect(endpoint)
     return s
 

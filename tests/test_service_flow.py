@@ -193,12 +193,19 @@ def test_slider_storm_latest_wins(backend):
 
 def test_abuse_is_answered_and_backend_lives_on(backend, client):
     key, ep = backend.key, backend.endpoint
-    # wrong key: refused (the reply is signed with the real key, which this peer cannot check)
-    bad = raw_socket(ep)
+    # without the key a peer does not get past the handshake: nothing it sends is answered
+    stranger = raw_socket(ep)
+    stranger.send_multipart(P.encode(P.Message("ping", request_id=1), b"x" * 32))
+    assert not stranger.poll(1500)
+    stranger.close()
+    # past the handshake, a wrong signature is refused (the reply is signed with the real key, which this
+    # peer cannot check) and names the request
+    bad = raw_socket(ep, key)
     bad.send_multipart(P.encode(P.Message("ping", request_id=1), b"x" * 32))
-    assert recv(bad, None).get("code") == P.E_BAD_SIGNATURE
+    err = recv(bad, None)
+    assert err.get("code") == P.E_BAD_SIGNATURE and err.request_id == 1
     # unsigned
-    bad.send_multipart(P.encode(P.Message("ping", request_id=1), None))
+    bad.send_multipart(P.encode(P.Message("ping", request_id=2), None))
     assert recv(bad, None).get("code") == P.E_BAD_SIGNATURE
     # garbage frames
     bad.send_multipart([b"\x00garbage"])
@@ -207,7 +214,7 @@ def test_abuse_is_answered_and_backend_lives_on(backend, client):
     assert recv(bad, None).get("code") == P.E_BAD_SIGNATURE
     bad.close()
 
-    s = raw_socket(ep)
+    s = raw_socket(ep, key)
     # replay: the same signed bytes twice
     parts = P.encode(P.Message("ping", request_id=5), key)
     s.send_multipart(parts)

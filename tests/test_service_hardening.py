@@ -1,8 +1,9 @@
 """The backend and its clients against local attackers: a real backend process, real sockets.
 
 Each test plays one attack from the hardening review and checks the outcome: connection files planted
-or deleted through a runtime folder others can write, stale files of other processes, two backends on
-one connection file, and CURVE start-up with bad key material.
+or deleted through a runtime folder others can write, stale files of other processes, memory held for
+peers without the key, rate-limit answers without request ids, lost last edits, two backends on one
+connection file, reply hijacking through a reused routing id, and CURVE start-up with bad key material.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgpack
 import pytest
 import zmq
 from model_support import tiny_generator
-from service_support import REPO, Backend, make_directions
+from service_support import REPO, Backend, make_directions, noise_rgba, raw_socket, recv
+from zmq.utils.monitor import recv_monitor_message
 
+from anycost_client import protocol as P
 from anycost_client.client import Client
+from anycost_client.connection import Connection
 from anycost_client.connection_file import ConnectionFileError, find_connection_file, read_connection_file
 
 RATE = 50  # messages per second per client the test backend allows (burst: twice that)
@@ -196,6 +201,171 @@ def test_stopping_never_removes_a_file_the_backend_does_not_own(world, tmp_path)
         assert c.stop() == 0
     assert json.loads(conn.read_text())["endpoint"] == "tcp://127.0.0.1:9", "someone else's file stays"
     assert not (tmp_path / ".c.json.lock").exists(), "the lock goes with the backend"
+
+
+# ---------------------------------------------------------------------- 2. pre-auth memory
+def _peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)
+
+
+def _stranger(endpoint: str, routing_id: bytes | None = None) -> tuple[zmq.Socket, zmq.Socket]:
+    """A DEALER without the key, and a monitor of its handshakes attached before it connects."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if routing_id is not None:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    mon = sock.get_monitor_socket(HANDSHAKE_EVENTS)
+    sock.connect(endpoint)
+    return sock, mon
+
+
+def _handshake(sock: zmq.Socket, mon: zmq.Socket, timeout: float = 30.0) -> int:
+    """The first handshake outcome of ``sock`` (a monitor event)."""
+    try:
+        if not mon.poll(int(timeout * 1000)):
+            raise AssertionError("no handshake outcome")
+        return recv_monitor_message(mon)["event"]
+    finally:
+        sock.disable_monitor()
+        mon.close(0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the peak RSS from /proc")
+def test_a_peer_without_the_key_cannot_make_the_backend_hold_its_frames(world):
+    """3 messages of 60 frames × 3.9 MB (each frame under the frame limit) from a peer without the key."""
+    b = world.backend
+    before, rejected = _peak_rss_kb(b.proc.pid), len(b.events("rejected"))
+    attacker, mon = _stranger(b.endpoint)
+    frame = b"\0" * 3_900_000
+    try:
+        for i in range(3):
+            try:  # once the backend has refused the handshake there is no peer to queue for
+                attacker.send_multipart([b"", msgpack.packb({"t": "ping", "id": i}), *[frame] * 60], zmq.NOBLOCK,
+                                        copy=False)
+            except zmq.Again:
+                pass
+        event = _handshake(attacker, mon)
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # the peer got in: let the backend take its messages
+            deadline = time.monotonic() + 60
+            while len(b.events("rejected")) < rejected + 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        grown_mb = (_peak_rss_kb(b.proc.pid) - before) / 1024
+        assert grown_mb < 64, f"the backend's peak memory grew by {grown_mb:.0f} MB"
+        assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED, "a peer without the key does not get past the handshake"
+        assert not attacker.poll(1000), "and gets no answer"
+    finally:
+        attacker.close(0)
+    with Client.connect(b.conn) as c:
+        assert c.ping()["sessions"] >= 0, "and it serves its clients"
+
+
+def test_frame_count_and_sizes_are_bounded_before_the_signature(world):
+    """A peer past the handshake (it has the key's handshake proof) but signing wrongly: the bounds are
+    checked first, and each refusal names its request."""
+    b = world.backend
+    s = raw_socket(b.endpoint, b.key)
+    try:
+        def send(rid: int, frames: list[bytes], pad: int = 0) -> P.Message:
+            header = {"t": "open", "v": 1, "id": rid, "ts": time.time(), "nonce": os.urandom(12), "pad": "x" * pad}
+            s.send_multipart([b"\0" * 32, msgpack.packb(header), *frames])
+            return recv(s, None, timeout=30)
+
+        err = send(1, [b"\0" * 1000] * 6)
+        assert (err.get("code"), err.request_id) == (P.E_TOO_LARGE, 1) and "6 frames" in err.get("message")
+        err = send(2, [b"\0" * 1_900_000] * 3)
+        assert (err.get("code"), err.request_id) == (P.E_TOO_LARGE, 2) and "a message of" in err.get("message")
+        err = send(3, [], pad=100_000)
+        assert err.get("code") == P.E_TOO_LARGE and "header of" in err.get("message")
+        err = send(4, [b"\0" * 1000])
+        assert (err.get("code"), err.request_id) == (P.E_BAD_SIGNATURE, 4)
+    finally:
+        s.close(0)
+
+
+# ---------------------------------------------------------------------- 3. rate limiting
+def test_rate_limited_answers_name_their_request(world):
+    s = raw_socket(world.backend.endpoint, world.backend.key)
+    try:
+        sent = set(range(1000, 1000 + 4 * RATE))
+        for rid in sorted(sent):
+            s.send_multipart(P.encode(P.Message("ping", request_id=rid), world.backend.key))
+        refused = []
+        while s.poll(2000):
+            m = P.decode(s.recv_multipart(), world.backend.key)
+            if m.type == "error":
+                assert m.get("code") == P.E_RATE
+                refused.append(m.request_id)
+        assert refused, "the flood was rate limited"
+        assert set(refused) <= sent and len(set(refused)) == len(refused), "each refusal names its request"
+    finally:
+        s.close(0)
+
+
+def test_cli_ping_backs_off_instead_of_failing(world):
+    n = 5 * RATE  # three times the burst: most pings meet the rate limit
+    out = subprocess.run([sys.executable, "-m", "anycost", "client", "--connection-file", str(world.backend.conn),
+                          "ping", "-n", str(n)], capture_output=True, text=True, timeout=300, cwd=REPO,
+                         env=world.env)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stdout.count("pong from backend") == n
+
+
+def test_the_last_edit_of_a_storm_is_never_lost(world):
+    """10,000 edits as fast as the client can send them, far over the rate: the backend coalesces them
+    instead of refusing them, and the last one is rendered."""
+    got: list[P.Message] = []
+    conn = Connection(world.backend.endpoint, world.backend.key, on_message=got.append)
+    state = None
+    try:
+        state = conn.open_session(noise_rgba(64, 64), 64, 64, align=False)
+        deadline = time.monotonic() + 60
+        while not state.ready and time.monotonic() < deadline:
+            conn.sock.poll(100)
+            conn.process_events()
+        assert state.ready
+        for i in range(10_000):
+            while True:
+                try:
+                    conn.edit(state, {"sefa_0": (i % 200) / 100 - 1})
+                    break
+                except zmq.Again:  # the send queue is full: let it drain
+                    conn.sock.poll(10, zmq.POLLOUT)
+        last = state.last_sent_seq
+        deadline = time.monotonic() + 120
+        while not any(m.type == "preview" and m.seq == last for m in got) and time.monotonic() < deadline:
+            conn.sock.poll(100)
+            conn.process_events()
+            conn.tick()
+        errors = [(m.get("code"), m.request_id) for m in got if m.type == "error"]
+        assert not errors, errors[:5]
+        assert any(m.type == "preview" and m.seq == last for m in got), "the last edit got its preview"
+        assert len([m for m in got if m.type == "preview"]) < 1000, "and the storm never queued renders"
+    finally:
+        if state is not None:
+            conn.close_session(state)
+        conn.close()
+
+
+# ---------------------------------------------------------------------- 8. routing identity
+def test_a_peer_reusing_a_clients_routing_id_does_not_get_its_replies(world):
+    with Client.connect(world.backend.conn, timeout=30) as victim:
+        assert victim.ping()["sessions"] >= 0
+        thief, mon = _stranger(world.backend.endpoint, routing_id=victim.conn.routing_id)
+        try:
+            event = _handshake(thief, mon)
+            pongs = [victim.ping(timeout=10) for _ in range(3)]
+            assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED, "the thief is refused in the handshake"
+            assert len(pongs) == 3, "the client keeps its replies"
+            assert not thief.poll(500), "and the thief gets none"
+        finally:
+            thief.close(0)
 
 
 # ---------------------------------------------------------------------- 4. CURVE start-up

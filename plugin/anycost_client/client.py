@@ -94,6 +94,7 @@ class Client:
             endpoint, key = endpoint or info["endpoint"], info["key_bytes"]
             if curve is not None and info.get("curve_server_key"):
                 curve = {"server_key": info["curve_server_key"], **curve}
+            kw.setdefault("plain", info.get("auth") == "plain")  # older backends: no handshake proof
         if isinstance(key, str):
             key = bytes.fromhex(key)
         client = cls(Connection(endpoint, key, curve=curve, **kw), timeout=timeout)
@@ -152,7 +153,9 @@ class Client:
             if sock is None:
                 raise BackendError("closed", "the connection is closed")
             if not (sock.getsockopt(zmq.EVENTS) & zmq.POLLIN):
-                sock.poll(int(min(0.25, deadline - now) * 1000) + 1, zmq.POLLIN)
+                due = self.conn.next_resend(now)  # a request refused 'rate_limited' goes out again then
+                wait = min(0.25, deadline - now, 0.25 if due is None else due)
+                sock.poll(int(wait * 1000) + 1, zmq.POLLIN)
             self.conn.process_events()
             self.conn.tick()
             if self.conn.generation != gen:

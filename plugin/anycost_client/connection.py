@@ -17,7 +17,9 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,11 @@ import zmq
 
 from . import protocol as P
 from .protocol import Message, ProtocolError, ReplayGuard, decode, encode
+
+# Requests sent again when the backend answers 'rate_limited'. Not edits: the backend coalesces those
+# (latest wins) instead of refusing them, and a stale edit sent again would only be superseded.
+RETRIED = frozenset({"hello", "ping", "open", "commit", "cancel", "close"})
+MAX_UNANSWERED = 256
 
 
 class Status(str, enum.Enum):
@@ -73,16 +80,28 @@ class SessionState:
 
 
 class Connection:
+    """``plain``: prove the key in the ZeroMQ handshake (what backends since protocol hardening require;
+    False only for an older backend whose connection file has no ``auth`` entry). Requests answered
+    ``rate_limited`` are sent again after a back-off (``retry``: first and longest delay, seconds), and the
+    refusal reaches ``on_message`` only when the retries are used up."""
+
     def __init__(self, endpoint: str, key: bytes | None, *, on_message: Callable[[Message], None] | None = None,
                  on_status: Callable[[Status], None] | None = None, curve: dict | None = None,
                  ping_interval: float = 2.0, pong_timeout: float = 6.0, backoff: tuple[float, float] = (0.25, 8.0),
                  context: zmq.Context | None = None, client_name: str = "anycost-client",
-                 limits: P.Limits | None = None):
+                 limits: P.Limits | None = None, plain: bool = True, retry: tuple[float, float] = (0.05, 2.0),
+                 max_retries: int = 8):
         self.endpoint = endpoint
         self.key = key or b""
         self.on_message = on_message
         self.on_status = on_status
         self.curve = curve  # {"server_key": z85, "public": z85, "secret": z85}
+        self.plain = plain and bool(self.key) and not curve
+        self.retry = retry
+        self.max_retries = max_retries
+        self.retried = 0  # requests sent again after 'rate_limited'
+        # request id → [message, attempts, resend at (monotonic) or None while waiting for an answer]
+        self._unanswered: OrderedDict[Any, list] = OrderedDict()
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.backoff = backoff
@@ -124,6 +143,9 @@ class Connection:
             s.setsockopt(zmq.CURVE_SERVERKEY, _z85(self.curve["server_key"]))
             s.setsockopt(zmq.CURVE_PUBLICKEY, _z85(self.curve["public"]))
             s.setsockopt(zmq.CURVE_SECRETKEY, _z85(self.curve["secret"]))
+        elif self.plain:
+            s.setsockopt(zmq.PLAIN_USERNAME, P.PLAIN_USERNAME.encode())
+            s.setsockopt(zmq.PLAIN_PASSWORD, P.plain_password(self.key).encode())
         s.connect(self.endpoint)
         self.sock = s
         self.generation += 1
@@ -157,9 +179,48 @@ class Connection:
             msg.request_id = self.new_id()
         self.sock.send_multipart(encode(msg, self.key), flags=zmq.NOBLOCK, copy=False)
         self._last_sent = time.monotonic()
+        if msg.type in RETRIED:
+            self._remember(msg)
         if process:
             self.process_events()
         return msg.request_id
+
+    def _remember(self, msg: Message) -> None:
+        entry = self._unanswered.pop(msg.request_id, None)
+        self._unanswered[msg.request_id] = [msg, entry[1] if entry else 0, None]
+        while len(self._unanswered) > MAX_UNANSWERED:  # a backend that never answers: forget the oldest
+            self._unanswered.popitem(last=False)
+
+    def _retry_later(self, msg: Message) -> bool:
+        """True when ``msg`` (an error) is a 'rate_limited' answer to a request that will be sent again."""
+        if msg.type != "error" or msg.get("code") != P.E_RATE:
+            return False
+        entry = self._unanswered.get(msg.request_id)
+        if entry is None or entry[1] >= self.max_retries:
+            self._unanswered.pop(msg.request_id, None)
+            return False
+        delay = min(self.retry[0] * 2 ** entry[1], self.retry[1])
+        entry[1] += 1
+        entry[2] = time.monotonic() + delay * (0.5 + random.random())  # jittered: retries do not march together
+        return True
+
+    def next_resend(self, now: float | None = None) -> float | None:
+        """Seconds until a request refused with 'rate_limited' is due again (None: none waits)."""
+        due = [e[2] for e in self._unanswered.values() if e[2] is not None]
+        if not due:
+            return None
+        return max(0.0, min(due) - (time.monotonic() if now is None else now))
+
+    def _resend_due(self, now: float) -> None:
+        for entry in list(self._unanswered.values()):
+            if entry[2] is not None and now >= entry[2] and self.sock is not None:
+                entry[2] = None
+                try:
+                    self.send(entry[0], process=False)
+                except zmq.Again:
+                    entry[2] = now + self.retry[0]
+                    continue
+                self.retried += 1
 
     def hello(self) -> Any:
         self._hello_id = self.send(Message("hello", {"versions": list(P.SUPPORTED_VERSIONS),
@@ -218,6 +279,11 @@ class Connection:
             except ProtocolError:
                 self.rejected += 1  # not from our backend (or mangled): ignore it
                 continue
+            if self._retry_later(msg):
+                self._last_heard = time.monotonic()
+                continue
+            if msg.request_id is not None and self._unanswered:
+                self._unanswered.pop(msg.request_id, None)
             if self._handle(msg):
                 n += 1
                 if self.on_message is not None:
@@ -250,6 +316,8 @@ class Connection:
         if self.sock is None:
             return
         self.process_events()
+        if self._unanswered:
+            self._resend_due(now)
         silent = now - self._last_heard
         if silent > self.pong_timeout:
             if now >= self._retry_at:

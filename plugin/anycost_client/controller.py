@@ -225,7 +225,7 @@ class BackendLink:
         self.connection_file = path
         self.conn = Connection(endpoint, key, on_message=self._on_message, on_status=self._on_status,
                                client_name=self.settings.client_name, ping_interval=self.settings.ping_interval,
-                               pong_timeout=self.settings.pong_timeout)
+                               pong_timeout=self.settings.pong_timeout, plain=info.get("auth") == "plain")
         self._deadline = time.monotonic() + self.settings.connect_timeout
         self._rewatch()
         if self.state != LinkState.RECONNECTING:

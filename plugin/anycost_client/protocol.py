@@ -84,6 +84,22 @@ class Limits:
     max_side: int = 16384
     clock_skew: float = 300.0  # seconds a timestamp may differ from ours
     replay_window: int = 100_000  # signatures remembered
+    max_message_bytes: int = 0  # all parts together; 0: a header and two frames (a region and its mask)
+
+    @property
+    def message_bytes(self) -> int:
+        return self.max_message_bytes or MAX_SIGNATURE_BYTES + self.max_header_bytes + 2 * self.max_frame_bytes
+
+
+MAX_SIGNATURE_BYTES = 64
+PLAIN_USERNAME = "anycost"
+ZAP_DOMAIN = "anycost"
+
+
+def plain_password(key: bytes) -> str:
+    """What a client proves in the ZeroMQ PLAIN handshake: derived from the connection key, so only
+    holders of the key get to send a message at all (and the key itself never crosses the wire)."""
+    return hmac.new(key, b"anycost zmq plain v1", hashlib.sha256).hexdigest()
 
 
 class ProtocolError(Exception):
@@ -204,6 +220,64 @@ def _field(header: dict, name: str, types: type | tuple[type, ...], required: bo
     return value
 
 
+def _nbytes(part: Any) -> int:
+    return memoryview(part).nbytes
+
+
+def check_envelope(parts: list, limits: Limits = Limits()) -> int:
+    """Bounds on a multipart that need neither the key nor a copy: the number of parts, the size of
+    the signature and header, and of everything together. Returns the total size in bytes.
+
+    A receiver checks this before it verifies or copies anything, so a peer without the key cannot
+    make it hold more than one bounded message."""
+    if len(parts) < 2:
+        raise ProtocolError(E_BAD_MESSAGE, "a message needs a signature frame and a header frame")
+    if len(parts) - 2 > limits.max_frames:
+        raise ProtocolError(E_TOO_LARGE, f"{len(parts) - 2} frames exceed the limit of {limits.max_frames}")
+    sizes = [_nbytes(p) for p in parts]
+    if sizes[0] > MAX_SIGNATURE_BYTES:
+        raise ProtocolError(E_BAD_MESSAGE, f"a signature of {sizes[0]} bytes; signatures have at most "
+                                           f"{MAX_SIGNATURE_BYTES}")
+    if sizes[1] > limits.max_header_bytes:
+        raise ProtocolError(E_TOO_LARGE, f"header of {sizes[1]} bytes exceeds {limits.max_header_bytes}")
+    for i, n in enumerate(sizes[2:]):
+        if n > limits.max_frame_bytes:
+            raise ProtocolError(E_TOO_LARGE, f"frame {i}: {n} bytes exceed the limit of {limits.max_frame_bytes}")
+    total = sum(sizes)
+    if total > limits.message_bytes:
+        raise ProtocolError(E_TOO_LARGE, f"a message of {total} bytes exceeds the limit of {limits.message_bytes}")
+    return total
+
+
+def _unpack(raw: Any) -> Any:
+    try:
+        # unpackb bounds its container sizes by the input length; strict keys refuse odd map keys
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise ProtocolError(E_BAD_MESSAGE, f"header is not valid msgpack ({type(e).__name__})") from e
+
+
+def _ids(header: dict) -> tuple:
+    rid = header.get("id")
+    if not isinstance(rid, (int, str, type(None))) or isinstance(rid, bool) or (isinstance(rid, str)
+                                                                                 and len(rid) > 128):
+        rid = None
+    sid = header.get("sid")
+    if not isinstance(sid, str) or len(sid) > 128:
+        sid = None
+    return rid, sid
+
+
+def peek_ids(raw: Any) -> tuple:
+    """(request id, session id) of a header that failed its signature, so the refusal names the request;
+    (None, None) when the header cannot be read. The header is already bounded by ``check_envelope``."""
+    try:
+        header = _unpack(raw)
+    except ProtocolError:
+        return None, None
+    return _ids(header) if isinstance(header, dict) else (None, None)
+
+
 def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
            limits: Limits = Limits(), replay: ReplayGuard | None = None,
            expect: frozenset[str] | None = None) -> Message:
@@ -211,25 +285,20 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
 
     ``expect`` restricts the accepted types (CLIENT_TYPES on the backend, SERVER_TYPES in a client).
     """
-    if len(parts) < 2:
-        raise ProtocolError(E_BAD_MESSAGE, "a message needs a signature frame and a header frame")
-    sig, raw = bytes(parts[0]), bytes(parts[1])
-    if len(raw) > limits.max_header_bytes:
-        raise ProtocolError(E_TOO_LARGE, f"header of {len(raw)} bytes exceeds {limits.max_header_bytes}")
-    if key:
-        if not hmac.compare_digest(sig, sign(key, raw)):
-            raise ProtocolError(E_BAD_SIGNATURE, "signature does not match: wrong key or altered message")
     try:
-        # unpackb bounds its container sizes by the input length; strict keys refuse odd map keys
-        header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-        raise ProtocolError(E_BAD_MESSAGE, f"header is not valid msgpack ({type(e).__name__})") from e
+        check_envelope(parts, limits)
+    except ProtocolError as e:
+        if len(parts) >= 2 and _nbytes(parts[1]) <= limits.max_header_bytes:
+            e.request_id, e.session_id = peek_ids(parts[1])  # the refusal names the request when it can
+        raise
+    sig, raw = bytes(parts[0]), memoryview(parts[1])  # the header is not copied: it may still be refused
+    if key and not hmac.compare_digest(sig, sign(key, raw)):
+        rid, sid = peek_ids(raw)
+        raise ProtocolError(E_BAD_SIGNATURE, "signature does not match: wrong key or altered message", rid, sid)
+    header = _unpack(raw)
     if not isinstance(header, dict):
         raise ProtocolError(E_BAD_MESSAGE, "header must be a map")
-    rid = header.get("id")
-    if not isinstance(rid, (int, str, type(None))) or isinstance(rid, bool):
-        rid = None
-    sid = header.get("sid") if isinstance(header.get("sid"), str) else None
+    rid, sid = _ids(header)
 
     def fail(code: str, text: str) -> ProtocolError:
         return ProtocolError(code, text, rid, sid)
@@ -266,8 +335,6 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
     data_parts = parts[2:]
     if len(descs) != len(data_parts):
         raise fail(E_BAD_MESSAGE, f"header describes {len(descs)} frames but {len(data_parts)} arrived")
-    if len(descs) > limits.max_frames:
-        raise fail(E_TOO_LARGE, f"{len(descs)} frames exceed the limit of {limits.max_frames}")
     frames = []
     for i, d in enumerate(descs):  # lengths checked above; no zip(strict=): hosts may run Python 3.8
         data = data_parts[i]
@@ -291,7 +358,7 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
         frames.append(Frame(data, w, h, fmt, stride))
 
     if replay is not None:
-        replay.check(sig if key else raw, float(ts))
+        replay.check(sig if key else bytes(raw), float(ts))
     fields = {k: v for k, v in header.items() if k not in COMMON_FIELDS}
     return Message(mtype, fields, frames, rid, sid, seq, version, float(ts))
 

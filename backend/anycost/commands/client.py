@@ -45,15 +45,33 @@ def _connect(args: argparse.Namespace):
         raise AnycostError(f"cannot reach the backend: {e}") from e
 
 
+def _failed(e: Exception) -> AnycostError:
+    """A backend's refusal or a lost connection as one line (never a traceback)."""
+    from anycost_client.client import BackendError
+
+    if isinstance(e, BackendError):
+        return AnycostError(f"the backend answered: {e}")
+    return AnycostError(f"lost the backend: {e}")
+
+
 def run_ping(args: argparse.Namespace) -> int:
     import time
 
+    import zmq
+
+    from anycost_client.client import BackendError
+
+    if args.count < 1:
+        raise InputError("--count must be at least 1")
     with _connect(args) as client:
-        for _ in range(max(1, args.count)):
-            t0 = time.perf_counter()
-            pong = client.ping()
-            print(f"pong from backend: {1000 * (time.perf_counter() - t0):.2f} ms, "
-                  f"{pong.get('sessions')} session(s) open")
+        try:
+            for _ in range(args.count):
+                t0 = time.perf_counter()
+                pong = client.ping(timeout=min(args.timeout, 30.0))
+                print(f"pong from backend: {1000 * (time.perf_counter() - t0):.2f} ms, "
+                      f"{pong.get('sessions')} session(s) open")
+        except (BackendError, ConnectionError, zmq.ZMQError) as e:
+            raise _failed(e) from e
     return 0
 
 
@@ -75,6 +93,8 @@ def run_edit(args: argparse.Namespace) -> int:
 
     sliders = parse_sliders(args.set)
     region = Region.from_file(args.input, mask_path=args.mask)
+    import zmq
+
     with _connect(args) as client:
         try:
             session = client.open(region.rgba.tobytes(), region.width, region.height,
@@ -94,15 +114,19 @@ def run_edit(args: argparse.Namespace) -> int:
                     out = np.frombuffer(r.rgba, np.uint8).reshape(r.height, r.width, 4)
         except BackendError as e:
             raise InputError(f"the backend refused: {e}") from e
+        except (ConnectionError, zmq.ZMQError) as e:
+            raise _failed(e) from e
     from pathlib import Path
 
+    from ..fsutil import atomic_write
+
     out_path = Path(args.output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     im = Image.fromarray(out, "RGBA")
     if out_path.suffix.lower() in (".jpg", ".jpeg"):
         im = im.convert("RGB")
-    tmp = out_path.with_name(f".{out_path.name}.tmp{out_path.suffix}")
-    im.save(tmp)
-    tmp.replace(out_path)
+    try:
+        atomic_write(out_path, im.save)  # the temporary file keeps the suffix: PIL picks the format by it
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot write {out_path}: {e}") from e
     print(f"wrote {out_path}")
     return 0

@@ -43,6 +43,30 @@ class ServerConfig:
     claim: ConnectionFileClaim | None = None  # taken early by 'anycost serve'; else taken at start
 
 
+def _start_authenticator(ctx: zmq.Context, *, password: str | None = None, curve_keys: list[bytes] | None = None):
+    """The ZAP handler: peers prove the connection key (PLAIN, a password derived from it) or present an
+    allowed CURVE key during the ZeroMQ handshake, before they can send a single message."""
+    import hmac
+
+    from zmq.auth.thread import ThreadAuthenticator
+
+    class Authenticator(ThreadAuthenticator):
+        def _authenticate_plain(self, domain, username, pw):  # constant time, unlike the stock comparison
+            ok = password is not None and username == P.PLAIN_USERNAME and hmac.compare_digest(
+                pw.encode("utf-8", "replace"), password.encode())
+            return ok, b"OK" if ok else b"wrong credentials"
+
+    auth = Authenticator(ctx)
+    if curve_keys is not None:
+        auth.certs[P.ZAP_DOMAIN] = {k: True for k in curve_keys}
+    auth.start()
+    return auth
+
+
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
 class Server:
     def __init__(self, editor, config: ServerConfig, key: bytes | None = None):
         self.editor = editor
@@ -56,13 +80,24 @@ class Server:
         self.scheduler = Scheduler()
         self.replay = ReplayGuard(self.limits.wire)
         self.rate = RateLimiter(self.limits.rate, self.limits.burst)
+        # bytes per peer: a second's worth of the largest messages, sustained
+        wire = self.limits.wire
+        self.byte_rate = RateLimiter(float(wire.message_bytes), 2.0 * wire.message_bytes)
         self.error_rate = RateLimiter(20.0, 40.0)
+        # 'rate_limited' answers to signed requests: enough that a client backing off hears each one
+        self.rate_reply = RateLimiter(self.limits.rate, self.limits.burst)
+        self._deferred: dict[tuple[bytes, str], Message] = {}  # (peer, sid) → newest edit over the rate
+        self.coalesced = 0
         self.claim = config.claim
         self.stop_event = threading.Event()
         self.endpoint: str | None = None
         self.connection_path: Path | None = None
         self.curve_public: bytes | None = None
         self._auth = None
+        self._handshakes: zmq.Socket | None = None
+        self.refused_handshakes = 0
+        self._refused_kinds: dict[int, int] = {}
+        self._refused_logged = 0.0
         self.started = time.time()
         self.messages = 0
         self.preview_search = None  # a PreviewSearch running for the preview budget, if any
@@ -102,6 +137,8 @@ class Server:
             raise
         self.router = router
         self.endpoint = endpoint
+        # refused handshakes (peers without the key) are counted and logged, at most a line a second
+        self._handshakes = router.get_monitor_socket(HANDSHAKE_FAILURES)
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self._out_endpoint = f"inproc://anycost-out-{id(self)}"
@@ -111,22 +148,25 @@ class Server:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting client keeps its identity
         router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        # zmq drops peers sending frames far beyond our limit before they reach Python
+        # zmq drops peers sending frames far beyond our limit before they reach Python. Peers that do not
+        # know the key never get past the handshake (ZAP below): what they can make us hold is one
+        # handshake frame (at most this size) for at most HANDSHAKE_IVL
         wire = self.limits.wire
         router.setsockopt(zmq.MAXMSGSIZE, 2 * wire.max_frame_bytes + wire.max_header_bytes)
+        router.setsockopt(zmq.HANDSHAKE_IVL, 5000)
         router.setsockopt(zmq.SNDHWM, 1000)
         router.setsockopt(zmq.RCVHWM, 1000)
+        router.setsockopt(zmq.ZAP_DOMAIN, P.ZAP_DOMAIN.encode())
         if curve is not None:
-            from zmq.auth.thread import ThreadAuthenticator
-
             public, secret, clients = curve
-            self._auth = ThreadAuthenticator(self.ctx)
-            self._auth.certs["*"] = {k: True for k in clients}
-            self._auth.start()
+            self._auth = _start_authenticator(self.ctx, curve_keys=clients)
             router.setsockopt(zmq.CURVE_SERVER, 1)
             router.setsockopt(zmq.CURVE_PUBLICKEY, public)
             router.setsockopt(zmq.CURVE_SECRETKEY, secret)
             self.curve_public = public
+        else:
+            self._auth = _start_authenticator(self.ctx, password=P.plain_password(self.key))
+            router.setsockopt(zmq.PLAIN_SERVER, 1)
 
     def _stop_auth(self) -> None:
         auth, self._auth = self._auth, None
@@ -144,6 +184,9 @@ class Server:
             "supported_versions": list(P.SUPPORTED_VERSIONS), "transport": self.endpoint.split("://")[0],
             "model": self.editor.name, "server": f"anycost {__version__}",
             "curve_server_key": self.curve_public.decode() if self.curve_public else None,
+            # how a client proves itself in the handshake: 'plain' (a password derived from the key) or
+            # 'curve' (an allowed client key); files without it come from backends that asked for neither
+            "auth": "curve" if self.curve_public else "plain",
         }
         if self.claim is None:
             self.claim = ConnectionFileClaim(self.config.connection_file)
@@ -151,7 +194,8 @@ class Server:
             log("warning", "runtime_dir_fallback", reason=self.claim.fallback, folder=str(self.claim.path.parent))
         self.connection_path = self.claim.write(info)
         log("info", "listening", endpoint=self.endpoint, connection_file=str(self.connection_path),
-            model=self.editor.name, pid=os.getpid(), curve=bool(self.curve_public))
+            model=self.editor.name, pid=os.getpid(), curve=bool(self.curve_public),
+            auth="curve" if self.curve_public else "plain")
 
     def withdraw(self) -> None:
         """Remove the connection file (if it is still ours): no new client finds this server. Safe from a
@@ -171,6 +215,9 @@ class Server:
             self.scheduler.wake()
             self.worker.join(timeout=10)
         self._stop_auth()
+        if self._handshakes is not None:
+            self.router.disable_monitor()
+            self._handshakes.close(0)
         for sock in (getattr(self, "router", None), getattr(self, "pull", None)):
             if sock is not None:
                 sock.close(0)
@@ -184,10 +231,11 @@ class Server:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pull, zmq.POLLIN)
+        poller.register(self._handshakes, zmq.POLLIN)
         next_sweep = time.monotonic() + 0.5
         while not self.stop_event.is_set():
             try:
-                events = dict(poller.poll(200))
+                events = dict(poller.poll(20 if self._deferred else 200))
             except zmq.ZMQError as e:
                 if e.errno == zmq.EINTR:
                     continue
@@ -206,10 +254,29 @@ class Server:
                     except zmq.Again:
                         break
                     self._on_parts(parts)
+            if self._handshakes in events:
+                self._count_refused()
+            if self._deferred:
+                self._flush_deferred()
             now = time.monotonic()
             if now >= next_sweep:
                 next_sweep = now + 0.5
                 self._collect(now)
+
+    def _count_refused(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._handshakes.poll(0):
+            event = recv_monitor_message(self._handshakes)
+            self.refused_handshakes += 1
+            self._refused_kinds[event["event"]] = self._refused_kinds.get(event["event"], 0) + 1
+        now = time.monotonic()
+        if now - self._refused_logged >= 1.0:
+            self._refused_logged = now
+            names = {zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "no key (mechanism or protocol)",
+                     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "wrong key", zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "other"}
+            log("warning", "handshake_refused", refused_so_far=self.refused_handshakes,
+                kinds={names.get(k, str(k)): n for k, n in self._refused_kinds.items()})
 
     def _collect(self, now: float) -> None:
         for sid in self.scheduler.expired(self.config.session_timeout, now):
@@ -226,25 +293,61 @@ class Server:
                fatal: bool = False) -> None:
         if not self.error_rate.allow(peer):
             return  # a peer flooding bad messages gets silence, not a flood back
+        self._send_error(peer, code, text, request_id, sid, seq, fatal)
+
+    def _send_error(self, peer: bytes, code: str, text: str, request_id=None, sid=None, seq=None,
+                    fatal: bool = False) -> None:
         m = error_message(code, text, request_id=request_id, session_id=sid, fatal=fatal)
         m.seq = seq
         self._send(peer, m)
 
     # ------------------------------------------------------------------ dispatch
     def _on_parts(self, frames: list) -> None:
+        """One multipart from the ROUTER: bounded, verified, rate limited, then handled. Nothing of it is
+        copied before ``check_envelope`` and the signature have passed."""
         self.messages += 1
         peer = bytes(frames[0].buffer)
         parts = [f.buffer for f in frames[1:]]
-        if not self.rate.allow(peer):
-            self._error(peer, P.E_RATE, f"too many messages: the limit is {self.limits.rate:g} per second")
-            return
-        try:
+        try:  # decode bounds the frame count and sizes (check_envelope) before it verifies or copies anything
             msg = decode(parts, self.key, limits=self.limits.wire, replay=self.replay, expect=P.CLIENT_TYPES)
         except ProtocolError as e:
             log("warning", "rejected", code=e.code, reason=e.message, peer=peer.hex()[:16])
             self._error(peer, e.code, e.message, e.request_id, e.session_id)
             return
         self.scheduler.touch_peer(peer)
+        size = sum(p.nbytes for p in parts)
+        if not (self.rate.allow(peer) and self.byte_rate.allow(peer, float(size))):
+            if msg.type == "edit" and self._defer(peer, msg):
+                return
+            if self.rate_reply.allow(peer):
+                self._send_error(peer, P.E_RATE, f"too many messages: the limit is {self.limits.rate:g} per second; "
+                                                 "send this request again a little later", msg.request_id,
+                                 msg.session_id, msg.seq)
+            return
+        if msg.session_id is not None and (peer, msg.session_id) in self._deferred:
+            self._dispatch(peer, self._deferred.pop((peer, msg.session_id)))  # keep the session's order
+        self._dispatch(peer, msg)
+
+    def _defer(self, peer: bytes, msg: Message) -> bool:
+        """Coalesce an edit over the rate: it replaces the session's deferred edit (latest wins, as in the
+        scheduler) and is handled when the peer's rate allows, so the last edit is never lost."""
+        s = self.scheduler.get(msg.session_id, peer)
+        if s is None:
+            return False
+        if self._deferred.get((peer, s.sid)) is not None:
+            self.coalesced += 1
+        self._deferred[(peer, s.sid)] = msg
+        return True
+
+    def _flush_deferred(self) -> None:
+        for (peer, sid), msg in list(self._deferred.items()):
+            if self.scheduler.get(sid, peer) is None:
+                del self._deferred[(peer, sid)]
+            elif self.rate.allow(peer):
+                del self._deferred[(peer, sid)]
+                self._dispatch(peer, msg)
+
+    def _dispatch(self, peer: bytes, msg: Message) -> None:
         try:
             getattr(self, f"_on_{msg.type}")(peer, msg)
         except InputError as e:
