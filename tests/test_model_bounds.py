@@ -33,6 +33,7 @@ for path in sys.argv[1:]:
         mf = read_model(path)
         mf.generator()
         mf.encoder()
+        mf.discriminator()
         print(json.dumps({"path": path, "loaded": True}), flush=True)
     except ModelFileError as e:
         print(json.dumps({"path": path, "error": str(e)}), flush=True)
@@ -47,11 +48,16 @@ def _cap_memory() -> None:
 
 @pytest.fixture(scope="module")
 def parts():
+    from anycost.training.discriminator import Discriminator
+
     G = tiny_generator(16)
     E = Encoder(EncoderConfig(n_style=G.n_style, style_dim=G.style_dim, depth=10, width=8, input_size=32))
+    D = Discriminator(16, channel_multiplier=1, channel_max=32)
     tensors = {f"generator.{k}": v.contiguous().clone() for k, v in G.state_dict().items()}
     tensors.update({f"encoder.{k}": v.contiguous().clone() for k, v in E.state_dict().items()})
-    return {"generator": G.config.to_dict(), "encoder": E.config.to_dict()}, tensors
+    tensors.update({f"discriminator.{k}": v.contiguous().clone() for k, v in D.state_dict().items()})
+    return {"generator": G.config.to_dict(), "encoder": E.config.to_dict(),
+            "discriminator": {"resolution": 16, "channel_multiplier": 1, "channel_max": 32}}, tensors
 
 
 def _write(path, tensors, components, info=None, raw_components: str | None = None, raw_info: str | None = None):
@@ -93,9 +99,9 @@ def test_hostile_metadata_is_refused_in_one_line_before_allocating(tmp_path, par
         # every setting within its bounds, but together 10+ GB of weights the 600 KB file does not hold
         "in_bounds_but_not_the_tensors": (_write(tmp_path / "big.safetensors", tensors, _with(
             components, "generator", resolution=1024, style_dim=2048, n_mlp=32, channel_max=4096,
-            channel_multiplier=64)), "do not fit the stored tensors"),
+            channel_multiplier=64)), "does not fit the stored tensors"),
         "explicit_channels": (_write(tmp_path / "chans.safetensors", tensors, _with(
-            components, "generator", channels={"4": 4096, "8": 4096, "16": 4096})), "do not fit the stored tensors"),
+            components, "generator", channels={"4": 4096, "8": 4096, "16": 4096})), "does not fit the stored tensors"),
         "deep_json": (_write(tmp_path / "deep.safetensors", tensors, {}, raw_components=deep), "nests"),
         "components_list": (_write(tmp_path / "list.safetensors", tensors, {}, raw_components=json.dumps(
             [components["generator"]])), "JSON object"),
@@ -110,6 +116,13 @@ def test_hostile_metadata_is_refused_in_one_line_before_allocating(tmp_path, par
                                                                                     width=100_000)), "width"),
         "encoder_depth_in_bounds": (_write(tmp_path / "enc_depth.safetensors", tensors, _with(components, "encoder",
                                                                                              depth=50)), "encoder"),
+        "conv_clamp": (_write(tmp_path / "clamp.safetensors", tensors, _with(components, "generator",
+                                                                             conv_clamp="big")), "conv_clamp"),
+        "discriminator_resolution": (_write(tmp_path / "d_res.safetensors", tensors, _with(
+            components, "discriminator", resolution=2 ** 30)), "resolution"),
+        "discriminator_in_bounds_but_not_the_tensors": (_write(tmp_path / "d_big.safetensors", tensors, _with(
+            components, "discriminator", resolution=1024, channel_max=4096, channel_multiplier=64)),
+            "does not fit the stored tensors"),
     }
     results = _load_capped([p for p, _ in cases.values()])
     for name, (path, words) in cases.items():
@@ -135,6 +148,15 @@ def test_valid_files_still_load_and_bounds_are_generous_for_real_models(tmp_path
     path = save_model(tmp_path / "ok.safetensors", generator=G)
     G2 = read_model(path).generator()
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values(), strict=True))
+    from anycost.io.modelfile import Component
+    from anycost.training.discriminator import Discriminator
+
+    D = Discriminator(32, channel_multiplier=1, channel_max=32, input_resolutions=[32])
+    dpath = save_model(tmp_path / "d.safetensors", generator=G, components={"discriminator": Component(
+        {"resolution": 32, "channel_multiplier": 1, "channel_max": 32, "input_resolutions": [32]},
+        {k: v.clone() for k, v in D.state_dict().items()})})
+    D2 = read_model(dpath).discriminator()
+    assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), D2.state_dict().values(), strict=True))
     from anycost.io.bounds import check_generator_settings
     from anycost.models.generator import GeneratorConfig
 

@@ -6,10 +6,11 @@ parser's stack, and a huge header could take minutes. Here:
 
 - ``check_header_size`` / ``parse_json``: header size, JSON size and nesting depth are bounded before
   JSON is parsed;
-- ``check_generator_settings`` / ``check_encoder_settings``: every architecture setting has a type and
-  a range (the table in docs/model-format.md);
-- ``check_generator_shapes`` / ``check_encoder_shapes``: the settings agree with the shapes of the
-  tensors stored in the file (official key layout), before a module is built.
+- ``check_generator_settings`` / ``check_encoder_settings`` / ``check_discriminator_settings``: every
+  architecture setting has a type and a range (the table in docs/model-format.md);
+- ``check_generator_shapes`` / ``check_encoder_shapes`` / ``check_discriminator_shapes``: the settings
+  agree with the shapes of the tensors stored in the file (official key layout), before a module is
+  built.
 
 Each check raises ``ValueError`` with one line; the model-file reader turns it into a ModelFileError
 that names the file.
@@ -34,8 +35,12 @@ GENERATOR_BOUNDS: dict[str, tuple[str, float, float]] = {
     "channel_multiplier": ("number", 1 / 64, 64),
     "channel_max": ("int", 1, 4096),
     "lr_mlp": ("number", 1e-6, 1.0),
+    "conv_clamp": ("number", 1e-6, 1e6),  # or null
 }
 MAX_CHANNELS = 4096  # any explicit width
+# Settings that disagree with the stored tensors are refused before building when they ask for more than
+# twice the file's weights plus this many (a network that small is built, then compared key by key)
+SMALL_NETWORK = 4_000_000
 MAX_BLUR_TAPS = 16
 MAX_SLE_PAIRS = 16
 ENCODER_BOUNDS: dict[str, tuple[str, float, float]] = {
@@ -45,6 +50,12 @@ ENCODER_BOUNDS: dict[str, tuple[str, float, float]] = {
     "input_size": ("int", 16, 1024),
 }
 ENCODER_DEPTHS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
+DISCRIMINATOR_BOUNDS: dict[str, tuple[str, float, float]] = {
+    "resolution": ("int", 8, 1024),  # and a power of two
+    "channel_multiplier": ("number", 1 / 64, 64),
+    "channel_max": ("int", 1, 4096),
+    "mbstd_group": ("int", 1, 64),
+}
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 
 
@@ -107,25 +118,35 @@ def _check_settings(settings: Any, bounds: dict[str, tuple[str, float, float]], 
     if unknown:
         raise ValueError(f"unknown {what} settings: {unknown[:5]}")
     for name, (kind, lo, hi) in bounds.items():
-        if name in settings:
+        if name in settings and not (name == "conv_clamp" and settings[name] is None):
             _check_value(name, settings[name], kind, lo, hi)
     return settings
+
+
+def _check_resolution(s: dict) -> None:
+    res = s.get("resolution")
+    if res is not None and res & (res - 1):
+        raise ValueError(f"setting 'resolution' must be a power of two, got {res}")
+
+
+def _check_channels(channels: Any) -> None:
+    if channels is None:
+        return
+    if not isinstance(channels, dict) or len(channels) > 16:
+        raise ValueError("setting 'channels' must be an object {resolution: width} with at most 16 entries")
+    for k, v in channels.items():
+        if not (isinstance(k, str) and k.isdigit() and len(k) <= 5 and int(k) >= 4 and not int(k) & (int(k) - 1)):
+            raise ValueError(f"setting 'channels' has the key {_show(k)}; keys are resolutions (4, 8, 16, …)")
+        _check_value(f"channels[{k}]", v, "int", 1, MAX_CHANNELS)
 
 
 def check_generator_settings(settings: Any, known: set[str]) -> dict:
     """Types and ranges of a generator's settings (``known``: the fields GeneratorConfig has)."""
     s = _check_settings(settings, GENERATOR_BOUNDS, known, "generator")
-    res = s.get("resolution")
-    if res is not None and res & (res - 1):
-        raise ValueError(f"setting 'resolution' must be a power of two, got {res}")
-    channels = s.get("channels")
-    if channels is not None:
-        if not isinstance(channels, dict) or len(channels) > 16:
-            raise ValueError("setting 'channels' must be an object {resolution: width} with at most 16 entries")
-        for k, v in channels.items():
-            if not (isinstance(k, str) and k.isdigit() and len(k) <= 5 and int(k) >= 4 and not int(k) & (int(k) - 1)):
-                raise ValueError(f"setting 'channels' has the key {_show(k)}; keys are resolutions (4, 8, 16, …)")
-            _check_value(f"channels[{k}]", v, "int", 1, MAX_CHANNELS)
+    _check_resolution(s)
+    _check_channels(s.get("channels"))
+    if "w_avg" in s and not isinstance(s["w_avg"], bool):
+        raise ValueError(f"setting 'w_avg' must be true or false, got {_show(s['w_avg'])}")
     blur = s.get("blur_kernel")
     if blur is not None:
         if not isinstance(blur, list) or not 1 <= len(blur) <= MAX_BLUR_TAPS:
@@ -146,6 +167,21 @@ def check_generator_settings(settings: Any, known: set[str]) -> dict:
     return s
 
 
+def check_discriminator_settings(settings: Any, known: set[str]) -> dict:
+    s = _check_settings(settings, DISCRIMINATOR_BOUNDS, known, "discriminator")
+    if "resolution" not in s:
+        raise ValueError("the discriminator settings lack 'resolution'")
+    _check_resolution(s)
+    _check_channels(s.get("channels"))
+    inputs = s.get("input_resolutions")
+    if inputs is not None:
+        if not isinstance(inputs, list) or not 1 <= len(inputs) <= 16:
+            raise ValueError("setting 'input_resolutions' must be a list of 1..16 resolutions")
+        for r in inputs:
+            _check_value("input_resolutions", r, "int", 8, 1024)
+    return s
+
+
 def check_encoder_settings(settings: Any, known: set[str]) -> dict:
     s = _check_settings(settings, ENCODER_BOUNDS, known, "encoder")
     if "depth" in s and (isinstance(s["depth"], bool) or s["depth"] not in ENCODER_DEPTHS):
@@ -154,17 +190,33 @@ def check_encoder_settings(settings: Any, known: set[str]) -> dict:
 
 
 # ------------------------------------------------------------------------- settings vs tensors
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
 def _compare(expected: dict[str, tuple[int, ...]], shapes: dict[str, tuple[int, ...]], what: str) -> None:
+    """Refuse settings that ask for far more than the file holds. A smaller disagreement is left to the
+    full comparison after the (then small) network is built, which names every missing, unexpected and
+    mismatched key."""
     missing = [k for k in expected if k not in shapes]
     wrong = [f"{k}: file {shapes[k]} vs settings {expected[k]}" for k in expected
              if k in shapes and shapes[k] != expected[k]]
-    if missing or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"shape mismatches ({len(wrong)}): " + ", ".join(wrong[:4]))
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): " + ", ".join(missing[:4]))
-        raise ValueError(f"the {what} settings do not fit the stored tensors: " + "; ".join(parts))
+    if not (missing or wrong):
+        return
+    asked = sum(_numel(s) for s in expected.values())
+    held = sum(_numel(s) for s in shapes.values())
+    if asked <= 2 * held + SMALL_NETWORK:
+        return
+    parts = []
+    if wrong:
+        parts.append(f"shape mismatches ({len(wrong)}): " + ", ".join(wrong[:4]))
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): " + ", ".join(missing[:4]))
+    raise ValueError(f"the {what} these settings describe does not fit the stored tensors (it needs {asked} weights, "
+                     f"the file holds {held}): " + "; ".join(parts))
 
 
 def check_generator_shapes(resolution: int, style_dim: int, n_mlp: int, channels: dict[int, int],
@@ -187,21 +239,32 @@ def check_generator_shapes(resolution: int, style_dim: int, n_mlp: int, channels
         expected[f"convs.{2 * k + 1}.conv.weight"] = (1, ch[r], ch[r], 3, 3)
         expected[f"to_rgbs.{k}.conv.weight"] = (1, 3, ch[r], 1, 1)
         k, r = k + 1, 2 * r
-    extra = [key for key in (f"style.{n_mlp + 1}.weight", f"convs.{2 * k}.conv.weight") if key in shapes]
-    if extra:
-        raise ValueError(f"the generator settings do not fit the stored tensors: the file has {extra[0]}, which "
-                         f"settings with n_mlp={n_mlp} and resolution={resolution} do not")
     _compare(expected, shapes, "generator")
+
+
+def check_discriminator_shapes(resolution: int, channels: dict[int, int], inputs: list[int],
+                               shapes: dict[str, tuple[int, ...]]) -> None:
+    """The input, block and head tensors a discriminator of these settings has, against the file's."""
+    if any(c < 1 for c in channels.values()):
+        raise ValueError(f"the discriminator settings give a resolution no channels: {channels}")
+    ch = channels
+    expected: dict[str, tuple[int, ...]] = {f"from_rgbs.{r}.0.weight": (ch[r], 3, 1, 1) for r in inputs}
+    r = 8
+    while r <= resolution:
+        expected[f"blocks.{r}.conv1.0.weight"] = (ch[r], ch[r], 3, 3)
+        expected[f"blocks.{r}.conv2.1.weight"] = (ch[r // 2], ch[r], 3, 3)
+        r *= 2
+    expected["final_conv.0.weight"] = (ch[4], ch[4] + 1, 3, 3)
+    expected["final_linear.0.weight"] = (ch[4], ch[4] * 16)
+    _compare(expected, shapes, "discriminator")
 
 
 def check_encoder_shapes(n_style: int, style_dim: int, depth: int, width: int,
                          shapes: dict[str, tuple[int, ...]]) -> None:
-    """The stem, head and block counts of an encoder of these settings, against the file's tensors."""
+    """The stem, head and widest block of an encoder of these settings, against the file's tensors."""
     expansion = 4 if depth == 50 else 1
+    last = f"layer4.{ENCODER_DEPTHS[depth][3] - 1}"
+    widest = ({f"{last}.conv3.weight": (width * 32, width * 8, 1, 1)} if depth == 50
+              else {f"{last}.conv2.weight": (width * 8, width * 8, 3, 3)})
     _compare({"conv1.weight": (width, 3, 7, 7), "fc.weight": (n_style * style_dim, width * 8 * expansion),
-              "mean_latent": (style_dim,)}, shapes, "encoder")
-    for i, blocks in enumerate(ENCODER_DEPTHS[depth], start=1):
-        have = sum(1 for b in range(blocks + 1) if f"layer{i}.{b}.conv1.weight" in shapes)
-        if have != blocks:
-            raise ValueError(f"the encoder settings do not fit the stored tensors: depth {depth} has {blocks} "
-                             f"blocks in layer{i}, the file has {'more' if have > blocks else have}")
+              "mean_latent": (style_dim,), **widest}, shapes, "encoder")

@@ -123,12 +123,20 @@ class ModelFile:
         comp = self.components.get("discriminator")
         if comp is None:
             return None
+        from ..models.channels import resolution_channels
         from ..training.discriminator import discriminator_from_config
 
-        try:
-            D = discriminator_from_config(comp.config)
-        except (TypeError, ValueError) as e:
-            raise ModelFileError(f"{self.path}: discriminator settings are invalid: {e}") from e
+        cfg = comp.config
+        try:  # bounded and checked against the stored shapes before anything is built, like the generator
+            bounds.check_discriminator_settings(cfg, {*bounds.DISCRIMINATOR_BOUNDS, "channels", "input_resolutions"})
+            res = cfg["resolution"]
+            ch = ({int(k): v for k, v in cfg["channels"].items()} if cfg.get("channels") else
+                  resolution_channels(res, cfg.get("channel_multiplier", 2), cfg.get("channel_max", 512)))
+            inputs = cfg.get("input_resolutions") or [r for r in ch if r >= 8]
+            bounds.check_discriminator_shapes(res, ch, inputs, {k: tuple(t.shape) for k, t in comp.tensors.items()})
+            D = discriminator_from_config(cfg)
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise ModelFileError(f"{self.path}: discriminator settings are invalid: {_one_line(e)}") from e
         return build_and_load(D, comp.tensors, f"{self.path} (discriminator)").to(device).eval()
 
     def encoder(self, device: str | torch.device = "cpu") -> Encoder | None:
