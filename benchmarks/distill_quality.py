@@ -77,7 +77,7 @@ def run(name: str, path: Path, args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["fixture", "random256"])
+    ap.add_argument("--models", nargs="*", default=["fixture", "random256"])
     ap.add_argument("--model", type=Path, default=None, help="also distil this file")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--minutes", type=float, default=20.0, help="wall-time cap per model (CPU)")

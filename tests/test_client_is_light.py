@@ -16,3 +16,12 @@ def test_client_package_imports_nothing_heavy():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "", f"plugin package pulled in: {r.stdout.strip()}"
+
+
+def test_the_command_line_starts_without_torch():
+    """Building every subcommand's options imports no torch: `anycost --help` and argument errors are instant
+    (a bad --curve-server-key is reported within a second)."""
+    code = "import sys, anycost.cli as c\nc.build_parser()\nprint('torch' in sys.modules)\n"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

@@ -8,7 +8,7 @@ from .config_flags import add_config_flags, config_from_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..training.distill import DistillConfig
+    from ..training.distill_config import DistillConfig
 
     p = sub.add_parser(
         "distill", help="turn a StyleGAN2 into an Anycost generator (consistent sub-generators)",
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..training.distill import DistillConfig, default_run_dir, distill_model, find_resume
+    from ..training.distill import default_run_dir, distill_model, find_resume
+    from ..training.distill_config import DistillConfig
 
     out = Path(args.output)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(out)

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 DEFAULT_MARGIN = 0.15
 PHOTO_ADVICE = "use a photographic model (see docs/bring-your-own-model.md)"
@@ -69,13 +68,15 @@ class Domain:
                 f"will be weak — {self.advice}")
 
 
-@torch.no_grad()
 def encoder_fit(session) -> float:
     """Share of the aligned face's variance the encoder's instant answer reproduces, 1 − MSE / Var(face),
     at the model's resolution (can be negative for an answer worse than a flat grey)."""
+    import torch
+
     ed = session.editor
-    target = ed._projector.prepare_target(session.target)
-    out = ed.generator.synthesize(session.w_encoder, noise="const")
+    with torch.no_grad():
+        target = ed._projector.prepare_target(session.target)
+        out = ed.generator.synthesize(session.w_encoder, noise="const")
     var = float(target.var())
     return 1.0 - float((out.float() - target).square().mean()) / max(var, 1e-8)
 
@@ -96,6 +97,8 @@ def domain_from_scores(scores: list[float], *, kind: str, advice: str, measured_
 
 def generator_samples(G, n: int, seed: int = 0, truncation: float = 0.8) -> list[np.ndarray]:
     """The model's own faces, for a model whose training images are not at hand (an adopted StyleGAN2)."""
+    import torch
+
     from ..imageio import tensor_to_uint8
 
     out = []

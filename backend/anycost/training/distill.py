@@ -28,7 +28,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,68 +39,12 @@ from ..models.generator import Generator
 from . import distributed as ddp
 from .channel_sort import sort_channels
 from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint_in
+from .distill_config import PERCEPTUAL_CHOICES, DistillConfig  # noqa: F401 - part of this module's API
 from .metrics import psnr
 from .perceptual import lpips_distance
 from .subnets import SubnetSampler
 
 CKPT_FORMAT = "anycost-train-checkpoint"
-PERCEPTUAL_CHOICES = ("auto", "lpips", "discriminator", "none")
-
-
-def _opt(default, help: str, **kw):
-    """A config field with its flag's help text (commands.config_flags turns fields into flags)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-@dataclass
-class DistillConfig:
-    """Settings of ``anycost distill``; every field is also its command-line flag."""
-
-    steps: int = _opt(2000, "training steps")
-    batch: int = _opt(4, "latents per step (per process)")
-    lr: float = _opt(0.0005, "Adam learning rate of the synthesis network")
-    ratios: list[float] = _opt([0.25, 0.5, 0.75, 1.0], "uniform channel ratios trained (comma-separated)")
-    flexible_prob: float = _opt(0.5, "chance a random sub-generator gets per-layer widths (0: uniform only)")
-    n_random_subnets: int = _opt(2, "random sub-generators per step, beside the widest and the narrowest")
-    min_res: int = _opt(0, "lowest output resolution trained (0: the model's resolution / 16, at least 16)")
-    perceptual: str = _opt("auto", "perceptual term: auto (LPIPS if cached, else the model's discriminator, "
-                                   "else none), lpips, discriminator or none", choices=PERCEPTUAL_CHOICES)
-    perceptual_weight: float = _opt(1.0, "weight of the perceptual term")
-    full_weight: float = _opt(4.0, "weight of the full generator's own match to the teacher (limits its drift)")
-    mixing_prob: float = _opt(0.5, "chance a sample mixes two latents at a random style slot")
-    data: str = _opt("", "a folder of real images: adds an adversarial term (default: data-free)")
-    adversarial_weight: float = _opt(0.1, "weight of the adversarial term (with --data)")
-    r1_gamma: float = _opt(10.0, "R1 penalty of the discriminator (with --data)")
-    d_reg_every: int = _opt(16, "steps between R1 penalties (with --data)")
-    device: str = _opt("cpu", "cpu, cuda or cuda:N")
-    amp: bool = _opt(True, "bf16 autocast on CUDA")
-    seed: int = _opt(0, "random seed")
-    log_every: int = _opt(10, "steps between log rows")
-    checkpoint_every: int = _opt(200, "steps between checkpoints (0: at the end only)")
-    keep_last: int = _opt(2, "checkpoints kept")
-    eval_seeds: int = _opt(8, "latents of the before/after consistency report")
-
-    def validate(self) -> None:
-        if self.steps < 0 or self.batch < 1 or not self.lr > 0:
-            raise InputError("--steps must be ≥ 0, --batch ≥ 1 and --lr > 0")
-        if not self.ratios or any(not 0 < float(r) <= 1 for r in self.ratios):
-            raise InputError("--ratios must lie in (0, 1]")
-        if self.perceptual not in PERCEPTUAL_CHOICES:
-            raise InputError(f"--perceptual must be one of {', '.join(PERCEPTUAL_CHOICES)}, got {self.perceptual!r}")
-        if not 0 <= self.flexible_prob <= 1 or not 0 <= self.mixing_prob <= 1:
-            raise InputError("--flexible-prob and --mixing-prob must be in [0, 1]")
-        if self.keep_last < 1 or self.checkpoint_every < 0 or self.eval_seeds < 1:
-            raise InputError("--keep-last and --eval-seeds must be ≥ 1, --checkpoint-every ≥ 0")
-        dev = str(self.device)
-        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise InputError(f"--device must be cpu, cuda or cuda:N, got {dev!r}")
-        if dev.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for but no CUDA device is available")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolutions_trained(G: Generator, min_res: int = 0) -> list[int]:
