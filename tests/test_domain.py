@@ -77,3 +77,24 @@ def test_cli_edit_says_it_and_fit_domain_writes_it(tmp_path):
     assert r.returncode == 0, r.stderr
     dom = read_model(model).info["domain"]
     assert dom["kind"] == "test faces" and dom["n"] == 8 and dom["measured_on"] == "the generator's own samples"
+
+
+def test_the_service_says_it_and_advises_asking_before_apply(tmp_path):
+    """Through a real backend: the astronaut's ready carries the domain notice and confirm_apply; the plug-ins'
+    controller shows it on the notice line."""
+    from service_support import Backend
+
+    from anycost.registry import resolve_model
+    from anycost_client import Client
+
+    b = Backend(tmp_path, resolve_model("anycost-demo"), None)
+    try:
+        photo = np.ascontiguousarray(np.dstack([skimage.data.astronaut(), np.full((512, 512), 255, np.uint8)]))
+        with Client.connect(b.conn) as client, client.open(photo.tobytes(), 512, 512) as s:
+            assert s.confirm_apply and any("trained on drawn faces" in n for n in s.notices)
+        face = np.dstack([render_index(5, 2_000_000_003, 256)[0], np.full((256, 256), 255, np.uint8)])
+        with Client.connect(b.conn) as client, client.open(np.ascontiguousarray(face).tobytes(), 256, 256,
+                                                           align=False) as s:
+            assert not s.confirm_apply and s.notices == [s.notice]  # only that alignment was off
+    finally:
+        b.stop()

@@ -205,6 +205,16 @@ class Session:
     def notice(self) -> str | None:
         return self.ready.get("notice") if self.ready else None
 
+    @property
+    def notices(self) -> list:
+        """Everything the backend says about this face: no face found, a face beyond the model."""
+        return list(self.ready.get("notices") or []) if self.ready else []
+
+    @property
+    def confirm_apply(self) -> bool:
+        """The backend advises asking the user before applying (no face found, or a face beyond the model)."""
+        return bool(self.ready.get("confirm_apply")) if self.ready else False
+
     def _open(self, progress, timeout) -> None:
         rgba, w, h, mask, options, stride = self._args
         conn = self.client.conn

@@ -503,6 +503,8 @@ class EditController:
         self.message = "Connecting to the backend…"
         self.error: str | None = None  # last non-fatal error, for the status line
         self.notice: str | None = None  # alignment fallback sentence from the backend
+        self.face_notices: list[str] = []  # the ready's notices: no face found, a face beyond the model
+        self.confirm_apply = False  # the backend advises asking before Apply writes a layer
         self.sliders: dict[str, float] = {}  # every direction's value, hidden ones included
         self.all_specs: dict[str, SliderSpec] = {}  # every direction the backend announced, in its order
         self.show_hidden = False  # whether ``specs`` includes the hidden directions
@@ -550,8 +552,10 @@ class EditController:
         return [str(n) for n in notes] if isinstance(notes, list) else []
 
     def display_notice(self) -> str:
-        """The dialog's notice line: the face's (alignment) notice, then the model's."""
-        return "\n".join(n for n in [self.notice or "", *self.model_notices] if n)
+        """The dialog's notice line: what is known about this face (alignment, whether it is beyond the
+        model), then about the model."""
+        face = self.face_notices or [self.notice or ""]
+        return "\n".join(n for n in [*face, *self.model_notices] if n)
 
     def _emit(self, what: str) -> None:
         if self.on_change is not None:
@@ -778,6 +782,9 @@ class EditController:
     def _on_ready(self, msg: Message) -> None:
         self._directions_from(msg.get("directions"))
         self.notice = msg.get("notice") or self.notice
+        notes = msg.get("notices")
+        self.face_notices = [str(n) for n in notes] if isinstance(notes, list) else []
+        self.confirm_apply = bool(msg.get("confirm_apply"))
         self.preview_cost = msg.get("cost")
         choice = msg.get("preview_choice")
         if isinstance(choice, dict):  # the backend chooses again per session (a search may have finished)

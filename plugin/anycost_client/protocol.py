@@ -47,7 +47,8 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     # backend → client
     "welcome": frozenset({"server", "capabilities", "models", "directions", "costs", "limits", "session_timeout"}),
     "progress": frozenset({"stage", "step", "steps", "psnr", "notice", "box"}),
-    "ready": frozenset({"directions", "notice", "box", "method", "cost", "preview_choice"}),
+    "ready": frozenset({"directions", "notice", "box", "method", "cost", "preview_choice", "notices",
+                        "confirm_apply"}),
     "preview": frozenset({"cost", "render_ms", "box"}),
     "result": frozenset({"render_ms", "box", "cost"}),
     "done": frozenset({"what"}),

@@ -217,6 +217,8 @@ class RenderWorker(threading.Thread):
         last = es.last_projection
         self.send(s, Message("ready", {
             "directions": dirs, "notice": es.notice, "method": es.alignment.method,
+            # what to tell the user about this face (no face found, beyond the model) and whether Apply asks
+            "notices": es.notices, "confirm_apply": es.needs_confirmation,
             "cost": cost_spec(ed.preview_cost(), ed.generator),
             "preview_choice": preview_fields(ed),  # it may have changed since the welcome
         }, request_id=rid))
