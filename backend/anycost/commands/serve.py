@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-background-search", action="store_true",
                    help="when no searched table fits the budget, keep the uniform ratio instead of searching in "
                         "the background (also: ANYCOST_BACKGROUND_SEARCH=0)")
+    p.add_argument("--idle-trim", type=float, default=30.0, metavar="SECONDS",
+                   help="give freed memory back to the system after this long without renders (0: never; "
+                        "default 30)")
     p.add_argument("--session-timeout", type=float, default=60.0,
                    help="seconds of client silence after which a session is collected (default 60)")
     p.add_argument("--connection-file", default=None,
@@ -109,7 +112,9 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
     from ..service.log import log
     from ..service.server import Server, ServerConfig
 
-    config = ServerConfig(bind=args.bind, session_timeout=args.session_timeout, limits=limits,
+    if args.idle_trim < 0:
+        raise InputError("--idle-trim must be 0 or more")
+    config = ServerConfig(bind=args.bind, session_timeout=args.session_timeout, limits=limits, idle_trim=args.idle_trim,
                           connection_file=claim.path, curve_secret_file=args.curve_server_key,
                           allowed_clients=args.allowed_clients, claim=claim)
     key = _reuse(config) if args.reuse_connection_file else None
@@ -119,9 +124,11 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
     editor = Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
                     directions=args.directions, search_table=args.search_table, blend=args.blend, **kw)
     choice = editor.preview_choice()  # measured once, before clients wait on it
+    warm = editor.warm_up()  # the first preview and commit must not pay for building caches
     log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
         directions=list(editor.directions), preview_cost=choice.cost.label(),
-        preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, **choice.describe())
+        preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, warm_up_s=round(warm, 2),
+        **choice.describe())
     server = Server(editor, config, key=key)
     search = None
     if _wants_background_search(args, choice):

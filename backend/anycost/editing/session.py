@@ -173,6 +173,21 @@ class Editor:
         """The sub-generator that fits the preview budget on this machine (chosen once)."""
         return self.preview_choice().cost
 
+    def warm_up(self) -> float:
+        """Render once at the preview cost and at full cost through the whole edit path (encode, render,
+        paste back), so the fast path's weight caches and the allocator are built before the first
+        user waits: a service's first preview and first commit then cost what later ones do. Returns
+        the seconds it took."""
+        import time
+
+        t0 = time.perf_counter()
+        size = self.generator.resolution
+        grey = np.full((size, size, 3), 128, np.uint8)
+        s = self.open(grey, align=False)
+        for cost in ("preview", "full"):
+            s.composite(s.render(cost), reference=s.reference(cost), blend=self.blend)
+        return time.perf_counter() - t0
+
     def preview_choice(self, *, recheck: bool = False) -> PreviewChoice:
         """The preview sub-generator and its measured time: the best entry that fits the budget here
         of the search table given, else of the table cached for this model and machine by ``anycost

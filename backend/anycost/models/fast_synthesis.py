@@ -79,6 +79,19 @@ def tune_allocator() -> bool:
     return ok
 
 
+def release_memory() -> bool:
+    """Hand freed heap memory back to the system (glibc's ``malloc_trim``); True when it did.
+
+    ``tune_allocator`` keeps freed blocks for speed while rendering; a service calls this once it has
+    been idle for a while, so memory does not stay at the peak of the largest render all day."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 # ---------------------------------------------------------------------------- cache
 def invalidate_cache(G: torch.nn.Module) -> None:
     """Drop every cached weight statistic of ``G``."""

@@ -41,6 +41,7 @@ class ServerConfig:
     curve_secret_file: str | None = None
     allowed_clients: str | None = None
     claim: ConnectionFileClaim | None = None  # taken early by 'anycost serve'; else taken at start
+    idle_trim: float = 30.0  # seconds without renders after which freed memory is given back (0: never)
 
 
 def _start_authenticator(ctx: zmq.Context, *, password: str | None = None, curve_keys: list[bytes] | None = None):
@@ -74,6 +75,7 @@ class Server:
         # the socket loop and make the first previews late.
         editor.preview_cost()
         self.config = config
+        self._trimmed_at: float | None = None
         self.key = key if key is not None else os.urandom(32)
         self.limits = config.limits
         self.ctx = zmq.Context()
@@ -263,6 +265,21 @@ class Server:
                 next_sweep = now + 0.5
                 self._collect(now)
 
+    def _trim_when_idle(self, now: float) -> None:
+        """Once the render worker has been idle for ``idle_trim`` seconds, give freed memory back (once
+        per idle spell): renders keep freed blocks for speed, a service that runs all day must not."""
+        worker = getattr(self, "worker", None)
+        if worker is None or self.config.idle_trim <= 0:
+            return
+        idle_since = worker.last_active
+        if now - idle_since >= self.config.idle_trim and self._trimmed_at != idle_since:
+            from ..models.fast_synthesis import release_memory
+
+            self._trimmed_at = idle_since
+            before = _rss_mb()
+            released = release_memory()
+            log("info", "memory_trimmed", released=released, rss_mb_before=before, rss_mb_after=_rss_mb())
+
     def _count_refused(self) -> None:
         from zmq.utils.monitor import recv_monitor_message
 
@@ -279,6 +296,7 @@ class Server:
                 kinds={names.get(k, str(k)): n for k, n in self._refused_kinds.items()})
 
     def _collect(self, now: float) -> None:
+        self._trim_when_idle(now)
         for sid in self.scheduler.expired(self.config.session_timeout, now):
             s = self.scheduler.remove(sid)
             if s is not None:
@@ -525,3 +543,12 @@ class Server:
         self.scheduler.remove(s.sid)
         log("info", "session_closed", sid=s.sid, edits=s.edits_received, previews=s.previews_rendered)
         self._send(peer, Message("done", {"what": "close"}, request_id=msg.request_id, session_id=s.sid))
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process in MB (Linux), for the log."""
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None

@@ -88,6 +88,7 @@ class RenderWorker(threading.Thread):
         self.max_region_pixels = max_region_pixels
         self.stop_event = threading.Event()
         self.renders = 0
+        self.last_active = time.monotonic()  # when the last unit of work ended (idle memory trimming)
         self._push: zmq.Socket | None = None
         self._lock = threading.Lock()  # guards the PUSH socket against the socket thread's 'notify'
 
@@ -119,6 +120,12 @@ class RenderWorker(threading.Thread):
             self._push.close(0)
 
     def _run_unit(self, unit: Unit) -> None:
+        try:
+            self._run(unit)
+        finally:
+            self.last_active = time.monotonic()
+
+    def _run(self, unit: Unit) -> None:
         s = unit.session
         rid = unit.request.request_id if unit.request is not None else s.open_request.request_id
         seq = getattr(unit.request, "seq", None)

@@ -1,0 +1,30 @@
+"""A service that runs all day: warm before it says ready, and freed memory handed back once idle."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from service_support import Backend
+
+from anycost.registry import resolve_model
+from anycost_client import Client
+
+
+def test_warm_before_ready_and_memory_trimmed_when_idle(tmp_path):
+    b = Backend(tmp_path, resolve_model("anycost-demo"), None, "--idle-trim", "1")
+    try:
+        ready = b.events("model_ready")[0]
+        assert ready["warm_up_s"] > 0  # the warm-up ran before the service listened
+        rgba = os.urandom(96 * 96 * 4)
+        with Client.connect(b.conn) as client, client.open(rgba, 96, 96, align=False) as s:
+            s.edit(smile=0.5)
+        deadline = time.monotonic() + 30
+        while not b.events("memory_trimmed") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        trims = b.events("memory_trimmed")
+        assert trims and trims[0]["rss_mb_before"] > 0
+        time.sleep(2.5)
+        assert len(b.events("memory_trimmed")) == len(trims)  # once per idle spell, not every sweep
+    finally:
+        b.stop()
