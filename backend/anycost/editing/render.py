@@ -93,23 +93,24 @@ def candidate_costs(G: Generator, ratios: Sequence[float] = STANDARD_RATIOS) -> 
     return sorted(out, key=lambda c: count_flops(G, c.res, c.channels))
 
 
-_timings: dict[tuple[int, str, str], float] = {}
+_timings: dict[tuple[int, str, str, str], float] = {}
 
 
 @torch.inference_mode()
-def measure_cost_ms(G: Generator, cost: Cost, repeats: int = FIT_RENDERS) -> float:
-    """Median render time (ms) of one image at ``cost`` on the generator's device; cached."""
+def measure_cost_ms(G: Generator, cost: Cost, repeats: int = FIT_RENDERS, dtype: torch.dtype | None = None) -> float:
+    """Median render time (ms) of one image at ``cost`` (in ``dtype``: bf16 previews) on the generator's
+    device; cached."""
     device = next(G.parameters()).device
-    key = (id(G), cost.label(), str(device))
+    key = (id(G), cost.label(), str(device), str(dtype))
     if key not in _timings:
         w = G.to_w_plus(G.mean_w())
-        G.synthesize(w, **cost.render_kwargs())  # warm-up (weight caches, allocator)
+        G.synthesize(w, dtype=dtype, **cost.render_kwargs())  # warm-up (weight caches, allocator)
         times = []
         for _ in range(repeats):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t0 = time.perf_counter()
-            G.synthesize(w, **cost.render_kwargs())
+            G.synthesize(w, dtype=dtype, **cost.render_kwargs())
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append((time.perf_counter() - t0) * 1000)
@@ -124,7 +125,7 @@ def pick_preview_cost(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS
 
 
 def pick_uniform(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
-                 ratios: Sequence[float] = STANDARD_RATIOS) -> tuple[Cost, float]:
+                 ratios: Sequence[float] = STANDARD_RATIOS, dtype: torch.dtype | None = None) -> tuple[Cost, float]:
     """``pick_preview_cost``'s choice and the median it was chosen by (one reading decides and reports).
 
     Candidates are measured cheapest first and measuring stops at the first one over budget,
@@ -132,7 +133,7 @@ def pick_uniform(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
     """
     first = best = None
     for cost in candidate_costs(G, ratios):
-        ms = measure_cost_ms(G, cost)
+        ms = measure_cost_ms(G, cost, dtype=dtype)
         first = first or (cost, ms)
         if not fits_budget(ms, budget_ms):
             break
@@ -159,6 +160,7 @@ class PreviewChoice:
     searched_ms: float | None = None
     # the entry's best uniform ratio within its own budget, scored as the entry was
     baseline: dict | None = field(default=None, compare=False)
+    precision: str = "fp32"  # "bf16" where previews render in bfloat16 (Editor.preview_precision)
 
     @property
     def is_full(self) -> bool:
@@ -169,7 +171,7 @@ class PreviewChoice:
         """Plain fields for logs and the service's welcome message."""
         return {"source": self.source, "measured_ms": _round(self.measured_ms),
                 "predicted_ms": _round(self.predicted_ms), "psnr": _round(self.psnr), "flops": self.flops,
-                "fits": self.fits,
+                "fits": self.fits, "precision": self.precision,
                 "channels": list(self.cost.channels) if isinstance(self.cost.channels, tuple) else None}
 
 
@@ -178,13 +180,18 @@ def _round(x: float | None) -> float | None:
 
 
 def pick_preview(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
-                 table: SearchTable | None = None, ratios: Sequence[float] = STANDARD_RATIOS) -> PreviewChoice:
+                 table: SearchTable | None = None, ratios: Sequence[float] = STANDARD_RATIOS,
+                 dtype: torch.dtype | None = None, speedup: float = 1.0) -> PreviewChoice:
     """The preview sub-generator for ``budget_ms``: the richest uniform ratio that fits
     (``pick_uniform``), or the best entry of ``table`` that fits here now when it is more faithful
-    (``search.preview.better_choice``). The full generator, when it fits, is never replaced."""
-    cost, ms = pick_uniform(G, budget_ms, ratios)
+    (``search.preview.better_choice``). The full generator, when it fits, is never replaced.
+
+    ``dtype`` (bf16 previews) times every candidate as previews will render; ``speedup`` (how much
+    faster that is) lets table entries searched for a proportionally larger budget compete."""
+    cost, ms = pick_uniform(G, budget_ms, ratios, dtype)
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     uniform = PreviewChoice(cost, budget_ms, "uniform", measured_ms=ms, fits=fits_budget(ms, budget_ms),
-                            flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]))
+                            flops=count_flops(G, cost.res, cost.render_kwargs()["channels"]), precision=precision)
     if table is None:
         return uniform
     from ..search.preview import better_choice, pick_from_table
@@ -192,7 +199,61 @@ def pick_preview(G: Generator, budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS,
     searched = max((b for b in table.budgets_ms() if b <= budget_ms), default=None)
     best = uniform
     if not (uniform.is_full and uniform.fits):
-        entry = pick_from_table(G, table, budget_ms)
+        entry = pick_from_table(G, table, budget_ms, dtype=dtype, speedup=speedup)
         if entry is not None:
             best = better_choice(G, uniform, entry)
     return replace(best, searched_ms=searched)
+
+
+# Previews may render in bfloat16 when that costs at most this much consistency (PSNR against the
+# full-width render at the preview's resolution, mean over a few latents).
+BF16_MAX_COST_DB = 0.5
+_PSNR_CAP_DB = 50.0  # a preview that is the full render itself: "identical" counts as this
+
+
+@torch.inference_mode()
+def bf16_cost_db(G: Generator, cost: Cost, n: int = 4, seed: int = 1234) -> float:
+    """How many dB of consistency ``cost`` loses when it renders in bfloat16 instead of float32."""
+    from ..training.metrics import psnr
+
+    w = G.styles_from_seed(seed, n=n, truncation=0.8)
+    kw = cost.render_kwargs()
+    ref = G.synthesize(w, res=kw["res"])
+
+    def db(img: torch.Tensor) -> float:
+        return float(psnr(img, ref).clamp(max=_PSNR_CAP_DB).mean())
+
+    return db(G.synthesize(w, **kw)) - db(G.synthesize(w, dtype=torch.bfloat16, **kw))
+
+
+def decide_preview_precision(G: Generator, budget_ms: float, ratios: Sequence[float], setting: str = "auto"
+                             ) -> dict:
+    """Whether previews render in bf16 on this machine: ``setting`` 'fp32' never, 'bf16' always (on CPU),
+    'auto' where the CPU has native bf16 and it costs at most ``BF16_MAX_COST_DB`` at both the float32
+    pick and the richer pick bf16's speed buys. Returns the decision with what it was measured on."""
+    from ..models.precision import cpu_has_native_bf16
+
+    if setting not in ("auto", "fp32", "bf16"):
+        raise InputError(f"preview precision must be auto, fp32 or bf16, got {setting!r}")
+    on_cpu = next(G.parameters()).device.type == "cpu"
+    if setting == "fp32" or not on_cpu or (setting == "auto" and not cpu_has_native_bf16()):
+        why = {"fp32": "asked for", "bf16": ""}.get(setting) or ("not a CPU render" if not on_cpu
+                                                               else "the CPU has no native bf16")
+        return {"precision": "fp32", "reason": why}
+    c32, ms32 = pick_uniform(G, budget_ms, ratios)
+    if setting == "auto" and c32 == FULL and fits_budget(ms32, budget_ms):
+        return {"precision": "fp32", "reason": "the full generator fits the budget in float32"}
+    cost32 = bf16_cost_db(G, c32)
+    speedup = measure_cost_ms(G, c32) / max(measure_cost_ms(G, c32, dtype=torch.bfloat16), 1e-6)
+    report = {"cost_db": round(cost32, 3), "speedup": round(speedup, 2), "at": c32.label()}
+    if setting == "bf16":
+        return {**report, "precision": "bf16", "reason": "asked for"}
+    if cost32 > BF16_MAX_COST_DB or speedup <= 1.05:
+        return {**report, "precision": "fp32",
+                "reason": f"bf16 costs {cost32:.2f} dB" if cost32 > BF16_MAX_COST_DB else "bf16 is not faster here"}
+    c16, _ = pick_uniform(G, budget_ms, ratios, torch.bfloat16)
+    cost16 = cost32 if c16 == c32 else bf16_cost_db(G, c16)
+    if cost16 > BF16_MAX_COST_DB:
+        return {**report, "precision": "fp32", "reason": f"bf16 costs {cost16:.2f} dB at {c16.label()}"}
+    return {**report, "precision": "bf16", "cost_db": round(max(cost32, cost16), 3), "at": c16.label(),
+            "reason": f"native bf16, {speedup:.2f}× faster, costs {max(cost32, cost16):.2f} dB"}

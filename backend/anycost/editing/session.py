@@ -43,7 +43,8 @@ class Editor:
                  preview_budget_ms: float = DEFAULT_PREVIEW_BUDGET_MS, use_lpips: bool = True,
                  directions: str | os.PathLike | None = None, search_table: str | os.PathLike | None = None,
                  use_search_cache: bool = True, blend: str = "delta", max_pixels: int = DEFAULT_MAX_PIXELS,
-                 direction_layers: list[int] | None = None):
+                 direction_layers: list[int] | None = None, preview_precision: str = "auto",
+                 commit_precision: str = "fp32"):
         from ..registry import DEFAULT_MODEL, KNOWN_MODELS, resolve_model
 
         name = DEFAULT_MODEL if model is None else model
@@ -70,6 +71,13 @@ class Editor:
         from .domain import Domain
 
         self.domain = Domain.from_info(self.info)
+        if preview_precision not in ("auto", "fp32", "bf16") or commit_precision not in ("fp32", "bf16"):
+            raise InputError("preview precision must be auto, fp32 or bf16; commit precision fp32 or bf16")
+        # previews in bfloat16 where the CPU has it and it costs little (decided with the preview choice);
+        # commits stay float32 unless asked
+        self.preview_precision = preview_precision
+        self.commit_dtype = torch.bfloat16 if commit_precision == "bf16" else None
+        self.precision_report: dict | None = None
         self.preview_budget_ms = preview_budget_ms
         if blend not in BLEND_MODES:
             raise InputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
@@ -173,6 +181,12 @@ class Editor:
         """The sub-generator that fits the preview budget on this machine (chosen once)."""
         return self.preview_choice().cost
 
+    @property
+    def preview_dtype(self) -> torch.dtype | None:
+        """bfloat16 when previews render in it (see ``preview_choice``), else None (float32)."""
+        report = self.precision_report or {}
+        return torch.bfloat16 if report.get("precision") == "bf16" else None
+
     def warm_up(self) -> float:
         """Render once at the preview cost and at full cost through the whole edit path (encode, render,
         paste back), so the fast path's weight caches and the allocator are built before the first
@@ -184,8 +198,9 @@ class Editor:
         size = self.generator.resolution
         grey = np.full((size, size, 3), 128, np.uint8)
         s = self.open(grey, align=False)
-        for cost in ("preview", "full"):
-            s.composite(s.render(cost), reference=s.reference(cost), blend=self.blend)
+        self.preview_choice()
+        for cost, dtype in (("preview", self.preview_dtype), ("full", self.commit_dtype)):
+            s.composite(s.render(cost, dtype=dtype), reference=s.reference(cost, dtype=dtype), blend=self.blend)
         return time.perf_counter() - t0
 
     def preview_choice(self, *, recheck: bool = False) -> PreviewChoice:
@@ -199,7 +214,14 @@ class Editor:
             table = self.search_table
             if table is None and self.use_search_cache:
                 table = self._read_search_cache()
-            self._preview = pick_preview(self.generator, self.preview_budget_ms, table, self.preview_ratios)
+            if self.precision_report is None:
+                from .render import decide_preview_precision
+
+                self.precision_report = decide_preview_precision(self.generator, self.preview_budget_ms,
+                                                                 self.preview_ratios, self.preview_precision)
+            self._preview = pick_preview(self.generator, self.preview_budget_ms, table, self.preview_ratios,
+                                         dtype=self.preview_dtype,
+                                         speedup=float(self.precision_report.get("speedup") or 1.0))
         return self._preview
 
     def _search_cache_stamp(self) -> tuple[Path, int | None]:
@@ -377,20 +399,21 @@ class EditSession:
     # ---------------------------------------------------------------- rendering
     @torch.inference_mode()
     def render(self, cost: str | Cost | None = "preview", sliders: Mapping[str, float] | None = None, *,
-               cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+               cancel: Callable[[], bool] | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The edited aligned crop at ``cost``: (1, 3, r, r) in [-1, 1]. ``cancel`` may abandon it between
-        layers (``RenderCancelled``)."""
+        layers (``RenderCancelled``); ``dtype`` bfloat16 renders a preview in it (``Editor.preview_dtype``)."""
         c = self.editor.cost(cost)
-        return self.editor.generator.synthesize(self.latent(sliders), noise="const", cancel=cancel,
+        return self.editor.generator.synthesize(self.latent(sliders), noise="const", cancel=cancel, dtype=dtype,
                                                 **c.render_kwargs())
 
-    def reference(self, cost: str | Cost | None = "full") -> torch.Tensor:
+    def reference(self, cost: str | Cost | None = "full", *, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The unedited render at ``cost`` (cached): colour matching is fitted on it, so that
-        matching removes the reconstruction's colour cast without undoing deliberate colour edits."""
+        matching removes the reconstruction's colour cast without undoing deliberate colour edits.
+        Rendered in the edit's own ``dtype``, so a delta paste adds the edit, not the precision's error."""
         c = self.editor.cost(cost)
-        key = c.label()
+        key = f"{c.label()}/{dtype}"
         if key not in self._references:
-            self._references[key] = self.render(c, sliders={})
+            self._references[key] = self.render(c, sliders={}, dtype=dtype)
         return self._references[key]
 
     def composite(self, image: torch.Tensor, *, color_match: bool = True, feather: float | None = None,

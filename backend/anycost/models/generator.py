@@ -250,14 +250,16 @@ class Generator(nn.Module):
                    noise: NoiseMode | list[torch.Tensor] = "const",
                    generator: torch.Generator | None = None,
                    impl: Literal["auto", "reference", "fast"] = "auto",
-                   cancel: Callable[[], bool] | None = None) -> torch.Tensor:
+                   cancel: Callable[[], bool] | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Render W+ (or w) to an image in [-1, 1] of shape (N, 3, res, res).
 
         ``impl='auto'`` uses the fast inference engine on CPU when no gradient can flow
         (same numbers to ~1e-5, several times faster) and the differentiable reference path
         otherwise; ``'reference'`` / ``'fast'`` force one (``'fast'`` never records autograd).
         ``cancel`` is asked between layers; when it answers True the render stops with
-        ``RenderCancelled`` (a preview nobody waits for any more).
+        ``RenderCancelled`` (a preview nobody waits for any more). ``dtype=torch.bfloat16`` runs the
+        fast CPU path's feature maps in bfloat16 (previews on CPUs with native bf16; the image stays
+        float32); the reference path ignores it.
         """
         if impl not in ("auto", "reference", "fast"):
             raise ValueError(f"impl must be 'auto', 'reference' or 'fast', got {impl!r}")
@@ -270,7 +272,8 @@ class Generator(nn.Module):
         if impl == "fast" or (impl == "auto" and self._fast_path_applies(styles, noises)):
             from .fast_synthesis import synthesize_fast
 
-            return synthesize_fast(self, styles, target, chans, noises, cancel=cancel)
+            return synthesize_fast(self, styles, target, chans, noises, cancel=cancel,
+                                   dtype=None if dtype == torch.float32 else dtype)
         return self._synthesize_reference(styles, target, chans, noises, cancel)
 
     def _fast_path_applies(self, styles: torch.Tensor, noises: list[torch.Tensor]) -> bool:

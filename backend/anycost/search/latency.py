@@ -225,7 +225,7 @@ def measure_layers(G: Generator, keys: Iterable[str], *, impl: str | None = None
 
 
 def measure_configs(G: Generator, configs: Sequence[SubConfig], *, passes: int = 5,
-                    impl: str | None = None) -> list[tuple[float, float]]:
+                    impl: str | None = None, dtype: torch.dtype | None = None) -> list[tuple[float, float]]:
     """(fastest, median) wall ms of whole renders of one image (the editor's call), measured in
     interleaved passes after a warm-up render of each."""
     impl = impl or default_impl(G._device())
@@ -234,12 +234,12 @@ def measure_configs(G: Generator, configs: Sequence[SubConfig], *, passes: int =
     times: list[list[float]] = [[] for _ in configs]
     with torch.inference_mode():
         for c in configs:
-            G.synthesize(w, res=c.res, channels=list(c.channels), impl=impl)
+            G.synthesize(w, res=c.res, channels=list(c.channels), impl=impl, dtype=dtype)
         for _ in range(max(1, passes)):
             for i, c in enumerate(configs):
                 _sync(device)
                 t0 = time.perf_counter()
-                G.synthesize(w, res=c.res, channels=list(c.channels), impl=impl)
+                G.synthesize(w, res=c.res, channels=list(c.channels), impl=impl, dtype=dtype)
                 _sync(device)
                 times[i].append((time.perf_counter() - t0) * 1000)
     return [(min(t), statistics.median(t)) for t in times]

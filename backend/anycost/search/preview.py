@@ -41,35 +41,38 @@ def entry_cost(G: Generator, e: TableEntry) -> Cost:
     return Cost(res, tuple(int(c) for c in e.channels))
 
 
-def time_entry(G: Generator, e: TableEntry, passes: int = FIT_RENDERS) -> float:
+def time_entry(G: Generator, e: TableEntry, passes: int = FIT_RENDERS, dtype: torch.dtype | None = None) -> float:
     """Median ms of whole renders of the entry's sub-generator here (the statistic of ``fits_budget``)."""
-    (_, median), = measure_configs(G, [SubConfig(e.res, tuple(e.channels))], passes=passes)
+    (_, median), = measure_configs(G, [SubConfig(e.res, tuple(e.channels))], passes=passes, dtype=dtype)
     return median
 
 
-def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *,
-                    passes: int = FIT_RENDERS) -> PreviewChoice | None:
-    """The best entry of ``table`` that fits ``budget_ms`` here and now, or None."""
+def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *, passes: int = FIT_RENDERS,
+                    dtype: torch.dtype | None = None, speedup: float = 1.0) -> PreviewChoice | None:
+    """The best entry of ``table`` that fits ``budget_ms`` here and now, or None. With bf16 previews
+    (``dtype``) entries are timed in bf16, and those searched for up to ``speedup`` × the budget compete:
+    the faster path buys a richer sub-generator."""
     table.check_fits(G)
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
     if table.source == "search":
         here = table.machine_id is not None and table.machine_id == machine_id(machine_info(G._device()))
         tries = 0
-        for e in table.ranked(budget_ms):
-            if e.fits is False and here:
+        for e in table.ranked(budget_ms * max(1.0, speedup)):
+            if e.fits is False and here and precision == "fp32":
                 continue  # timed over its budget right after the search, on this machine
             if tries >= MAX_TRIES:
                 break
             tries += 1
-            median = time_entry(G, e, passes)
+            median = time_entry(G, e, passes, dtype)
             if fits_budget(median, budget_ms):
                 flops = e.flops if e.flops is not None else count_flops(G, e.res, list(e.channels))
                 return PreviewChoice(entry_cost(G, e), budget_ms, "search", measured_ms=median,
                                      predicted_ms=e.predicted_ms, psnr=e.psnr, flops=flops, fits=True,
-                                     score=e.score, baseline=e.baseline)
+                                     score=e.score, baseline=e.baseline, precision=precision)
         return None
     fits: list[tuple[TableEntry, float]] = []
     for e in sorted(table.entries.values(), key=lambda e: count_flops(G, e.res, list(e.channels))):
-        median = time_entry(G, e, passes)
+        median = time_entry(G, e, passes, dtype)
         if not fits_budget(median, budget_ms):
             break
         fits.append((e, median))
@@ -77,7 +80,7 @@ def pick_from_table(G: Generator, table: SearchTable, budget_ms: float, *,
         return None
     e, median = max(fits, key=lambda t: (t[0].quality(), -t[1]))
     return PreviewChoice(entry_cost(G, e), budget_ms, "table", measured_ms=median, psnr=e.psnr,
-                         flops=count_flops(G, e.res, list(e.channels)), fits=True)
+                         flops=count_flops(G, e.res, list(e.channels)), fits=True, precision=precision)
 
 
 def better_choice(G: Generator, current: PreviewChoice, other: PreviewChoice) -> PreviewChoice:

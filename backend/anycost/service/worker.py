@@ -56,7 +56,7 @@ def preview_fields(editor) -> dict:
     return {"preview": cost_spec(choice.cost, editor.generator), "preview_budget_ms": editor.preview_budget_ms,
             "preview_ms": d["measured_ms"], "preview_source": d["source"], "preview_predicted_ms": d["predicted_ms"],
             "preview_psnr": d["psnr"], "preview_flops": d["flops"], "preview_channels": d["channels"],
-            "preview_fits": d["fits"]}
+            "preview_fits": d["fits"], "preview_precision": d["precision"]}
 
 
 def changed_box(rgba: np.ndarray, original: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -214,7 +214,7 @@ class RenderWorker(threading.Thread):
         if changed:
             log("info", "preview_changed", reason="search table updated", preview_cost=after.cost.label(),
                 **after.describe())
-        es.reference(ed.preview_cost())  # the colour-match reference, so the first preview costs one render
+        es.reference(ed.preview_cost(), dtype=ed.preview_dtype)  # so the first preview costs one render
         yield
         if s.closed:
             return
@@ -235,11 +235,11 @@ class RenderWorker(threading.Thread):
     def _blend(self, s: Session) -> str:
         return str(s.open_request.options.get("blend") or self.editor.blend)
 
-    def _render_pasted(self, s: Session, cost, cancel: Callable[[], bool] | None = None
+    def _render_pasted(self, s: Session, cost, cancel: Callable[[], bool] | None = None, dtype=None
                        ) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
         es = s.edit
-        img = es.render(cost, cancel=cancel)
-        reference = es.reference(cost)
+        img = es.render(cost, cancel=cancel, dtype=dtype)
+        reference = es.reference(cost, dtype=dtype)
         if cancel is not None and cancel():
             raise RenderCancelled
         rgba = es.composite(img, reference=reference, blend=self._blend(s))
@@ -250,7 +250,7 @@ class RenderWorker(threading.Thread):
         t0 = time.perf_counter()
         es.set_sliders(req.sliders, replace=True)
         cost = self.editor.cost(req.quality or "preview")
-        rgba, box = self._render_pasted(s, cost, req.cancel.is_set)
+        rgba, box = self._render_pasted(s, cost, req.cancel.is_set, self.editor.preview_dtype)
         frames = []
         if box is not None:
             x, y, w, h = box
@@ -269,7 +269,7 @@ class RenderWorker(threading.Thread):
         t0 = time.perf_counter()
         es.set_sliders(req.sliders, replace=True)
         cost = self.editor.cost(req.cost)
-        rgba, box = self._render_pasted(s, cost)
+        rgba, box = self._render_pasted(s, cost, dtype=self.editor.commit_dtype)
         if req.cancel.is_set():  # superseded while rendering: the socket thread already answered
             return
         ms = (time.perf_counter() - t0) * 1000
