@@ -16,8 +16,10 @@ def test_warm_before_ready_and_memory_trimmed_when_idle(tmp_path):
     try:
         ready = b.events("model_ready")[0]
         assert ready["warm_up_s"] > 0  # the warm-up ran before the service listened
+        assert ready["precision_decision"]["precision"] in ("fp32", "bf16") and ready["precision_decision"]["reason"]
         rgba = os.urandom(96 * 96 * 4)
         with Client.connect(b.conn) as client, client.open(rgba, 96, 96, align=False) as s:
+            assert client.welcome["costs"]["preview_precision"] == ready["precision"]
             s.edit(smile=0.5)
         deadline = time.monotonic() + 30
         while not b.events("memory_trimmed") and time.monotonic() < deadline:

@@ -134,7 +134,7 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
     log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
         directions=list(editor.directions), preview_cost=choice.cost.label(),
         preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, warm_up_s=round(warm, 2),
-        precision=editor.precision_report,
+        precision_decision=editor.precision_report,
         **choice.describe())
     server = Server(editor, config, key=key)
     search = None
