@@ -40,6 +40,7 @@ from anycost_client.client import Client
 pytestmark = pytest.mark.slow
 
 PROC = "plug-in-anycost-face-edit"
+CONFIRM_TITLE = "Apply the edit?"
 BATCH_SCRIPT = REPO / "tests" / "hosts" / "gimp_batch_edit.py"
 DIALOG_SCRIPT = REPO / "tests" / "hosts" / "gimp_batch_dialog.py"
 DIALOG_TITLE = "Anycost Face Edit"
@@ -361,6 +362,10 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
                     time.sleep(0.1)
                 time.sleep(1.0)  # previews arrive
                 display.xdotool("key", final_key)
+                if session == 1:  # no face is found on this image: Apply asks first; Alt+A answers "Apply anyway"
+                    question = display.wait_window(CONFIRM_TITLE)
+                    display.xdotool("windowfocus", "--sync", question)
+                    display.xdotool("key", "alt+a")
                 _wait_events(backend, "session_closed", closed0 + session)
                 display.wait_window(DIALOG_TITLE, gone=True)
             output, _ = gimp.communicate(timeout=120)

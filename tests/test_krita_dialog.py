@@ -62,6 +62,9 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
     assert r["sliders"] == ["sefa_0", "sefa_1", "sefa_2"] and r["quality_items"] > 2
     assert r["slider_value"] == 0.5 and "ms" in r["latency_label"] and r["thumbnail_updates"] >= 2
     assert r["apply_enabled"] and r["after_reset"] == 0.0
+    # a noise region has no face: Apply asked first, saying why, and applied on "Yes"
+    assert r["confirm_apply"] and len(r["confirm_asked"]) == 1
+    assert "no face" in r["confirm_asked"][0] and "Apply the edit anyway?" in r["confirm_asked"][0]
     # the projection is refined in 5 steps: the bar rises through them, never back, and is full when ready
     shown = [v for top, v in r["progress"] if top == 100 and v >= 0]
     assert any(0 < v < 100 for v in shown), r["progress"]

@@ -211,6 +211,8 @@ def test_apply_writes_one_new_layer_at_the_region(run):
     r, out = run["results"], run["out"]
     x, y, w, h = r["region"]
     assert r["apply_phase"] == "done"
+    # the dialog asked before writing exactly when the backend advised it (no face found, or beyond the model)
+    assert bool(r["confirm_asked"]) == r["confirm_apply"]
     assert r["apply_preview"]["locked"] and r["apply_preview"]["thumbnail_updates"] >= 2
     assert r["apply_preview"]["sliders"] | r["apply_preview"]["target"] == r["apply_preview"]["sliders"]
     layers = r["after_apply"]["layers"]

@@ -551,6 +551,11 @@ class EditController:
         notes = models[0].get("notices") if isinstance(models[0], dict) else None
         return [str(n) for n in notes] if isinstance(notes, list) else []
 
+    def apply_question(self) -> str:
+        """What a dialog asks before applying when ``confirm_apply`` is set."""
+        why = "\n\n".join(self.face_notices) or "The backend advises checking this edit before applying it."
+        return f"{why}\n\nApply the edit anyway?"
+
     def display_notice(self) -> str:
         """The dialog's notice line: what is known about this face (alignment, whether it is beyond the
         model), then about the model."""

@@ -84,7 +84,11 @@ result["reset_all"] = {"before": moved, "after": [controller.sliders[n] for n in
 result["preview_choice"] = dialog.choice.text()
 result["retry_visible"] = dialog.retry_button.isVisible()
 dialog.set_slider(name, -0.4)
+result["confirm_apply"] = controller.confirm_apply
+asked = []
+dialog.confirm = lambda question: asked.append(question) or True  # the user answers "Yes"
 dialog.apply_button.click()
+result["confirm_asked"] = asked
 wait(lambda: controller.finished, 60)
 result["phase"] = controller.phase.value
 result["results"] = canvas.results

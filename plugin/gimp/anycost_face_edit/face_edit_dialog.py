@@ -133,6 +133,11 @@ class FaceEditDialog:
         right.pack_start(self.progress, False, False, 0)
         self.sliders_grid = Gtk.Grid(column_spacing=8, row_spacing=4)
         right.pack_start(self.sliders_grid, True, True, 0)
+        # directions the model hides (unnamed ones such as sefa_3 mean nothing to an artist) on request
+        self.show_hidden = Gtk.CheckButton(label="Show unnamed directions", use_underline=False)
+        self.show_hidden.set_no_show_all(True)
+        self.show_hidden.connect("toggled", self._on_show_hidden)
+        right.pack_start(self.show_hidden, False, False, 0)
 
         form = Gtk.Grid(column_spacing=6, row_spacing=6)
         right.pack_start(form, False, False, 0)
@@ -261,6 +266,9 @@ class FaceEditDialog:
         # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
         edited = moves_a_slider(c.sliders)
         self.notice.set_text(c.display_notice() or ("" if edited or not ready else "Move a slider to apply an edit."))
+        hidden = c.hidden_sliders
+        self.show_hidden.set_label(f"Show unnamed directions ({len(hidden)})")
+        self.show_hidden.set_visible(bool(hidden))
         self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready and edited)
         self.dialog.set_response_sensitive(RESPONSE_RESET, ready)
         self.sliders_grid.set_sensitive(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
@@ -290,12 +298,31 @@ class FaceEditDialog:
             self._refresh()
         elif response == Gtk.ResponseType.OK:
             if c.phase == Phase.READY and moves_a_slider(c.sliders):
+                # no face found, or a face beyond the model: ask before writing a layer
+                if c.confirm_apply and not self.confirm(c.apply_question()):
+                    return
                 c.apply()
                 self._refresh()
         else:  # Cancel, Escape, the window's close button
             if not c.finished:
                 c.cancel()
             self._finish(applied=False)
+
+    def confirm(self, question: str) -> bool:
+        """Ask before applying; "Apply anyway" is not the default, so a reflexive Enter writes nothing."""
+        box = Gtk.MessageDialog(transient_for=self.dialog, modal=True, message_type=Gtk.MessageType.QUESTION,
+                                buttons=Gtk.ButtonsType.NONE, text="Apply the edit?", title="Apply the edit?")
+        box.format_secondary_text(question)
+        box.add_button("_Don't apply", Gtk.ResponseType.NO)
+        box.add_button("_Apply anyway", Gtk.ResponseType.YES)
+        box.set_default_response(Gtk.ResponseType.NO)
+        answer = box.run()
+        box.destroy()
+        return answer == Gtk.ResponseType.YES
+
+    def _on_show_hidden(self, button) -> None:
+        self.controller.set_show_hidden(button.get_active())
+        self._refresh()
 
     def _finish(self, applied: bool) -> None:
         if applied:

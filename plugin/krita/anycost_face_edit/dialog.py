@@ -123,6 +123,12 @@ class FaceEditDialog(Q.QDialog):
         self.slider_box = Q.QGroupBox("Directions")
         self.grid = Q.QGridLayout(self.slider_box)
         right.addWidget(self.slider_box)
+        # directions the model hides (unnamed ones such as sefa_3 mean nothing to an artist) on request
+        self.show_hidden = Q.QCheckBox("Show unnamed directions")
+        self.show_hidden.setObjectName("show_hidden")
+        self.show_hidden.setToolTip("Directions the model file hides from the dialog (see `anycost directions set`)")
+        self.show_hidden.toggled.connect(self._show_hidden_toggled)
+        right.addWidget(self.show_hidden)
         self.reset_all = Q.QPushButton("Reset all")
         self.reset_all.setObjectName("reset_all")
         self.reset_all.clicked.connect(lambda *_: c.reset_all())
@@ -208,8 +214,21 @@ class FaceEditDialog(Q.QDialog):
             self.controller.set_quality(str(key))
 
     def apply(self) -> None:
-        if self.controller.phase == Phase.READY:
-            self.controller.apply()
+        c = self.controller
+        if c.phase == Phase.READY:
+            # no face found, or a face beyond the model: the edit may be poor, so ask before writing a layer
+            if c.confirm_apply and not self.confirm(c.apply_question()):
+                return
+            c.apply()
+        self.refresh()
+
+    def confirm(self, question: str) -> bool:
+        """Ask a yes/no question; Yes is not the default, so a reflexive Enter does not write the layer."""
+        answer = Q.QMessageBox.question(self, "Anycost Face Edit", question, Q.MSG_YES | Q.MSG_NO, Q.MSG_NO)
+        return answer == Q.MSG_YES
+
+    def _show_hidden_toggled(self, checked: bool) -> None:
+        self.controller.set_show_hidden(bool(checked))
         self.refresh()
 
     def reject(self) -> None:  # Cancel button, Escape, the window's close button
@@ -250,6 +269,8 @@ class FaceEditDialog(Q.QDialog):
         self.latency.setText(c.latency_text())
         self.choice.setText(c.preview_choice_text() or "–")
         self.notice.setText(c.display_notice())
+        self.show_hidden.setVisible(bool(c.hidden_sliders))
+        self.show_hidden.setText(f"Show unnamed directions ({len(c.hidden_sliders)})")
         if self.thumbnail_updates == 0:
             self._update_thumbnail()
         connected = c.link.state == LinkState.CONNECTED

@@ -32,6 +32,7 @@ QImage = QtGui.QImage
 QPixmap = QtGui.QPixmap
 
 QApplication = QtWidgets.QApplication
+QCheckBox = QtWidgets.QCheckBox
 QComboBox = QtWidgets.QComboBox
 QDialog = QtWidgets.QDialog
 QDialogButtonBox = QtWidgets.QDialogButtonBox
@@ -70,6 +71,8 @@ ROLE_ACCEPT = _enum(QDialogButtonBox, "ButtonRole", "AcceptRole")
 ROLE_REJECT = _enum(QDialogButtonBox, "ButtonRole", "RejectRole")
 ROLE_RESET = _enum(QDialogButtonBox, "ButtonRole", "ResetRole")
 ROLE_ACTION = _enum(QDialogButtonBox, "ButtonRole", "ActionRole")
+MSG_YES = _enum(QMessageBox, "StandardButton", "Yes")
+MSG_NO = _enum(QMessageBox, "StandardButton", "No")
 
 
 def exec_dialog(dialog) -> int:

@@ -330,7 +330,11 @@ class Driver(Extension):
                                     "latency_label": dialog.latency.text(), "status": dialog.status.text(),
                                     "thumbnail_updates": dialog.thumbnail_updates,
                                     "sliders": dict(c.sliders), "target": target}
+        RESULTS["confirm_apply"] = c.confirm_apply
+        asked = []
+        dialog.confirm = lambda question: asked.append(question) or True  # the user answers "Yes"
         dialog.apply_button.click()
+        RESULTS["confirm_asked"] = asked
         yield from wait_for(lambda: self.plugin().dialog is None, 120, "Apply to finish")
         event("dialog 2 applied")
         RESULTS["apply_phase"] = c.phase.value
