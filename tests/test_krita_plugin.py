@@ -189,7 +189,7 @@ def test_region_without_selection_is_the_layer_and_bad_layers_are_refused():
     assert read_region(doc, doc.activeNode()).rect == Rect(0, 0, 64, 48)
     assert read_region(doc, doc.activeNode()).mask is None
     group = doc.createNode("group", "grouplayer")
-    with pytest.raises(FormatError, match="paint layer"):
+    with pytest.raises(FormatError, match="the active layer is a group layer; select the paint layer"):
         read_region(doc, group)
     gray = FakeDocument(32, 32, model="GRAYA")
     with pytest.raises(FormatError, match="greyscale"):

@@ -551,6 +551,11 @@ class EditController:
         notes = models[0].get("notices") if isinstance(models[0], dict) else None
         return [str(n) for n in notes] if isinstance(notes, list) else []
 
+    @property
+    def has_edit(self) -> bool:
+        """Whether any slider is off zero: an unedited projection is not an edit, so Apply waits for one."""
+        return any(v != 0 for v in self.sliders.values())
+
     def apply_question(self) -> str:
         """What a dialog asks before applying when ``confirm_apply`` is set."""
         why = "\n\n".join(self.face_notices) or "The backend advises checking this edit before applying it."

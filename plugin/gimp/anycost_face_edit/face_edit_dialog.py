@@ -19,7 +19,6 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 from face_edit_canvas import Region, add_result_layer  # noqa: E402
-from face_edit_options import moves_a_slider  # noqa: E402
 from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
 from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
 
@@ -264,7 +263,7 @@ class FaceEditDialog:
         self.choice.set_text(c.preview_choice_text() or "–")
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
         # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
-        edited = moves_a_slider(c.sliders)
+        edited = c.has_edit
         self.notice.set_text(c.display_notice() or ("" if edited or not ready else "Move a slider to apply an edit."))
         hidden = c.hidden_sliders
         self.show_hidden.set_label(f"Show unnamed directions ({len(hidden)})")
@@ -297,7 +296,7 @@ class FaceEditDialog:
             self.controller.start()
             self._refresh()
         elif response == Gtk.ResponseType.OK:
-            if c.phase == Phase.READY and moves_a_slider(c.sliders):
+            if c.phase == Phase.READY and c.has_edit:
                 # no face found, or a face beyond the model: ask before writing a layer
                 if c.confirm_apply and not self.confirm(c.apply_question()):
                     return

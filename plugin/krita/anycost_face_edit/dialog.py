@@ -215,7 +215,7 @@ class FaceEditDialog(Q.QDialog):
 
     def apply(self) -> None:
         c = self.controller
-        if c.phase == Phase.READY:
+        if c.phase == Phase.READY and c.has_edit:
             # no face found, or a face beyond the model: the edit may be poor, so ask before writing a layer
             if c.confirm_apply and not self.confirm(c.apply_question()):
                 return
@@ -274,7 +274,8 @@ class FaceEditDialog(Q.QDialog):
         if self.thumbnail_updates == 0:
             self._update_thumbnail()
         connected = c.link.state == LinkState.CONNECTED
-        self.apply_button.setEnabled(c.phase == Phase.READY and connected)
+        # Apply waits for a moved slider: an unedited projection would add an empty layer and an undo step
+        self.apply_button.setEnabled(c.phase == Phase.READY and connected and c.has_edit)
         self.slider_box.setEnabled(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
         self.cancel_button.setText("Close" if c.phase == Phase.FAILED else "Cancel")
         self.retry_button.setVisible(c.can_retry)

@@ -57,7 +57,12 @@ def read_region(doc: Any, node: Any, padding: float = 0.25) -> Region:
     if doc is None:
         raise FormatError("open an image first")
     if node is None or str(node.type()) != PAINT_LAYER:
-        kind = "nothing" if node is None else f"a {node.type()}"
+        kinds = {"grouplayer": "a group layer", "filelayer": "a file layer", "filterlayer": "a filter layer",
+                 "filllayer": "a fill layer", "clonelayer": "a clone layer", "vectorlayer": "a vector layer",
+                 "transparencymask": "a transparency mask", "filtermask": "a filter mask",
+                 "transformmask": "a transform mask", "selectionmask": "a selection mask",
+                 "colorizemask": "a colorize mask"}
+        kind = "nothing" if node is None else kinds.get(str(node.type()), f"a {node.type()} node")
         raise FormatError(f"the active layer is {kind}; select the paint layer with the face")
     fmt = node_format(node)
     canvas = Rect(0, 0, int(doc.width()), int(doc.height()))
