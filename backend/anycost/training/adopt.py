@@ -247,7 +247,7 @@ def _encoder(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) 
                "latent_mse": round(m["latent_mse"], 4)}
     summary["domain_fit_p05"] = _fit_domain(target, info, s)
     tell(f"encoder: {st.step} steps, held-out reconstruction {summary['image_psnr']:.2f} dB; its own faces "
-         f"reproduce {summary['domain_fit_p05']:.0%} or more (faces far below get a notice)")
+         f"reproduce {max(summary['domain_fit_p05'], 0):.0%} or more (faces far below get a notice)")
     return summary, target
 
 
