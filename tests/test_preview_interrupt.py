@@ -3,6 +3,8 @@ scheduler cancels the preview in flight when a newer edit for the same session a
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from model_support import tiny_generator
@@ -45,6 +47,7 @@ def test_a_newer_edit_abandons_the_preview_in_flight_but_never_a_commit():
 
     sched = Scheduler()
     s = _session(sched)
+    s.last_preview_at, s.last_render_s = time.monotonic(), 0.05  # a preview was just shown
     a = EditRequest(1, 1, {"x": 0.1}, "preview")
     sched.submit_edit(s, a)
     unit = sched.take(timeout=0)
@@ -63,3 +66,25 @@ def test_a_newer_edit_abandons_the_preview_in_flight_but_never_a_commit():
     assert sched.take(timeout=0).request is c
     sched.finish_preview(s, a)
     assert s.running_commit is c
+
+
+def test_a_drag_still_updates_the_canvas():
+    """A render in flight is kept when the canvas has gone too long without a preview: during a drag faster
+    than the renderer, previews still arrive (at least every min_preview_interval), not only at the end."""
+    sched = Scheduler(min_preview_interval=0.25)
+    s = _session(sched)
+    a = EditRequest(1, 1, {"x": 0.1}, "preview")
+    sched.submit_edit(s, a)
+    sched.take(timeout=0)
+    sched.submit_edit(s, EditRequest(2, 2, {"x": 0.2}, "preview"))
+    assert not a.cancel.is_set()  # no preview shown yet: the first one always finishes
+    sched.finish_preview(s, a)
+    s.last_preview_at, s.last_render_s = time.monotonic(), 0.1
+    b = sched.take(timeout=0).request
+    sched.submit_edit(s, EditRequest(3, 3, {"x": 0.3}, "preview"))
+    assert b.cancel.is_set()  # a preview was shown a moment ago: the stale render is abandoned
+    sched.finish_preview(s, b)
+    s.last_preview_at = time.monotonic() - 0.2  # 0.2 s ago, and a render takes 0.1 s: this one is due
+    c = sched.take(timeout=0).request
+    sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
+    assert not c.cancel.is_set()

@@ -2,8 +2,11 @@
 
 Each session holds at most one pending edit and one pending commit: a newer edit replaces the
 pending one (so a slider storm never builds a queue) and abandons the preview being rendered for an
-older one (between layers: its answer would be stale on arrival), a commit drops the pending edit,
-and a newer edit or commit cancels a pending commit. A commit itself is never interrupted mid-render.
+older one (between layers: its answer would be stale on arrival) — unless the canvas has gone
+``min_preview_interval`` without a preview, in which case the render in flight finishes, so a drag
+keeps updating the canvas (at least four times a second by default) instead of showing nothing until
+the hand stops. A commit drops the pending edit, and a newer edit or commit cancels a pending commit.
+A commit itself is never interrupted mid-render.
 Long work (refinement, full renders) watches a cancel event. The socket thread submits; the render
 worker ``take``s one unit of work at a time, visiting sessions round-robin so one session's
 refinement cannot starve another's previews.
@@ -21,6 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anycost_client.protocol import Frame
+
+# While a slider is dragged, the canvas gets a preview at least this often (seconds): a render in flight
+# is abandoned for a newer edit only while one was shown more recently than that.
+MIN_PREVIEW_INTERVAL = 0.25
 
 
 @dataclass
@@ -69,6 +76,8 @@ class Session:
     closed: bool = False
     ready: bool = False
     previews_rendered: int = 0
+    last_preview_at: float = 0.0  # monotonic time the last preview was sent
+    last_render_s: float = 0.0  # how long that preview took
     previews_abandoned: int = 0  # renders stopped between layers for a newer edit
     edits_received: int = 0
 
@@ -83,7 +92,8 @@ class Unit:
 class Scheduler:
     """Thread-safe: the socket thread calls the submit methods, the worker calls ``take``."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_preview_interval: float = MIN_PREVIEW_INTERVAL) -> None:
+        self.min_preview_interval = min_preview_interval
         self._cond = threading.Condition()
         self.sessions: dict[str, Session] = {}
         self._order: deque[str] = deque()
@@ -120,8 +130,8 @@ class Scheduler:
         with self._cond:
             s.pending_edit = req
             s.edits_received += 1
-            if s.running_edit is not None:  # the preview in flight answers an older edit: abandon it
-                s.running_edit.cancel.set()
+            if s.running_edit is not None and not self._protected(s):
+                s.running_edit.cancel.set()  # the preview in flight answers an older edit: abandon it
             superseded = self._cancel_commit(s)
             self._cond.notify_all()
             return superseded
@@ -146,6 +156,12 @@ class Scheduler:
                 s.pending_edit = None
             self._cond.notify_all()
             return superseded
+
+    def _protected(self, s: Session, now: float | None = None) -> bool:
+        """Whether the preview in flight must finish anyway: it is due so that the canvas gets a preview at
+        least every ``min_preview_interval`` (its render takes about as long as the last one did)."""
+        now = time.monotonic() if now is None else now
+        return now - s.last_preview_at >= max(0.0, self.min_preview_interval - s.last_render_s)
 
     def _cancel_commit(self, s: Session) -> CommitRequest | None:
         old = s.pending_commit or s.running_commit

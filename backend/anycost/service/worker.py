@@ -257,6 +257,7 @@ class RenderWorker(threading.Thread):
             frames = [rgba_frame(rgba[y: y + h, x: x + w], s.channel_order)]
         ms = (time.perf_counter() - t0) * 1000
         s.previews_rendered += 1
+        s.last_preview_at, s.last_render_s = time.monotonic(), ms / 1000
         self.renders += 1
         self.send(s, Message("preview", {"cost": cost_spec(cost, self.editor.generator), "render_ms": round(ms, 3),
                                          "box": list(box) if box else None}, frames,
