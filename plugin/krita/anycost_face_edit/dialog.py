@@ -203,6 +203,7 @@ class FaceEditDialog(Q.QDialog):
     def slider_moved(self, name: str, value: float) -> None:
         self.controller.set_slider(name, value)
         self.rows[name].value.setText(f"{self.controller.sliders[name]:+.2f}")
+        self._update_apply()  # a first moved slider enables Apply at once, not at the next preview
 
     def set_slider(self, name: str, value: float) -> None:
         """Move a slider as a user would (for scripts)."""
@@ -273,12 +274,16 @@ class FaceEditDialog(Q.QDialog):
         self.show_hidden.setText(f"Show unnamed directions ({len(c.hidden_sliders)})")
         if self.thumbnail_updates == 0:
             self._update_thumbnail()
-        connected = c.link.state == LinkState.CONNECTED
-        # Apply waits for a moved slider: an unedited projection would add an empty layer and an undo step
-        self.apply_button.setEnabled(c.phase == Phase.READY and connected and c.has_edit)
+        self._update_apply()
         self.slider_box.setEnabled(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
         self.cancel_button.setText("Close" if c.phase == Phase.FAILED else "Cancel")
         self.retry_button.setVisible(c.can_retry)
+
+    def _update_apply(self) -> None:
+        c = self.controller
+        connected = c.link.state == LinkState.CONNECTED
+        # Apply waits for a moved slider: an unedited projection would add an empty layer and an undo step
+        self.apply_button.setEnabled(c.phase == Phase.READY and connected and c.has_edit)
 
 
 class SettingsDialog(Q.QDialog):
