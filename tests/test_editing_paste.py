@@ -80,12 +80,43 @@ def test_selection_mask_is_respected(face):
     mask[:, :240] = 255
     mask[:, 240:250] = 128  # half-selected column band blends half as strongly
     half = _region(face, mask=mask)
-    out = paste_back(half, al, white, color_match=False)
+    out = paste_back(half, al, white, color_match=False, selection_feather=0.0)  # the mask as given, no fall-off
     np.testing.assert_array_equal(out[:, 250:], half.rgba[:, 250:])
     assert np.all(out[200:300, 200:240, :3] >= half.rgba[200:300, 200:240, :3])
     assert (out[200:300, 200:240, :3] > half.rgba[200:300, 200:240, :3]).mean() > 0.9
     full_w = blend_weight(_region(face), al)
-    np.testing.assert_allclose(blend_weight(half, al)[:, 240:250], full_w[:, 240:250] * (128 / 255), atol=1e-6)
+    np.testing.assert_allclose(blend_weight(half, al, selection_feather=0.0)[:, 240:250],
+                               full_w[:, 240:250] * (128 / 255), atol=1e-6)
+
+
+def test_hard_selection_edge_through_the_face_shows_no_step(face):
+    """A rectangle selection cutting the face: the edit fades out inside the selection's edge instead of
+    stopping at it, and nothing outside the selection changes."""
+    mask = np.zeros(face.shape[:2], np.uint8)
+    mask[100:420, 120:260] = 255  # the right edge runs down the middle of the face
+    region = _region(face, alpha=False, mask=mask)
+    al = align_face(region, 256, landmarks=LANDMARKS)
+    brighter = np.clip(al.image.astype(int) + 60, 0, 255).astype(np.uint8)  # a strong, even edit
+
+    def step_at_edge(out: np.ndarray) -> float:
+        change = out[150:380, :, :3].astype(int) - face[150:380, :, :3].astype(int)
+        return float(np.abs(change[:, 259] - change[:, 260]).mean())  # last selected column vs first outside
+
+    hard = paste_back(region, al, brighter, reference=al.image, blend="delta", selection_feather=0.0)
+    soft = paste_back(region, al, brighter, reference=al.image, blend="delta")
+    assert step_at_edge(hard) > 30, "without the fall-off the edit stops dead at the edge: the check can fail"
+    assert step_at_edge(soft) < 2
+    outside = mask == 0
+    np.testing.assert_array_equal(soft[outside], region.rgba[outside])
+    change = np.abs(soft[..., :3].astype(int) - face.astype(int)).max(-1)
+    assert change[200:300, 150:200].mean() > 40, "deeper inside the selection the edit is whole"
+    # the ramp is smooth: no jump between neighbouring columns anywhere along the way in
+    assert np.abs(np.diff(change[150:380, 120:261].astype(float), axis=1)).mean(0).max() < 12
+    # the fall-off stays inside the selection: a selection covering the whole region changes nothing
+    full = _region(face, alpha=False, mask=np.full(face.shape[:2], 255, np.uint8))
+    np.testing.assert_array_equal(blend_weight(full, al), blend_weight(_region(face, alpha=False), al))
+    with pytest.raises(InputError, match="selection_feather"):
+        paste_back(region, al, brighter, selection_feather=0.9)
 
 
 def test_feather_has_no_seam_at_the_crop_border():

@@ -1,7 +1,9 @@
 """Paste-back: warp the edited crop into the region and blend it in without visible seams.
 
 The blend weight of a region pixel is the product of
-  * the host's selection mask (if any),
+  * the host's selection mask (if any), with a fall-off inside its edge: a hard selection edge through
+    the face would otherwise show the whole edit as a step at the boundary, so the weight ramps up
+    over ``selection_feather`` (a fraction of the crop side, measured in region pixels) from the edge in,
   * the alignment's face mask, warped back into the region, and
   * an edge feather that falls smoothly to 0 at the crop's border (distance-based, ``feather`` wide),
 so the weight is exactly 0 outside the crop and outside the selection, and those pixels come back
@@ -55,6 +57,7 @@ def paste_back(
     color_strength: float = 1.0,
     reference=None,
     blend: str = "replace",
+    selection_feather: float | None = None,
 ) -> np.ndarray:
     """Blend ``edited`` (the aligned crop after editing) back into ``region``; returns (H, W, 4) uint8.
 
@@ -65,7 +68,10 @@ def paste_back(
     ``blend="replace"`` puts the render itself into the region. ``blend="delta"`` adds only the
     edit, ``edited - reference``, to the original pixels: the region keeps all the detail the
     generator cannot reproduce (brush strokes, texture, identity) and sliders at zero change
-    nothing. Delta mode needs ``reference`` and ignores the colour match (a difference has no cast)."""
+    nothing. Delta mode needs ``reference`` and ignores the colour match (a difference has no cast).
+
+    ``selection_feather`` (default half of ``feather``; 0 keeps a hard selection edge hard) is the width
+    of the fall-off inside the selection's edge, as a fraction of the crop side."""
     if alignment.region_size != (region.height, region.width):
         raise InputError(
             f"the alignment was made for a {alignment.region_size[1]} × {alignment.region_size[0]} region, "
@@ -73,6 +79,7 @@ def paste_back(
         )
     if not np.isfinite(feather) or not 0.0 <= feather <= 0.5:
         raise InputError(f"feather must be between 0 and 0.5 of the crop side (got {feather!r})")
+    sel_feather = _selection_feather(feather, selection_feather)
     if not np.isfinite(color_strength) or not 0.0 <= color_strength <= 1.0:
         raise InputError(f"color_strength must be between 0 and 1 (got {color_strength!r})")
     if blend not in BLEND_MODES:
@@ -96,7 +103,7 @@ def paste_back(
 
     with torch.inference_mode():
         grid = warp.normalized_grid(alignment.matrix, size, size, x0, y0, bw, bh)
-        weight = _weight(region, alignment, grid, box, feather, use_face_mask)
+        weight = _weight(region, alignment, grid, box, feather, use_face_mask, sel_feather)
         # The edited image is denser than the region where the face is small on the canvas: shrink it
         # (antialiased) to about 1:1 first. The grid is resolution-independent, so it stays valid.
         h, w = src.shape[1:]
@@ -127,8 +134,9 @@ def paste_back(
 
 
 def blend_weight(region: Region, alignment: Alignment, *, feather: float = DEFAULT_FEATHER,
-                 use_face_mask: bool = True) -> np.ndarray:
+                 use_face_mask: bool = True, selection_feather: float | None = None) -> np.ndarray:
     """The full-size (H, W) float32 blend weight ``paste_back`` uses (for previews and tests)."""
+    sel_feather = _selection_feather(feather, selection_feather)
     weight = np.zeros((region.height, region.width), np.float32)
     box = _paste_box(region, alignment, use_face_mask)
     if box is None:
@@ -136,12 +144,19 @@ def blend_weight(region: Region, alignment: Alignment, *, feather: float = DEFAU
     x0, y0, x1, y1 = box
     with torch.inference_mode():
         grid = warp.normalized_grid(alignment.matrix, alignment.size, alignment.size, x0, y0, x1 - x0, y1 - y0)
-        weight[y0:y1, x0:x1] = _weight(region, alignment, grid, box, feather, use_face_mask).numpy()
+        weight[y0:y1, x0:x1] = _weight(region, alignment, grid, box, feather, use_face_mask, sel_feather).numpy()
     return weight
 
 
+def _selection_feather(feather: float, selection_feather: float | None) -> float:
+    value = feather / 2 if selection_feather is None else selection_feather
+    if not np.isfinite(value) or not 0.0 <= value <= 0.5:
+        raise InputError(f"selection_feather must be between 0 and 0.5 of the crop side (got {value!r})")
+    return float(value)
+
+
 def _weight(region: Region, alignment: Alignment, grid: torch.Tensor, box: tuple[int, int, int, int],
-            feather: float, use_face_mask: bool) -> torch.Tensor:
+            feather: float, use_face_mask: bool, selection_feather: float = 0.0) -> torch.Tensor:
     """Blend weight over ``box`` (bh, bw) float32: edge feather × warped face mask × selection."""
     x0, y0, x1, y1 = box
     weight = _edge_feather(grid, alignment.size, feather)
@@ -151,7 +166,32 @@ def _weight(region: Region, alignment: Alignment, grid: torch.Tensor, box: tuple
     if region.mask is not None:
         # a float copy: the mask may be a read-only array (torch warns on those)
         weight.mul_(torch.from_numpy(region.mask[y0:y1, x0:x1].astype(np.float32)).mul_(1.0 / 255.0))
+        # the crop's side in region pixels sets the fall-off width, as it does for the crop's own edge
+        radius = int(round(selection_feather * alignment.size / warp.linear_scale(alignment.matrix)))
+        if radius > 0:
+            weight.mul_(torch.from_numpy(_inner_falloff(region.mask, box, radius)))
     return weight
+
+
+def _inner_falloff(mask: np.ndarray, box: tuple[int, int, int, int], radius: int) -> np.ndarray:
+    """(bh, bw) float32 over ``box``: 0 outside the selection, a smooth rise over about ``radius`` pixels
+    from its edge inwards, 1 deeper in. The share of selected pixels in a (2r+1)² window is a cheap,
+    exact-on-straight-edges stand-in for the distance to the edge (smaller in corners, which is safe).
+    The region's own border is not a selection edge: the mask is extended past it unchanged."""
+    x0, y0, x1, y1 = box
+    h, w = mask.shape
+    r = radius
+    ya, yb, xa, xb = max(0, y0 - r), min(h, y1 + r), max(0, x0 - r), min(w, x1 + r)
+    inside = mask[ya:yb, xa:xb] > 0
+    inside = np.pad(inside, ((ya - (y0 - r), (y1 + r) - yb), (xa - (x0 - r), (x1 + r) - xb)), mode="edge")
+    integral = np.zeros((inside.shape[0] + 1, inside.shape[1] + 1), np.int64)
+    np.cumsum(np.cumsum(inside, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
+    k = 2 * r + 1
+    count = integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]
+    # straight edge, pixel d steps inside: count = k·(r + 1 + d), so t runs 1/(r+1) at the edge → 1 at d = r
+    t = np.clip((count / k - r) / (r + 1), 0.0, 1.0).astype(np.float32)
+    t *= inside[r:-r, r:-r]
+    return t * t * (3.0 - 2.0 * t)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -417,12 +417,15 @@ class EditSession:
         return self._references[key]
 
     def composite(self, image: torch.Tensor, *, color_match: bool = True, feather: float | None = None,
-                  reference: torch.Tensor | None = None, blend: str | None = None) -> np.ndarray:
+                  reference: torch.Tensor | None = None, blend: str | None = None,
+                  selection_feather: float | None = None) -> np.ndarray:
         """Paste an aligned render back into the region: RGBA (H, W, 4) uint8 of the region's size.
 
         ``blend`` defaults to the editor's; "delta" needs ``reference`` (the unedited render at the
-        same cost)."""
-        kw = {} if feather is None else {"feather": feather}
+        same cost). ``selection_feather`` is the fall-off inside a selection's edge (``paste_back``)."""
+        kw: dict = {} if feather is None else {"feather": feather}
+        if selection_feather is not None:
+            kw["selection_feather"] = selection_feather
         mode = blend or self.editor.blend
         use_ref = reference is not None and (color_match or mode == "delta")
         ref = reference[0].detach().cpu() if use_ref else None
@@ -430,10 +433,11 @@ class EditSession:
                           reference=ref, blend=mode, **kw)
 
     def result(self, cost: str | Cost | None = "full", *, color_match: bool = True,
-               blend: str | None = None) -> np.ndarray:
+               blend: str | None = None, selection_feather: float | None = None) -> np.ndarray:
         """Render at ``cost`` (full by default) and paste back: what Apply puts on the canvas."""
         c = self.editor.cost(cost)
         mode = blend or self.editor.blend
         ref = self.reference(c) if color_match or mode == "delta" else None
-        return self.composite(self.render(c), color_match=color_match, reference=ref, blend=mode)
+        return self.composite(self.render(c), color_match=color_match, reference=ref, blend=mode,
+                              selection_feather=selection_feather)
 
