@@ -5,6 +5,31 @@ from pathlib import Path
 import pytest
 import torch
 
+# Test lanes, by module: "host" drives a real Krita, GIMP or system Qt (or installs a wheel);
+# "service" starts real backend or CLI processes and talks over real sockets; "slow" trains or
+# distils for real. Everything else is "unit": in-process, seconds each. `pytest -m unit` is the fast
+# lane for everyday work; CI runs every lane.
+LANES = {
+    "host": {"test_krita_e2e", "test_gimp_e2e", "test_krita_dialog", "test_krita_installer",
+             "test_wheel_install"},
+    "service": {"test_service_flow", "test_service_hardening", "test_service_memory", "test_service_restart",
+                "test_service_curve", "test_search_service", "test_krita_plugin", "test_gimp_plugin_parts",
+                "test_output_leftovers", "test_client_is_light", "test_cli_generate", "test_preview_interrupt"},
+    "slow": {"test_distill", "test_training_ddp", "test_autoencoder_training", "test_encoder_training",
+             "test_training_run"},
+}
+LANE_NAMES = ("unit", *LANES)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = Path(str(item.fspath)).stem
+        lane = next((name for name, modules in LANES.items() if module in modules), "unit")
+        if lane == "unit" and item.get_closest_marker("slow"):
+            lane = "slow"
+        item.add_marker(getattr(pytest.mark, lane))
+
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FIXTURE = FIXTURES / "official_format"
 ADA_FIXTURE = FIXTURES / "stylegan2_ada"
