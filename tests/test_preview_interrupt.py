@@ -84,7 +84,35 @@ def test_a_drag_still_updates_the_canvas():
     sched.submit_edit(s, EditRequest(3, 3, {"x": 0.3}, "preview"))
     assert b.cancel.is_set()  # a preview was shown a moment ago: the stale render is abandoned
     sched.finish_preview(s, b)
-    s.last_preview_at = time.monotonic() - 0.2  # 0.2 s ago, and a render takes 0.1 s: this one is due
+    # renders take 0.1 s, so the canvas is due a preview every 4 renders (0.4 s, more than the 0.25 s floor)
+    s.last_preview_at = time.monotonic() - 0.2
     c = sched.take(timeout=0).request
     sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
-    assert not c.cancel.is_set()
+    assert c.cancel.is_set(), "0.2 s + 0.1 s of render: not due yet"
+    sched.finish_preview(s, c)
+    s.last_preview_at = time.monotonic() - 0.32  # 0.32 s ago, and this render ends after 0.42 s: due
+    d = sched.take(timeout=0).request
+    sched.submit_edit(s, EditRequest(5, 5, {"x": 0.5}, "preview"))
+    assert not d.cancel.is_set()
+
+
+def test_a_nearly_finished_render_is_not_thrown_away():
+    """Abandoning a render in its last fifth would save the newer edit less than it throws away."""
+    sched = Scheduler(min_preview_interval=10.0)  # the canvas is never overdue here: only progress counts
+    s = _session(sched)
+    s.last_preview_at, s.last_render_s = time.monotonic(), 0.2
+    sched.submit_edit(s, EditRequest(1, 1, {"x": 0.1}, "preview"))
+    early = sched.take(timeout=0).request
+    sched.submit_edit(s, EditRequest(2, 2, {"x": 0.2}, "preview"))
+    assert early.cancel.is_set(), "just started: abandoned for the newer edit"
+    sched.finish_preview(s, early)
+    late = sched.take(timeout=0).request
+    late.started = time.monotonic() - 0.17  # 85 % of a 0.2 s render done
+    sched.submit_edit(s, EditRequest(3, 3, {"x": 0.3}, "preview"))
+    assert not late.cancel.is_set(), "nearly done: it finishes, and the newer edit renders next"
+    assert s.pending_edit.seq == 3
+    sched.finish_preview(s, late)
+    s.last_render_s = 0.02  # a render shorter than anyone would notice saving: never abandoned
+    quick = sched.take(timeout=0).request
+    sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
+    assert not quick.cancel.is_set()

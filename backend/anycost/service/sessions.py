@@ -2,11 +2,12 @@
 
 Each session holds at most one pending edit and one pending commit: a newer edit replaces the
 pending one (so a slider storm never builds a queue) and abandons the preview being rendered for an
-older one (between layers: its answer would be stale on arrival) — unless the canvas has gone
-``min_preview_interval`` without a preview, in which case the render in flight finishes, so a drag
-keeps updating the canvas (at least four times a second by default) instead of showing nothing until
-the hand stops. A commit drops the pending edit, and a newer edit or commit cancels a pending commit.
-A commit itself is never interrupted mid-render.
+older one (between layers: its answer would be stale on arrival) — unless the render in flight is in
+its last fifth or last 30 ms (abandoning it would save too little to notice), or the canvas
+has gone ``min_preview_interval`` (or four renders, if longer) without a preview, in which case the
+render in flight finishes, so a drag keeps updating the canvas instead of showing nothing until the
+hand stops. Renders under 30 ms are never abandoned. A commit drops the pending edit, and a newer edit
+or commit cancels a pending commit. A commit itself is never interrupted mid-render.
 Long work (refinement, full renders) watches a cancel event. The socket thread submits; the render
 worker ``take``s one unit of work at a time, visiting sessions round-robin so one session's
 refinement cannot starve another's previews.
@@ -26,8 +27,17 @@ from typing import Any
 from anycost_client.protocol import Frame
 
 # While a slider is dragged, the canvas gets a preview at least this often (seconds): a render in flight
-# is abandoned for a newer edit only while one was shown more recently than that.
-MIN_PREVIEW_INTERVAL = 0.25
+# is abandoned for a newer edit only while one was shown more recently than that. Shorter shows more of
+# a fast drag; longer answers a drag's last edit sooner more often (a protected render delays it).
+MIN_PREVIEW_INTERVAL = 0.15
+# ... or every this many renders, where renders are slow: a drag's last edit then lands in a render that
+# must finish about one time in this many, and is otherwise answered within NEARLY_DONE-ish of a render.
+PROTECT_EVERY_RENDERS = 4
+# A render in flight with less than this left finishes: abandoning it would save the newer edit less
+# than a fifth of a render, or less than a person notices, and throw away the rest. Renders faster than
+# the floor are therefore never abandoned: a drag then shows every preview the renderer can make.
+NEARLY_DONE_SHARE = 0.2
+NEARLY_DONE_S = 0.03
 
 
 @dataclass
@@ -46,6 +56,7 @@ class EditRequest:
     quality: str
     received: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)  # set when a newer edit supersedes it
+    started: float | None = None  # when the worker took it
 
 
 @dataclass
@@ -158,10 +169,17 @@ class Scheduler:
             return superseded
 
     def _protected(self, s: Session, now: float | None = None) -> bool:
-        """Whether the preview in flight must finish anyway: it is due so that the canvas gets a preview at
-        least every ``min_preview_interval`` (its render takes about as long as the last one did)."""
+        """Whether the preview in flight must finish anyway: it is nearly done, or it is due so that the
+        canvas gets a preview at least every ``min_preview_interval`` (renders take about as long as the
+        last one did)."""
         now = time.monotonic() if now is None else now
-        return now - s.last_preview_at >= max(0.0, self.min_preview_interval - s.last_render_s)
+        req = s.running_edit
+        if req is not None and req.started is not None and s.last_render_s > 0:
+            left = s.last_render_s - (now - req.started)
+            if left <= max(NEARLY_DONE_SHARE * s.last_render_s, NEARLY_DONE_S):
+                return True
+        due = max(self.min_preview_interval, PROTECT_EVERY_RENDERS * s.last_render_s)
+        return now - s.last_preview_at >= due - s.last_render_s
 
     def _cancel_commit(self, s: Session) -> CommitRequest | None:
         old = s.pending_commit or s.running_commit
@@ -203,7 +221,7 @@ class Scheduler:
             # a pending commit first lets the (cancelled) refinement wind down and send 'ready'
             if s.pending_edit is not None and s.edit is not None and s.pending_commit is None:
                 req, s.pending_edit = s.pending_edit, None
-                s.running_edit = req
+                s.running_edit, req.started = req, time.monotonic()
                 return Unit("preview", s, req)
             return Unit("open", s)
         if s.pending_commit is not None:
@@ -212,7 +230,7 @@ class Scheduler:
             return Unit("commit", s, req)
         if s.pending_edit is not None and s.edit is not None:
             req, s.pending_edit = s.pending_edit, None
-            s.running_edit = req
+            s.running_edit, req.started = req, time.monotonic()
             return Unit("preview", s, req)
         return None
 
