@@ -140,7 +140,7 @@ class DirectionSet(Mapping[str, Direction]):
             raise InputError(f"duplicate direction name {direction.name!r}")
         self._items[direction.name] = direction
 
-    def merged(self, other: Iterable[Direction]) -> DirectionSet:
+    def merged(self, other: Iterable[Direction] | Mapping[str, Direction]) -> DirectionSet:
         """A new set: these directions, then ``other`` (same names replaced)."""
         out = DirectionSet(self.values())
         for d in other if not isinstance(other, Mapping) else other.values():

@@ -427,8 +427,8 @@ class EditSession:
         if selection_feather is not None:
             kw["selection_feather"] = selection_feather
         mode = blend or self.editor.blend
-        use_ref = reference is not None and (color_match or mode == "delta")
-        ref = reference[0].detach().cpu() if use_ref else None
+        use_ref = color_match or mode == "delta"
+        ref = reference[0].detach().cpu() if reference is not None and use_ref else None
         return paste_back(self.region, self.alignment, image[0].detach().cpu(), color_match=color_match,
                           reference=ref, blend=mode, **kw)
 
