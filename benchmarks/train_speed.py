@@ -3,7 +3,8 @@
     python benchmarks/train_speed.py                      # CPU, and CUDA too when available
     python benchmarks/train_speed.py --device cuda --res 256 --batch 16
 
-Prints one line per device and stage; never asserts on time.
+Prints one line per device and stage; never asserts on time. The default run takes a few minutes on a
+2-core CPU; raise --steps and --batch for steadier figures.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def main() -> None:
     p.add_argument("--res", type=int, default=128)
     p.add_argument("--style-dim", type=int, default=256)
     p.add_argument("--channel-max", type=int, default=256)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per stage")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per stage")
+    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--stages", default=",".join(STAGES))
     p.add_argument("--fewshot", action="store_true", help="few-shot preset (FastGAN D, hinge, DiffAugment)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
