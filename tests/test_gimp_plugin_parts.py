@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -441,3 +442,67 @@ def test_a_failed_final_rename_puts_the_earlier_install_back(tmp_path, monkeypat
         gimp_installer.install(plug_ins, vendor_wheels=False, backend_command=["/opt/new"])
     assert _tree(plug_ins) == before, "the earlier install is back in place, nothing left over"
     assert json.loads((dest / "INSTALL.json").read_text())["backend_command"] == ["/opt/old"]
+
+
+# ---------------------------------------------------------------------- a backend that dies mid-call
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_backend_that_dies_mid_call_ends_the_call_within_seconds_naming_its_log(tmp_path, monkeypatch,
+                                                                                  official_fixture, sig):
+    """A one-shot call waits up to 300 s for an answer; a backend killed (or stopped) by its pid while the
+    call waits must end the call within seconds, with a message that says it died or stopped and names its
+    log, not 'no answer within 300 s'. A real backend, killed while it refines the projection."""
+    from types import SimpleNamespace
+
+    from face_edit_session import EditError, edit_region
+    from service_support import Backend
+
+    model = official_fixture / "generator.pt"
+    backend = Backend(tmp_path, model, make_directions(model, tmp_path / "dirs.safetensors"))
+    monkeypatch.setenv("ANYCOST_CONNECTION_FILE", str(backend.conn))
+    pid = backend.proc.pid
+    rng = np.random.default_rng(3)
+    region = SimpleNamespace(rgba=rng.integers(0, 256, (48, 40, 4), dtype=np.uint8).tobytes(), width=40, height=48,
+                             mask=None)
+    killed: list[float] = []
+
+    def progress(text: str, _fraction) -> None:
+        if text.startswith("Refining") and not killed:  # the backend is busy with this call: kill it now
+            os.kill(pid, sig)
+            killed.append(time.monotonic())
+
+    try:
+        with pytest.raises(EditError) as caught:
+            edit_region(region, opts.parse_options("sefa_0=0.5", refine_steps=1000), progress, timeout=300)
+        took = time.monotonic() - killed[0]
+    finally:
+        code = backend.stop()
+    message = str(caught.value)
+    assert killed, "the backend never reported refinement progress"
+    assert took < 15, f"the call noticed the {sig.name} only after {took:.1f} s: {message}"
+    assert f"pid {pid}" in message and str(backend.log) in message, message
+    assert ("died" if sig == signal.SIGKILL else "stopped") in message, message
+    assert "within 300 s" not in message
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 0), "the backend ended as the signal asked"
+
+
+def test_the_watch_names_a_log_only_where_one_can_be_found(tmp_path, monkeypatch):
+    """A backend a plug-in started logs to backend-HOST.log; another one's log is the file its stderr goes to."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    log = tmp_path / "state" / "anycost" / "backend-gimp.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    assert face_edit_backend.backend_log(tmp_path / "backend-gimp.json", 1) == log
+    with open(tmp_path / "err.log", "w") as err:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=err)
+    try:
+        assert face_edit_backend.backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) == tmp_path / "err.log"
+    finally:
+        child.kill()
+        child.wait()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=subprocess.PIPE)
+    try:  # a pipe (or a terminal) is no log file
+        assert face_edit_backend.backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) is None
+    finally:
+        child.kill()
+        child.communicate()
+

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from face_edit_backend import BackendUnavailable, connect_backend, served_model
 from face_edit_options import EditOptions, OptionsError, check_sliders
 
-from anycost_client.client import BackendError
+from anycost_client.client import GONE, BackendError
 
 Progress = Callable[[str, "float | None"], None]
 
@@ -61,6 +61,10 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
                             f"{region.width}×{region.height} region")
         return result.rgba, session.notice
     except BackendError as e:
+        if e.code == GONE:  # the backend died (or went silent) while this call waited
+            raise EditError(e.message) from None
+        if e.code == "timeout":
+            raise EditError(f"the backend did not answer: {e.message}") from None
         raise EditError(f"the backend refused the edit: {e.message} [{e.code}]") from None
     finally:
         client.close()
