@@ -506,3 +506,43 @@ def test_the_watch_names_a_log_only_where_one_can_be_found(tmp_path, monkeypatch
         child.kill()
         child.communicate()
 
+
+# ---------------------------------------------------------------------- GIMP's own Python
+def _interp(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pygimp.interp").write_text(text)
+    return folder
+
+
+def test_the_installer_checks_the_python_gimps_interpreter_files_name(tmp_path):
+    """Not the system python3: the interpreter GIMP's own interpreter files register for .py plug-ins. Real
+    interpreters are asked: this environment's (it has pyzmq and msgpack) and a bare venv's (it has neither)."""
+    ok = _interp(tmp_path / "ok", f"python3={sys.executable}\n/usr/bin/python3={sys.executable}\n"
+                                  ":Python:E::py::python3:\n")
+    found = gimp_installer.check_gimp_python(gimp_installer.find_gimp_python(dirs=[ok], path=[]))
+    assert found.python == sys.executable and "pygimp.interp" in found.how and found.missing == [], found
+    assert gimp_installer.gimp_python_notes(found, tmp_path / "plug-ins") == []
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = str(tmp_path / "bare" / "bin" / "python3")
+    lacking = _interp(tmp_path / "lacking", f"# GIMP's bundled Python\npython={bare}\n:Python:E::py::python:\n")
+    found = gimp_installer.check_gimp_python(gimp_installer.find_gimp_python(dirs=[lacking], path=[]))
+    assert found.python == bare and found.missing == ["zmq", "msgpack"], found
+    (note,) = gimp_installer.gimp_python_notes(found, tmp_path / "plug-ins")
+    assert note.startswith(f"GIMP runs plug-ins with {bare} (registered in GIMP's interpreter files") and \
+        "cannot import pyzmq and msgpack" in note, note
+
+
+def test_the_installer_says_when_gimps_python_cannot_be_checked(tmp_path):
+    """No interpreter file registers a Python and no python3 on the path loads GIMP 3's bindings (gi + the
+    Gimp 3.0 typelib; this environment's Python has no such thing): nothing is checked, and the note says so."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    found = gimp_installer.check_gimp_python(gimp_installer.find_gimp_python(dirs=[], path=[str(bin_dir)]))
+    assert found.python is None and f"tried {bin_dir / 'python3'}" in found.how, found
+    (note,) = gimp_installer.gimp_python_notes(found, tmp_path / "plug-ins")
+    assert note.startswith("could not check GIMP's Python for pyzmq and msgpack") and "import zmq, msgpack" in note
+    flatpak = Path.home() / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0" / "plug-ins"
+    (note,) = gimp_installer.gimp_python_notes(found, flatpak)
+    assert "Flatpak" in note and "--vendor --python-version" in note
