@@ -21,6 +21,11 @@ class EditError(Exception):
     """The edit could not be made; the message is for people."""
 
 
+class ArgumentError(EditError):
+    """An argument the backend's model cannot take (an unknown slider, a value out of its range): the
+    caller's mistake, found once the backend names its directions."""
+
+
 def progress_text(stage: str | None, step: int | None, steps: int | None) -> tuple[str, float | None]:
     """What to show for a backend ``progress`` message: a sentence and a fraction (None: unknown)."""
     label = _STAGES.get(stage or "", "Working")
@@ -41,7 +46,7 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
         try:
             check_sliders(opts.sliders, client.welcome.get("directions") or {})
         except OptionsError as e:
-            raise EditError(str(e)) from None
+            raise ArgumentError(str(e)) from None
 
         def on_progress(msg) -> None:
             progress(*progress_text(msg.get("stage"), msg.get("step"), msg.get("steps")))
