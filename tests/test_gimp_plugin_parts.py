@@ -507,6 +507,43 @@ def test_the_watch_names_a_log_only_where_one_can_be_found(tmp_path, monkeypatch
         child.communicate()
 
 
+# ---------------------------------------------------------------------- the dialog's start and its texts
+def test_the_dialog_starts_at_zero_in_a_new_gimp_session():
+    """GIMP keeps a procedure's last values across sessions; the dialog takes the sliders from them only when
+    they were applied in this GIMP session (the plug-in's parent process, its start time included)."""
+    from face_edit_ui import dialog_sliders, gimp_session
+
+    here = gimp_session()
+    assert here == gimp_session(os.getppid()) and here != gimp_session(os.getpid())
+    child = subprocess.run([sys.executable, "-c", "import sys; sys.path[:0] = sys.argv[1:]; import face_edit_ui; "
+                            "print(face_edit_ui.gimp_session())", str(PLUGIN_DIR), str(REPO / "plugin")],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == gimp_session(os.getpid()), "a call's session is its parent process"
+    stored = {"smile": 1.0, "age": 0.86}
+    assert dialog_sliders(stored, here, here) == stored
+    assert dialog_sliders(stored, gimp_session(os.getpid()), here) == {}
+    assert dialog_sliders(stored, "", here) == {}, "values stored before sessions were recorded"
+
+
+def test_the_dialogs_two_timings_say_what_each_measures():
+    """'Preview: … 820 ms measured (budget 80 ms)' beside 'Preview latency 18 ms' read as a contradiction: the
+    first is the backend's timing when it chose the Fast sub-generator, the second the newest preview as shown."""
+    from face_edit_ui import fast_preview_text, last_preview_text
+
+    choice = {"preview": "128:flexible", "preview_flops": 3.2e9, "preview_ms": 820.4, "preview_predicted_ms": 37,
+              "preview_source": "search", "preview_budget_ms": 80, "preview_fits": False}
+    assert fast_preview_text(choice) == ("128:flexible · 3.2 GFLOP, chosen for the 80 ms budget (searched); 820 ms "
+                                         "when the backend timed it (nothing cheaper met the budget then)")
+    assert fast_preview_text({**choice, "preview_fits": True, "preview_ms": 40}).endswith("40 ms when the backend "
+                                                                                          "timed it")
+    assert fast_preview_text({"preview": "64:0.5", "preview_predicted_ms": 12}) == "64:0.5; 12 ms predicted"
+    assert fast_preview_text({}) == ""
+    assert last_preview_text(None, None, None, None) == "–"
+    assert last_preview_text(18.2, 15.0, 1.2, "128:flexible") == \
+        "18 ms from slider to picture (render 15 ms, drawing 1 ms) at 128:flexible"
+    assert last_preview_text(18.2, None, None, "") == "18 ms from slider to picture"
+
+
 # ---------------------------------------------------------------------- GIMP's own Python
 def _interp(folder: Path, text: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)

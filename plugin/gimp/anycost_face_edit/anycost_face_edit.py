@@ -154,6 +154,9 @@ class AnycostFaceEdit(Gimp.PlugIn):
                               0, 1000, 0, flags)
         proc.add_string_argument("cost", "_Cost", "Render cost of the result: 'full', 'preview' or RES:RATIO",
                                  "full", flags)
+        # not an argument of the call: which GIMP session applied the stored sliders (see face_edit_ui.dialog_sliders)
+        proc.add_string_aux_argument("gimp-session", "GIMP session", "The GIMP session whose dialog last applied "
+                                     "the stored sliders", "", flags)
         proc.add_layer_return_value("layer", "Layer", "The new layer holding the edited region", False, flags)
         return proc
 
