@@ -27,6 +27,7 @@ from gimp_support import (
     ChrootUnavailable,
     ChrootWorkdir,
     XDisplay,
+    chroot_command,
     ensure_chroot,
     gimp_batch_command,
     mounted,
@@ -187,6 +188,50 @@ def test_installer_lays_out_the_plugin(tmp_path):
     assert main.stat().st_mode & stat.S_IXUSR, "the plug-in file must be executable"
     assert main.read_text().startswith("#!/usr/bin/env python3")
     assert (folder / "anycost_client" / "protocol.py").is_file() and (folder / "face_edit_paths.py").is_file()
+
+
+FIND_PYTHON = """import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from anycost_installers import gimp as g
+found = g.check_gimp_python(g.find_gimp_python(Path(sys.argv[2])))
+print(json.dumps({**found.__dict__, "notes": g.gimp_python_notes(found, Path(sys.argv[2]))}))
+"""
+
+
+def test_the_installer_finds_gimps_own_python_in_real_gimp(setup):
+    """The installer's search for GIMP's Python, run where GIMP 3 is installed (inside the chroot, by its
+    python3): Debian's GIMP registers no interpreter for .py files, so the python3 that loads GIMP's bindings
+    is the one, and it has pyzmq and msgpack (python3-zmq, python3-msgpack). An interpreter file beside the
+    user's plug-ins folder that names a Python without them (a bare venv) is what GIMP would run instead:
+    the installer names it and what it lacks."""
+    import shutil
+
+    inst = setup.work.outside / "installers"
+    shutil.copytree(REPO / "installers" / "anycost_installers", inst / "anycost_installers")
+    inside = setup.work.to_inside
+    other = setup.work.outside / "other-gimp" / "GIMP" / "3.0"
+    (other / "plug-ins").mkdir(parents=True)
+    with mounted(setup.chroot):
+        def find(plug_ins: Path) -> dict:
+            done = subprocess.run(chroot_command(setup.chroot, {}, "python3", "-c", FIND_PYTHON, str(inside(inst)),
+                                                 str(inside(plug_ins))), capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout)
+
+        found = find(setup.plug_ins)
+        venv = setup.work.outside / "bare-venv"
+        done = subprocess.run(chroot_command(setup.chroot, {}, "python3", "-m", "venv", "--without-pip",
+                                             str(inside(venv))), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        (other / "interpreters").mkdir()
+        bare = inside(venv / "bin" / "python3")
+        (other / "interpreters" / "pygimp.interp").write_text(f"python3={bare}\n:Python:E::py::python3:\n")
+        lacking = find(other / "plug-ins")
+    assert found["python"] == "/usr/bin/python3" and "GIMP 3's Python bindings" in found["how"], found
+    assert found["missing"] == [] and found["notes"] == [], found
+    assert lacking["python"] == str(bare) and lacking["missing"] == ["zmq", "msgpack"], lacking
+    assert "pygimp.interp" in lacking["how"] and "cannot import pyzmq and msgpack" in lacking["notes"][0], lacking
 
 
 def test_batch_edit_in_real_gimp(setup):
