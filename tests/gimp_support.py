@@ -144,6 +144,21 @@ class XDisplay:
             time.sleep(0.2)
         raise TimeoutError(f"a window named {name!r} did not {'close' if gone else 'appear'} within {timeout:g} s")
 
+    def screenshot(self, inside: Path) -> None:
+        """The screen as a PNG at ``inside`` (a path inside the chroot), taken with GDK by the chroot's Python."""
+        code = ("import sys, gi; gi.require_version('Gdk', '3.0'); from gi.repository import Gdk; "
+                "w = Gdk.get_default_root_window(); "
+                "Gdk.pixbuf_get_from_window(w, 0, 0, w.get_width(), w.get_height()).savev(sys.argv[1], 'png', [], [])")
+        done = subprocess.run(chroot_command(self.root, {"DISPLAY": self.display}, "python3", "-c", code, str(inside)),
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"the screenshot failed: {done.stderr.strip()[-2000:]}")
+
+    def geometry(self, window: str) -> tuple[int, int, int, int]:
+        """x, y, width, height of a window."""
+        values = dict(line.split("=", 1) for line in self.xdotool("getwindowgeometry", "--shell", window).split())
+        return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from gimp_support import (
     ChrootUnavailable,
     ChrootWorkdir,
     XDisplay,
+    chroot_command,
     ensure_chroot,
     gimp_batch_command,
     mounted,
@@ -188,6 +190,50 @@ def test_installer_lays_out_the_plugin(tmp_path):
     assert (folder / "anycost_client" / "protocol.py").is_file() and (folder / "face_edit_paths.py").is_file()
 
 
+FIND_PYTHON = """import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from anycost_installers import gimp as g
+found = g.check_gimp_python(g.find_gimp_python(Path(sys.argv[2])))
+print(json.dumps({**found.__dict__, "notes": g.gimp_python_notes(found, Path(sys.argv[2]))}))
+"""
+
+
+def test_the_installer_finds_gimps_own_python_in_real_gimp(setup):
+    """The installer's search for GIMP's Python, run where GIMP 3 is installed (inside the chroot, by its
+    python3): Debian's GIMP registers no interpreter for .py files, so the python3 that loads GIMP's bindings
+    is the one, and it has pyzmq and msgpack (python3-zmq, python3-msgpack). An interpreter file beside the
+    user's plug-ins folder that names a Python without them (a bare venv) is what GIMP would run instead:
+    the installer names it and what it lacks."""
+    import shutil
+
+    inst = setup.work.outside / "installers"
+    shutil.copytree(REPO / "installers" / "anycost_installers", inst / "anycost_installers")
+    inside = setup.work.to_inside
+    other = setup.work.outside / "other-gimp" / "GIMP" / "3.0"
+    (other / "plug-ins").mkdir(parents=True)
+    with mounted(setup.chroot):
+        def find(plug_ins: Path) -> dict:
+            done = subprocess.run(chroot_command(setup.chroot, {}, "python3", "-c", FIND_PYTHON, str(inside(inst)),
+                                                 str(inside(plug_ins))), capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout)
+
+        found = find(setup.plug_ins)
+        venv = setup.work.outside / "bare-venv"
+        done = subprocess.run(chroot_command(setup.chroot, {}, "python3", "-m", "venv", "--without-pip",
+                                             str(inside(venv))), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        (other / "interpreters").mkdir()
+        bare = inside(venv / "bin" / "python3")
+        (other / "interpreters" / "pygimp.interp").write_text(f"python3={bare}\n:Python:E::py::python3:\n")
+        lacking = find(other / "plug-ins")
+    assert found["python"] == "/usr/bin/python3" and "GIMP 3's Python bindings" in found["how"], found
+    assert found["missing"] == [] and found["notes"] == [], found
+    assert lacking["python"] == str(bare) and lacking["missing"] == ["zmq", "msgpack"], lacking
+    assert "pygimp.interp" in lacking["how"] and "cannot import pyzmq and msgpack" in lacking["notes"][0], lacking
+
+
 def test_batch_edit_in_real_gimp(setup):
     t0 = time.monotonic()
     name = sorted(setup.directions)[0]
@@ -212,11 +258,18 @@ def test_batch_edit_in_real_gimp(setup):
     assert reg["image_types"] == "RGB*" and reg["pluginrc"] is not None, reg
     assert reg["pluginrc"] == {"image_types": "RGB*", "sensitivity_mask": reg["sensitive_drawable"]}, reg
 
-    # A bad argument fails with a message that names the problem, and adds nothing.
+    # A bad argument is a calling error (whether found before or after reaching the backend), with a message
+    # that names the problem, and adds nothing.
     bad = report["bad_slider"]
-    assert bad["status"] in ("GIMP_PDB_EXECUTION_ERROR", "GIMP_PDB_CALLING_ERROR"), bad
+    assert bad["status"] == "GIMP_PDB_CALLING_ERROR", bad
     assert "unknown slider 'no_such_slider'" in bad["message"] and name in bad["message"], bad
     assert bad["layers_after"] == bad["layers_before"]
+    malformed = report["malformed"]
+    assert malformed["status"] == "GIMP_PDB_CALLING_ERROR", malformed
+    assert "slider 'smile' is not of the form name=value" in malformed["message"], malformed
+    assert malformed["layers_after"] == malformed["layers_before"]
+    # The face's layer stays selected after a call (the result layer is not what to edit next).
+    assert report["runs"][0]["selected"] == ["Background"], report["runs"][0]
 
     # Layers, top first: the whole-layer result above its layer, the selection's result above the background.
     layers = report["layers"]
@@ -326,6 +379,46 @@ def test_no_backend_fails_cleanly_in_real_gimp(setup):
     assert report["layers_after"] == report["layers_before"] == ["Background"] and not report["dirty"], report
 
 
+def test_a_backend_killed_mid_call_fails_the_call_within_seconds_in_real_gimp(setup):
+    """A backend of its own, SIGKILLed by its pid while a batch call waits for its (long) projection: the call
+    fails within seconds, not after its 300 s timeout, saying the backend died and where its log is."""
+    runtime = setup.work.outside / "runtime-dies"
+    runtime.mkdir(mode=0o700)
+    host_env = {**os.environ, **{v: str(setup.tmp / "user" / v.lower()) for v in (
+        "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME")}}
+    host_env.pop("ANYCOST_MODELS_DIR", None)
+    backend = DefaultBackend(runtime, setup.tmp / "backend-dies.log", host_env)
+    try:
+        backend.wait_ready()
+        script = setup.script(BATCH_SCRIPT, {"scenario": "backend_dies", "refine_steps": 1000,
+                                             "sliders": f"{sorted(setup.directions)[0]}=0.5"}, name="backend-dies")
+        with mounted(setup.chroot):
+            gimp = subprocess.Popen(gimp_batch_command(setup.chroot, script, {
+                **setup.env, "XDG_RUNTIME_DIR": str(setup.work.to_inside(runtime))}),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                _wait_events(backend, "session_opened", 1)
+                time.sleep(2.0)  # the projection runs: 1000 refinement steps
+                killed = time.time()
+                os.kill(backend.proc.pid, signal.SIGKILL)
+                output, _ = gimp.communicate(timeout=120)
+            finally:
+                if gimp.poll() is None:
+                    gimp.kill()
+                    gimp.wait()
+    finally:
+        backend.stop()
+    assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{output[-6000:]}"
+    report = json.loads((setup.out / "backend-dies.json").read_text())
+    took = report["returned"] - killed
+    print(f"GIMP e2e: the call failed {took:.1f} s after the backend was killed")
+    assert report["status"] == "GIMP_PDB_EXECUTION_ERROR", report
+    message = report["message"]
+    assert f"the Anycost backend (pid {backend.proc.pid}) died" in message and str(backend.log) in message, message
+    assert took < 15, f"the call failed only {took:.1f} s after the backend died: {message}"
+    assert report["layers_after"] == report["layers_before"] == ["Background"] and not report["dirty"], report
+
+
 def _wait_events(backend: DefaultBackend, name: str, count: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while len(backend.events(name)) < count:
@@ -334,9 +427,35 @@ def _wait_events(backend: DefaultBackend, name: str, count: int, timeout: float 
         time.sleep(0.1)
 
 
+def _return_does_nothing(display: XDisplay, backend: DefaultBackend, commits: int) -> None:
+    """Return in the dialog, which must not apply: Apply is disabled while no slider is off zero (with it
+    enabled, Return would commit, or first ask whether to apply, as no face is found on this image)."""
+    display.xdotool("key", "Return")
+    time.sleep(1.0)
+    assert not display.windows(CONFIRM_TITLE), "Return asked to apply: Apply was enabled before a slider moved"
+    assert display.windows(DIALOG_TITLE) and len(backend.events("commit")) == commits, \
+        "Return applied an unedited projection"
+
+
+def _screenshot(setup: Setup, display: XDisplay, window: str, name: str) -> Path | None:
+    """The dialog as the artist sees it, kept beside the test's other files (for people; not checked)."""
+    try:
+        display.screenshot(setup.work.to_inside(setup.out / name))
+        x, y, w, h = display.geometry(window)
+        path = setup.tmp / name
+        Image.open(setup.out / name).crop((x, y, x + w, y + h)).save(path)
+    except (RuntimeError, OSError, KeyError, ValueError, subprocess.TimeoutExpired) as e:
+        print(f"GIMP dialog e2e: no screenshot ({e})")
+        return None
+    print(f"GIMP dialog e2e: screenshot of the dialog at {path}")
+    return path
+
+
 def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
     """The dialog under Xvfb: Return does nothing before a slider moves; the first slider moved with the arrow
-    keys streams previews, Return applies, and in a second call Escape cancels without a trace."""
+    keys streams previews, Return applies (the face's layer stays selected, so Filters > Repeat edits it again),
+    and in a second call Escape cancels without a trace. Then a new GIMP session with the same settings: the
+    dialog opens with every slider at zero (GIMP kept the applied values as the procedure's last values)."""
     t0 = time.monotonic()
     backend = setup.backend
     ready0, closed0, commits0 = (len(backend.events(e)) for e in ("session_ready", "session_closed", "commit"))
@@ -353,14 +472,13 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
                 time.sleep(0.5)  # the ready message reaches the dialog, which focuses the first slider
                 display.xdotool("windowfocus", "--sync", window)
                 if session == 1:  # no slider moved yet: Apply is disabled, so Return does nothing
-                    display.xdotool("key", "Return")
-                    time.sleep(1.0)
-                    assert display.windows(DIALOG_TITLE) and len(backend.events("commit")) == commits0, \
-                        "Return applied an unedited projection"
+                    _return_does_nothing(display, backend, commits0)
                 for _ in range(presses):
                     display.xdotool("key", "Right")
                     time.sleep(0.1)
                 time.sleep(1.0)  # previews arrive
+                if session == 1:
+                    _screenshot(setup, display, window, "gimp-dialog.png")
                 display.xdotool("key", final_key)
                 if session == 1:  # no face is found on this image: Apply asks first; Alt+A answers "Apply anyway"
                     question = display.wait_window(CONFIRM_TITLE)
@@ -369,12 +487,29 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
                 _wait_events(backend, "session_closed", closed0 + session)
                 display.wait_window(DIALOG_TITLE, gone=True)
             output, _ = gimp.communicate(timeout=120)
+            assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{output[-6000:]}"
+
+            # A new GIMP session (a new gimp-console process, the same settings folder).
+            commits1 = len(backend.events("commit"))
+            script = setup.script(DIALOG_SCRIPT, {"ellipse": ELLIPSE, "scenario": "new_session"}, name="new-session")
+            gimp = subprocess.Popen(gimp_batch_command(setup.chroot, script,
+                                                       {**setup.env, "DISPLAY": display.display}),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            window = display.wait_window(DIALOG_TITLE)
+            _wait_events(backend, "session_ready", ready0 + 4)
+            time.sleep(0.5)
+            display.xdotool("windowfocus", "--sync", window)
+            _return_does_nothing(display, backend, commits1)
+            display.xdotool("key", "Escape")
+            _wait_events(backend, "session_closed", closed0 + 4)
+            display.wait_window(DIALOG_TITLE, gone=True)
+            output2, _ = gimp.communicate(timeout=120)
         finally:
             if gimp.poll() is None:
                 gimp.kill()
                 gimp.wait()
             display.stop()
-    assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{output[-6000:]}"
+    assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{output2[-6000:]}"
     report = json.loads((setup.out / "dialog-report.json").read_text())
 
     # Apply: a new layer at the selection's bounds holding the edit of the moved slider; previews were shown.
@@ -384,6 +519,7 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
     new, background = apply["layers"]
     assert new["name"] == f"Anycost Face Edit ({name} +0.05)", new
     assert new["offsets"] == ELLIPSE[:2] and new["size"] == ELLIPSE[2:]
+    assert apply["selected"] == ["Background"], "the face's layer stays selected after Apply"
     closed = backend.events("session_closed")[closed0:]
     assert closed[0]["previews"] >= 1, closed
     assert len(backend.events("commit")) == commits0 + 2, "Apply's commit and the repeat's"
@@ -396,12 +532,21 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
     assert (got[..., 3][mask == 0] == 0).all(), "transparent outside the selection"
     changed = ~(want == region).all(-1) & (mask > 0)
     assert changed.any() and ((got[..., 3] == 255) == changed).mean() > 0.99, "opaque just where the edit changed"
-    # Filters > Repeat applies the dialog's values again without a dialog.
-    assert report["repeat"] == {"status": "GIMP_PDB_SUCCESS", "layer": new["name"]}, report
+    # Filters > Repeat applies the dialog's values again without a dialog, to the selected layer: the face's,
+    # so its result goes right above the face, under the first result.
+    repeat = report["repeat"]
+    assert repeat["status"] == "GIMP_PDB_SUCCESS" and repeat["layer"].startswith(new["name"]), report
+    assert repeat["layers"] == [new["name"], repeat["layer"], "Background"], repeat
+    assert repeat["selected"] == ["Background"], repeat
 
     # Cancel: nothing added, the image not even marked dirty.
     cancel = report["cancel"]
     assert cancel["status"] == "GIMP_PDB_CANCEL", report
     assert [la["name"] for la in cancel["layers"]] == ["Background"] and not cancel["dirty"], report
     assert closed[2]["previews"] >= 1, closed
+
+    # The new session: the dialog opened with every slider at zero (Return did nothing), Escape cancelled.
+    fresh = json.loads((setup.out / "dialog-new-session.json").read_text())["new_session"]
+    assert fresh["status"] == "GIMP_PDB_CANCEL", fresh
+    assert [la["name"] for la in fresh["layers"]] == ["Background"] and not fresh["dirty"], fresh
     print(f"GIMP dialog e2e: {time.monotonic() - t0:.1f} s")

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -441,3 +442,146 @@ def test_a_failed_final_rename_puts_the_earlier_install_back(tmp_path, monkeypat
         gimp_installer.install(plug_ins, vendor_wheels=False, backend_command=["/opt/new"])
     assert _tree(plug_ins) == before, "the earlier install is back in place, nothing left over"
     assert json.loads((dest / "INSTALL.json").read_text())["backend_command"] == ["/opt/old"]
+
+
+# ---------------------------------------------------------------------- a backend that dies mid-call
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_backend_that_dies_mid_call_ends_the_call_within_seconds_naming_its_log(tmp_path, monkeypatch,
+                                                                                  official_fixture, sig):
+    """A one-shot call waits up to 300 s for an answer; a backend killed (or stopped) by its pid while the
+    call waits must end the call within seconds, with a message that says it died or stopped and names its
+    log, not 'no answer within 300 s'. A real backend, killed while it refines the projection."""
+    from types import SimpleNamespace
+
+    from face_edit_session import EditError, edit_region
+    from service_support import Backend
+
+    model = official_fixture / "generator.pt"
+    backend = Backend(tmp_path, model, make_directions(model, tmp_path / "dirs.safetensors"))
+    monkeypatch.setenv("ANYCOST_CONNECTION_FILE", str(backend.conn))
+    pid = backend.proc.pid
+    rng = np.random.default_rng(3)
+    region = SimpleNamespace(rgba=rng.integers(0, 256, (48, 40, 4), dtype=np.uint8).tobytes(), width=40, height=48,
+                             mask=None)
+    killed: list[float] = []
+
+    def progress(text: str, _fraction) -> None:
+        if text.startswith("Refining") and not killed:  # the backend is busy with this call: kill it now
+            os.kill(pid, sig)
+            killed.append(time.monotonic())
+
+    try:
+        with pytest.raises(EditError) as caught:
+            edit_region(region, opts.parse_options("sefa_0=0.5", refine_steps=1000), progress, timeout=300)
+        took = time.monotonic() - killed[0]
+    finally:
+        code = backend.stop()
+    message = str(caught.value)
+    print(f"{sig.name}: the call failed {took:.1f} s later: {message}")
+    assert killed, "the backend never reported refinement progress"
+    assert took < 15, f"the call noticed the {sig.name} only after {took:.1f} s: {message}"
+    assert f"pid {pid}" in message and str(backend.log) in message, message
+    assert ("died" if sig == signal.SIGKILL else "stopped") in message, message
+    assert "within 300 s" not in message
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+
+
+def test_the_watch_names_a_log_only_where_one_can_be_found(tmp_path, monkeypatch):
+    """A backend a plug-in started logs to backend-HOST.log; another one's log is the file its stderr goes to."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    log = tmp_path / "state" / "anycost" / "backend-gimp.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("")
+    assert face_edit_backend.backend_log(tmp_path / "backend-gimp.json", 1) == log
+    with open(tmp_path / "err.log", "w") as err:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=err)
+    try:
+        assert face_edit_backend.backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) == tmp_path / "err.log"
+    finally:
+        child.kill()
+        child.wait()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=subprocess.PIPE)
+    try:  # a pipe (or a terminal) is no log file
+        assert face_edit_backend.backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) is None
+    finally:
+        child.kill()
+        child.communicate()
+
+
+# ---------------------------------------------------------------------- the dialog's start and its texts
+def test_the_dialog_starts_at_zero_in_a_new_gimp_session():
+    """GIMP keeps a procedure's last values across sessions; the dialog takes the sliders from them only when
+    they were applied in this GIMP session (the plug-in's parent process, its start time included)."""
+    from face_edit_ui import dialog_sliders, gimp_session
+
+    here = gimp_session()
+    assert here == gimp_session(os.getppid()) and here != gimp_session(os.getpid())
+    child = subprocess.run([sys.executable, "-c", "import sys; sys.path[:0] = sys.argv[1:]; import face_edit_ui; "
+                            "print(face_edit_ui.gimp_session())", str(PLUGIN_DIR), str(REPO / "plugin")],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == gimp_session(os.getpid()), "a call's session is its parent process"
+    stored = {"smile": 1.0, "age": 0.86}
+    assert dialog_sliders(stored, here, here) == stored
+    assert dialog_sliders(stored, gimp_session(os.getpid()), here) == {}
+    assert dialog_sliders(stored, "", here) == {}, "values stored before sessions were recorded"
+
+
+def test_the_dialogs_two_timings_say_what_each_measures():
+    """'Preview: … 820 ms measured (budget 80 ms)' beside 'Preview latency 18 ms' read as a contradiction: the
+    first is the backend's timing when it chose the Fast sub-generator, the second the newest preview as shown."""
+    from face_edit_ui import fast_preview_text, last_preview_text
+
+    choice = {"preview": "128:flexible", "preview_flops": 3.2e9, "preview_ms": 820.4, "preview_predicted_ms": 37,
+              "preview_source": "search", "preview_budget_ms": 80, "preview_fits": False}
+    assert fast_preview_text(choice) == ("128:flexible · 3.2 GFLOP, chosen for the 80 ms budget (searched); 820 ms "
+                                         "when the backend timed it (nothing cheaper met the budget then)")
+    assert fast_preview_text({**choice, "preview_fits": True, "preview_ms": 40}).endswith("40 ms when the backend "
+                                                                                          "timed it")
+    assert fast_preview_text({"preview": "64:0.5", "preview_predicted_ms": 12}) == "64:0.5; 12 ms predicted"
+    assert fast_preview_text({}) == ""
+    assert last_preview_text(None, None, None, None) == "–"
+    assert last_preview_text(18.2, 15.0, 1.2, "128:flexible") == \
+        "18 ms from slider to picture (render 15 ms, drawing 1 ms) at 128:flexible"
+    assert last_preview_text(18.2, None, None, "") == "18 ms from slider to picture"
+
+
+# ---------------------------------------------------------------------- GIMP's own Python
+def _interp(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pygimp.interp").write_text(text)
+    return folder
+
+
+def test_the_installer_checks_the_python_gimps_interpreter_files_name(tmp_path):
+    """Not the system python3: the interpreter GIMP's own interpreter files register for .py plug-ins. Real
+    interpreters are asked: this environment's (it has pyzmq and msgpack) and a bare venv's (it has neither)."""
+    ok = _interp(tmp_path / "ok", f"python3={sys.executable}\n/usr/bin/python3={sys.executable}\n"
+                                  ":Python:E::py::python3:\n")
+    found = gimp_installer.check_gimp_python(gimp_installer.find_gimp_python(dirs=[ok], path=[]))
+    assert found.python == sys.executable and "pygimp.interp" in found.how and found.missing == [], found
+    assert gimp_installer.gimp_python_notes(found, tmp_path / "plug-ins") == []
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    bare = str(tmp_path / "bare" / "bin" / "python3")
+    lacking = _interp(tmp_path / "lacking", f"# GIMP's bundled Python\npython={bare}\n:Python:E::py::python:\n")
+    found = gimp_installer.check_gimp_python(gimp_installer.find_gimp_python(dirs=[lacking], path=[]))
+    assert found.python == bare and found.missing == ["zmq", "msgpack"], found
+    (note,) = gimp_installer.gimp_python_notes(found, tmp_path / "plug-ins")
+    assert note.startswith(f"GIMP runs plug-ins with {bare} (registered in GIMP's interpreter files") and \
+        "cannot import pyzmq and msgpack" in note, note
+
+
+def test_the_installer_says_when_gimps_python_cannot_be_checked(tmp_path):
+    """No interpreter file registers a Python and no python3 on the path loads GIMP 3's bindings (gi + the
+    Gimp 3.0 typelib; this environment's Python has no such thing): nothing is checked, and the note says so."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    found = gimp_installer.check_gimp_python(gimp_installer.find_gimp_python(dirs=[], path=[str(bin_dir)]))
+    assert found.python is None and f"tried {bin_dir / 'python3'}" in found.how, found
+    (note,) = gimp_installer.gimp_python_notes(found, tmp_path / "plug-ins")
+    assert note.startswith("could not check GIMP's Python for pyzmq and msgpack") and "import zmq, msgpack" in note
+    flatpak = Path.home() / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0" / "plug-ins"
+    (note,) = gimp_installer.gimp_python_notes(found, flatpak)
+    assert "Flatpak" in note and "--vendor --python-version" in note

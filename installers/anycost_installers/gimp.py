@@ -53,6 +53,7 @@ class InstallReport:
     python_source: str = ""
     backend_command: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    gimp_python: GimpPython | None = None  # the Python GIMP runs the plug-in with, where it was checked
 
 
 def plugin_sources() -> tuple[Path, Path]:
@@ -115,18 +116,142 @@ def detect_gimp_python(gimp: str | os.PathLike | None = None, platform: str = sy
     return None
 
 
-def _system_python_has_deps() -> bool | None:
-    """Whether the system python3 (what GIMP runs plug-ins with on Linux) imports zmq and msgpack;
-    None where there is no python3 to ask."""
-    python = shutil.which("python3", path="/usr/bin:/usr/local/bin:/bin")
-    if python is None:
-        return None
+# ------------------------------------------------------------------------------------ GIMP's own Python
+GIMP_TYPELIB_CHECK = "import gi; gi.require_version('Gimp', '3.0'); from gi.repository import Gimp"
+DEPS_CHECK = ("import importlib, json\nmissing = []\nfor name in ('zmq', 'msgpack'):\n    try:\n"
+              "        importlib.import_module(name)\n    except Exception:\n        missing.append(name)\n"
+              "print(json.dumps(missing))")
+PIP_NAMES = {"zmq": "pyzmq", "msgpack": "msgpack"}
+
+
+def interpreter_dirs(plug_ins_dir: Path | None = None) -> list[Path]:
+    """Where GIMP 3 reads its interpreter files (``*.interp``): its installation's
+    ``lib[/ARCH]/gimp/3.0/interpreters`` (the usual prefixes) and the user's own folder beside ``plug-ins``."""
+    found: list[Path] = []
+    for prefix in ("/usr", "/usr/local", "/opt/gimp", "/opt/gimp-3.0"):
+        for pattern in ("lib/gimp/3.0/interpreters", "lib/*/gimp/3.0/interpreters", "lib64/gimp/3.0/interpreters"):
+            found += [Path(p) for p in sorted(glob.glob(os.path.join(prefix, pattern)))]
+    if plug_ins_dir is not None:
+        found.append(Path(plug_ins_dir).parent / "interpreters")
+    return [d for d in found if d.is_dir()]
+
+
+def read_interpreters(dirs: list[Path]) -> tuple[dict[str, str], dict[str, str], list[Path]]:
+    """GIMP's interpreter files in ``dirs``: (program name → interpreter, file extension → program, the
+    files read). Lines are ``NAME=PATH`` or binfmt-style ``:NAME:E::EXT::PROGRAM:``; later files win."""
+    programs: dict[str, str] = {}
+    extensions: dict[str, str] = {}
+    files: list[Path] = []
+    for d in dirs:
+        for f in sorted(d.glob("*.interp")):
+            try:
+                text = f.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            files.append(f)
+            for line in text.splitlines():
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith(":"):
+                    fields = line.split(":")
+                    if len(fields) >= 7 and fields[2] == "E" and fields[4]:
+                        extensions[fields[4].lower()] = fields[6]
+                elif "=" in line:
+                    name, _, path = line.partition("=")
+                    programs[name.strip()] = path.strip()
+    return programs, extensions, files
+
+
+def _plain_path() -> list[str]:
+    """PATH as GIMP started from the desktop sees it: without this environment's own bin folder (a venv's)."""
+    own = {os.path.realpath(os.path.join(sys.prefix, "bin")), os.path.realpath(os.path.dirname(sys.executable))}
+    if os.environ.get("VIRTUAL_ENV"):
+        own.add(os.path.realpath(os.path.join(os.environ["VIRTUAL_ENV"], "bin")))
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and os.path.realpath(d) not in own]
+    return dirs + [d for d in ("/usr/local/bin", "/usr/bin", "/bin") if d not in dirs]
+
+
+def _run_python(python: str, code: str, timeout: float = 60.0) -> subprocess.CompletedProcess | None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     try:
-        done = subprocess.run([python, "-I", "-c", "import zmq, msgpack"], env=env, capture_output=True, timeout=30)
+        return subprocess.run([python, "-I", "-c", code], env=env, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.returncode == 0
+
+
+@dataclass
+class GimpPython:
+    """The Python GIMP runs this plug-in with, as far as the installer can tell."""
+
+    python: str | None  # None: not found, so nothing could be checked
+    how: str  # how it was found, or why it was not
+    missing: list[str] | None = None  # modules it lacks (None: not checked)
+
+
+def find_gimp_python(plug_ins_dir: Path | None = None, *, dirs: list[Path] | None = None,
+                     path: list[str] | None = None) -> GimpPython:
+    """The interpreter GIMP runs ``anycost_face_edit.py`` with: the one its interpreter files register for
+    ``.py`` files or for ``python3`` (the plug-in's ``#!/usr/bin/env python3``), else the ``python3`` GIMP's
+    PATH gives, which must load GIMP 3's GObject introspection (``gi`` with the ``Gimp 3.0`` typelib) to run
+    any Python plug-in. ``dirs``: the interpreter folders (default ``interpreter_dirs``); ``path``: the
+    folders searched for ``python3`` (default PATH without this environment's own)."""
+    programs, extensions, files = read_interpreters(interpreter_dirs(plug_ins_dir) if dirs is None else dirs)
+    program = extensions.get("py") or "python3"
+    registered = programs.get(program) or programs.get(os.path.basename(program))
+    if registered is None and os.path.isabs(program):
+        registered = program
+    if registered:
+        where = ", ".join(str(f) for f in files)
+        return GimpPython(registered, f"registered in GIMP's interpreter files ({where})")
+    tried: list[str] = []
+    seen_real: set[str] = set()
+    for folder in (_plain_path() if path is None else path):
+        candidate = os.path.join(folder, "python3")
+        if not os.access(candidate, os.X_OK) or os.path.realpath(candidate) in seen_real:
+            continue
+        seen_real.add(os.path.realpath(candidate))
+        tried.append(candidate)
+        done = _run_python(candidate, GIMP_TYPELIB_CHECK)
+        if done is not None and done.returncode == 0:
+            return GimpPython(candidate, "the python3 on PATH that loads GIMP 3's Python bindings (gi, Gimp 3.0)")
+    seen = f" (tried {', '.join(tried)})" if tried else ""
+    return GimpPython(None, "no interpreter file of GIMP registers a Python, and no python3 here loads GIMP 3's "
+                            f"Python bindings (gi with the Gimp 3.0 typelib){seen}")
+
+
+def check_gimp_python(found: GimpPython) -> GimpPython:
+    """``found`` with the modules the plug-in needs that its Python cannot import."""
+    if found.python is None:
+        return found
+    done = _run_python(found.python, DEPS_CHECK)
+    if done is None or done.returncode != 0:
+        return GimpPython(found.python, f"{found.how}; it did not run", None)
+    try:
+        missing = [str(m) for m in json.loads(done.stdout.strip().splitlines()[-1])]
+    except (ValueError, IndexError):
+        return GimpPython(found.python, f"{found.how}; it did not say what it can import", None)
+    return GimpPython(found.python, found.how, missing)
+
+
+def gimp_python_notes(found: GimpPython, plug_ins_dir: Path) -> list[str]:
+    """What to tell the user about GIMP's Python and pyzmq/msgpack: the check's result, or that it could
+    not be made and what to check by hand."""
+    if "/.var/app/org.gimp.GIMP/" in str(plug_ins_dir).replace("\\", "/") + "/":
+        return ["the Flatpak GIMP runs plug-ins with the Python inside its sandbox, which cannot be checked from "
+                "here: re-run with --vendor --python-version 3.X (GIMP's Python-Fu console shows the version)"]
+    if found.python is None:
+        return [f"could not check GIMP's Python for pyzmq and msgpack: {found.how}. Check it by hand: GIMP's "
+                "Python-Fu console (Filters ▸ Development ▸ Python-Fu ▸ Console) must 'import zmq, msgpack'"]
+    if found.missing is None:
+        return [f"could not check GIMP's Python {found.python} ({found.how}) for pyzmq and msgpack"]
+    if not found.missing:
+        return []
+    names = " and ".join(PIP_NAMES[m] for m in found.missing)
+    return [f"GIMP runs plug-ins with {found.python} ({found.how}), which cannot import {names}: install them "
+            "for it (Debian/Ubuntu: apt install python3-zmq python3-msgpack; Fedora: dnf install python3-zmq "
+            "python3-msgpack), or re-run with --vendor --python-version X.Y for a GIMP with its own Python "
+            "(Flatpak, AppImage)"]
 
 
 def default_backend_command() -> list[str]:
@@ -238,11 +363,10 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False
     from anycost_client.backend_launcher import save_config
 
     save_config({"backend_command": report.backend_command})
-    if target is None and sys.platform.startswith("linux") and _system_python_has_deps() is False:
-        report.notes.append("the system python3, which GIMP runs plug-ins with, cannot import zmq and msgpack: "
-                            "install them (Debian/Ubuntu: apt install python3-zmq python3-msgpack; Fedora: dnf "
-                            "install python3-zmq python3-msgpack), or re-run with --vendor --python-version X.Y "
-                            "for a GIMP with its own Python (Flatpak, AppImage)")
+    if target is None and sys.platform.startswith("linux"):
+        found = check_gimp_python(find_gimp_python(target_dir))
+        report.gimp_python = found
+        report.notes += gimp_python_notes(found, target_dir)
     return report
 
 

@@ -25,7 +25,9 @@ from .connection import Connection, SessionState, Status
 from .connection_file import find_connection_file, read_connection_file
 from .protocol import Message
 
-__all__ = ["BackendError", "Client", "Preview", "Result", "Session", "Status", "load_curve_keys"]
+__all__ = ["GONE", "BackendError", "Client", "Preview", "Result", "Session", "Status", "load_curve_keys"]
+
+GONE = "backend_gone"  # BackendError code: a watch (``Client.watch``) saw the backend go away
 
 
 class BackendError(Exception):
@@ -78,6 +80,9 @@ class Client:
         self.timeout = timeout
         self._inbox: deque[Message] = deque(maxlen=4096)
         conn.on_message = self._inbox.append
+        self._watch: Callable[[], str | None] | None = None
+        self._watch_every = 0.5
+        self._watch_due = 0.0
 
     @classmethod
     def connect(cls, connection_file: str | os.PathLike | None = None, *, endpoint: str | None = None,
@@ -121,6 +126,12 @@ class Client:
     def close(self) -> None:
         self.conn.close()
 
+    def watch(self, check: Callable[[], str | None] | None, every: float = 0.5) -> None:
+        """While a call waits for an answer, run ``check`` every ``every`` seconds: it returns why the
+        backend can no longer answer (say, its process is gone), or None. A reason ends the wait at once
+        with ``BackendError(GONE, reason)`` instead of at the call's timeout. None stops watching."""
+        self._watch, self._watch_every, self._watch_due = check, every, 0.0
+
     def __enter__(self) -> Client:
         return self
 
@@ -146,6 +157,11 @@ class Client:
             if m is not None:
                 return m
             now = time.monotonic()
+            if self._watch is not None and now >= self._watch_due:
+                self._watch_due = now + self._watch_every
+                why = self._watch()
+                if why:
+                    raise BackendError(GONE, why)
             if now >= deadline:
                 raise BackendError("timeout", f"no answer from the backend ({what}) within "
                                               f"{self.timeout if timeout is None else timeout:g} s")

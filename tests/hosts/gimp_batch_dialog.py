@@ -1,7 +1,10 @@
 # Runs inside GIMP 3 (gimp-console under Xvfb, python-fu-eval batch) for tests/test_gimp_e2e.py. The
 # test puts a line `SPEC = "/path/spec.json"` in front of this text and drives the plug-in's dialog
-# with the keyboard from outside: the first call is applied (then repeated with the last values, no
-# dialog), the second cancelled. What the image holds after each is written to the spec's "out" folder.
+# with the keyboard from outside. Scenario "session" (the default): the first call is applied (then
+# repeated with the last values and no dialog, on the layers GIMP has selected, as Filters > Repeat
+# does), the second cancelled. Scenario "new_session" (a later GIMP process with the same settings
+# folder): one call, which the test cancels. What the image holds after each is written to the spec's
+# "out" folder.
 import json
 import os
 
@@ -30,6 +33,10 @@ def layers(image):
             for la in image.get_layers()]
 
 
+def selected(image):
+    return [la.get_name() for la in image.get_selected_layers()]
+
+
 image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(spec["image"]))
 image.clean_all()
 background = image.get_layers()[0]
@@ -39,26 +46,40 @@ with open(os.path.join(out, "dialog-selection.a8"), "wb") as f:
     f.write(bytes(image.get_selection().get_buffer().get(Gegl.Rectangle.new(x, y, w, h), 1.0, "Y u8",
                                                          Gegl.AbyssPolicy.NONE)))
 image.clean_all()
-report = {}
 
-status, layer = call_dialog(image, background)  # the test moves a slider and presses Return
-report["apply"] = {"status": status.value_name, "layers": layers(image), "dirty": image.is_dirty()}
-if status == Gimp.PDBStatusType.SUCCESS:
-    w, h = layer.get_width(), layer.get_height()
-    with open(os.path.join(out, "dialog-layer.rgba"), "wb") as f:
-        f.write(bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8",
-                                             Gegl.AbyssPolicy.NONE)))
-    image.remove_layer(layer)
-    # Filters > Repeat: the values applied in the dialog are the procedure's last values.
-    status, layer = call_dialog(image, background, Gimp.RunMode.WITH_LAST_VALS)
-    report["repeat"] = {"status": status.value_name, "layer": layer.get_name() if layer is not None else None}
+
+def new_session(image, background):
+    status, _ = call_dialog(image, background)  # the test presses Return (nothing may happen), then Escape
+    report = {"new_session": {"status": status.value_name, "layers": layers(image), "dirty": image.is_dirty()}}
+    with open(os.path.join(out, "dialog-new-session.json"), "w") as f:
+        json.dump(report, f)
+
+
+def session(image, background):
+    report = {}
+    status, layer = call_dialog(image, background)  # the test moves a slider and presses Return
+    report["apply"] = {"status": status.value_name, "layers": layers(image), "dirty": image.is_dirty(),
+                       "selected": selected(image)}
     if status == Gimp.PDBStatusType.SUCCESS:
+        w, h = layer.get_width(), layer.get_height()
+        with open(os.path.join(out, "dialog-layer.rgba"), "wb") as f:
+            f.write(bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8",
+                                                 Gegl.AbyssPolicy.NONE)))
+        # Filters > Repeat: the values applied in the dialog are the procedure's last values, and it edits the
+        # layer GIMP has selected, which must still be the face's, not the result layer just added.
+        status, again = call_dialog(image, image.get_selected_layers()[0], Gimp.RunMode.WITH_LAST_VALS)
+        report["repeat"] = {"status": status.value_name, "layer": again.get_name() if again is not None else None,
+                            "layers": [la["name"] for la in layers(image)], "selected": selected(image)}
+        if status == Gimp.PDBStatusType.SUCCESS:
+            image.remove_layer(again)
         image.remove_layer(layer)
-image.clean_all()
+    image.clean_all()
 
-status, _ = call_dialog(image, background)  # the test moves a slider and presses Escape
-report["cancel"] = {"status": status.value_name, "layers": layers(image), "dirty": image.is_dirty()}
+    status, _ = call_dialog(image, background)  # the test moves a slider and presses Escape
+    report["cancel"] = {"status": status.value_name, "layers": layers(image), "dirty": image.is_dirty()}
+    with open(os.path.join(out, "dialog-report.json"), "w") as f:
+        json.dump(report, f)
 
-with open(os.path.join(out, "dialog-report.json"), "w") as f:
-    json.dump(report, f)
+
+(new_session if spec.get("scenario") == "new_session" else session)(image, background)
 image.delete()

@@ -1,12 +1,14 @@
 # Runs inside GIMP 3 (gimp-console, python-fu-eval batch) for tests/test_gimp_e2e.py. The test puts
 # a line `SPEC = "/path/spec.json"` in front of this text. Scenario "edit": calls the installed
 # plug-in non-interactively on an 8-bit image (three times) and on a copy converted to the spec's
-# higher precision, and writes what the images hold afterwards to the spec's "out" folder. Scenario
-# "no_backend": one call that must fail, its status and message. The test checks the output. An
-# unexpected failure raises, so gimp-console exits with 64.
+# higher precision, and writes what the images hold afterwards to the spec's "out" folder. Scenarios
+# "no_backend" and "backend_dies" (the test kills the backend mid-call): one call that must fail, its
+# status and message. The test checks the output. An unexpected failure raises, so gimp-console exits
+# with 64.
 import json
 import os
 import re
+import time
 from array import array
 
 import gi
@@ -84,6 +86,20 @@ def no_backend():
     image.delete()
 
 
+def backend_dies():
+    """The backend is killed while the call waits (the test kills it): the call must fail soon after, with a
+    message, and add nothing. Reports when the call returned (wall clock, as the test's kill time is)."""
+    image = load()
+    image.clean_all()
+    before = layer_names(image)
+    status, message = call_plugin(image, image.get_layers()[0], spec["sliders"])
+    returned = time.time()
+    with open(os.path.join(out, "backend-dies.json"), "w") as f:
+        json.dump({"status": status.value_name, "message": str(message), "returned": returned,
+                   "layers_before": before, "layers_after": layer_names(image), "dirty": image.is_dirty()}, f)
+    image.delete()
+
+
 def edit_8bit(report):
     """Three calls on the 8-bit image; what the image holds afterwards."""
     image = load()
@@ -98,13 +114,17 @@ def edit_8bit(report):
     status, layer_a = call_plugin(image, background, spec["sliders"])
     if status != Gimp.PDBStatusType.SUCCESS:
         raise RuntimeError(f"the plug-in failed on the selection: {status} {layer_a}")
-    report["runs"].append({"layer": layer_a.get_name()})
+    # the face's layer stays selected, so the next call (or Filters > Repeat) edits it again
+    report["runs"].append({"layer": layer_a.get_name(),
+                           "selected": [la.get_name() for la in image.get_selected_layers()]})
 
-    # 2. An unknown slider: the call must fail with a message and leave the image alone.
+    # 2. An unknown slider (known only once the backend names its model's sliders) and a malformed one: the
+    # call must fail with a message and leave the image alone.
     n_layers = len(image.get_layers())
-    status, message = call_plugin(image, background, "no_such_slider=0.5")
-    report["bad_slider"] = {"status": status.value_name, "message": str(message),
-                            "layers_before": n_layers, "layers_after": len(image.get_layers())}
+    for name, sliders in (("bad_slider", "no_such_slider=0.5"), ("malformed", "smile")):
+        status, message = call_plugin(image, background, sliders)
+        report[name] = {"status": status.value_name, "message": str(message),
+                        "layers_before": n_layers, "layers_after": len(image.get_layers())}
 
     # 3. No selection, on a layer of its own at an offset: the whole drawable.
     Gimp.Selection.none(image)
@@ -176,6 +196,8 @@ def edit_high_precision(report):
 
 if spec.get("scenario") == "no_backend":
     no_backend()
+elif spec.get("scenario") == "backend_dies":
+    backend_dies()
 else:
     results = {"runs": [], "registration": registration()}
     edit_8bit(results)

@@ -127,6 +127,9 @@ def _install_gimp(mod, args: argparse.Namespace) -> int:
         print(f"  vendored for GIMP's Python {report.python_version} (from {report.python_source}): "
               f"{', '.join(report.vendored)}")
     print(f"  backend command: {shlex.join(report.backend_command)}")
+    found = report.gimp_python
+    if found is not None and found.python and found.missing == []:
+        print(f"  GIMP's Python: {found.python} ({found.how}) imports pyzmq and msgpack")
     for note in report.notes:
         print(f"  note: {note}")
     print("Restart GIMP, then select a face and use Filters ▸ Anycost Face Edit…")

@@ -36,9 +36,18 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 PROC_NAME = "plug-in-anycost-face-edit"
 
 
+# One rule for the status of a failed call: CALLING_ERROR when the call itself is wrong (its arguments: the
+# drawables, the image's mode, the selection, the sliders, the refinement steps, the cost; an unknown slider
+# or a value outside its range is found once the backend names its model's directions), EXECUTION_ERROR
+# when a right call could not be carried out (no backend, a backend serving another model, a backend that
+# failed or died, GIMP's Python lacking pyzmq). The message names the cause either way.
 def _fail(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):
     return procedure.new_return_values(status, GLib.Error.new_literal(GLib.quark_from_string("anycost"),
                                                                        message, 0))
+
+
+def _bad_call(procedure, message: str):
+    return _fail(procedure, message, Gimp.PDBStatusType.CALLING_ERROR)
 
 
 def _success(procedure, layer):
@@ -53,7 +62,7 @@ def run(procedure, run_mode, image, drawables, config, _data):
     try:
         import face_edit_canvas as canvas
         import face_edit_options as options
-        from face_edit_session import EditError, edit_region
+        from face_edit_session import ArgumentError, EditError, edit_region
 
         from anycost_client.controller import edit_layer_name
     except ImportError as e:
@@ -65,7 +74,7 @@ def run(procedure, run_mode, image, drawables, config, _data):
     try:
         region = canvas.read_region(image, list(drawables))
     except canvas.CanvasError as e:
-        return _fail(procedure, f"Anycost Face Edit: {e}.", Gimp.PDBStatusType.CALLING_ERROR)
+        return _bad_call(procedure, f"Anycost Face Edit: {e}.")
 
     if run_mode == Gimp.RunMode.INTERACTIVE:
         from face_edit_dialog import run_dialog
@@ -79,12 +88,14 @@ def run(procedure, run_mode, image, drawables, config, _data):
         opts = options.parse_options(config.get_property("sliders"), config.get_property("model"),
                                      config.get_property("refine-steps"), config.get_property("cost"))
     except options.OptionsError as e:
-        return _fail(procedure, f"Anycost Face Edit: {e}.", Gimp.PDBStatusType.CALLING_ERROR)
+        return _bad_call(procedure, f"Anycost Face Edit: {e}.")
 
     Gimp.progress_init("Anycost Face Edit")
     try:
         rgba, notice = edit_region(region, opts, progress=_progress)
         layer = canvas.add_result_layer(region, rgba, edit_layer_name(opts.sliders))
+    except ArgumentError as e:
+        return _bad_call(procedure, f"Anycost Face Edit: {e}.")
     except (EditError, canvas.CanvasError) as e:
         return _fail(procedure, f"Anycost Face Edit: {e}")
     finally:
@@ -143,6 +154,9 @@ class AnycostFaceEdit(Gimp.PlugIn):
                               0, 1000, 0, flags)
         proc.add_string_argument("cost", "_Cost", "Render cost of the result: 'full', 'preview' or RES:RATIO",
                                  "full", flags)
+        # not an argument of the call: which GIMP session applied the stored sliders (see face_edit_ui.dialog_sliders)
+        proc.add_string_aux_argument("gimp-session", "GIMP session", "The GIMP session whose dialog last applied "
+                                     "the stored sliders", "", flags)
         proc.add_layer_return_value("layer", "Layer", "The new layer holding the edited region", False, flags)
         return proc
 

@@ -81,8 +81,9 @@ def read_region(image: Gimp.Image, drawables: list) -> Region:
 
 def add_result_layer(region: Region, rgba: bytes, name: str) -> Gimp.Layer:
     """The result as a new layer right above the source drawable, at the region's offsets: one undo
-    step. The layer is filled before it enters the image, so a failure leaves the image as it was. It is
-    transparent outside the selection and wherever the result equals the region's original pixels."""
+    step; the source drawable stays the selected layer. The layer is filled before it enters the image, so
+    a failure leaves the image as it was. It is transparent outside the selection and wherever the result
+    equals the region's original pixels."""
     if len(rgba) != region.width * region.height * 4:
         raise CanvasError(f"the backend returned {len(rgba)} bytes for a {region.width}×{region.height} region")
     rgba = result_layer_pixels(bytes(rgba), region.rgba, region.mask)
@@ -103,5 +104,8 @@ def add_result_layer(region: Region, rgba: bytes, name: str) -> Gimp.Layer:
         layer.update(0, 0, region.width, region.height)
     finally:
         image.undo_group_end()
+    # Inserting made the new layer the selected one. The source stays selected instead, so reopening the
+    # dialog or Filters > Repeat edits the face again, not the mostly transparent result layer.
+    image.set_selected_layers([region.drawable])
     Gimp.displays_flush()
     return layer

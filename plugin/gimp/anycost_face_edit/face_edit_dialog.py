@@ -19,7 +19,15 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 from face_edit_canvas import Region, add_result_layer  # noqa: E402
-from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
+from face_edit_ui import (  # noqa: E402
+    cost_label,
+    dialog_sliders,
+    fast_preview_text,
+    fit_size,
+    gimp_session,
+    last_preview_text,
+    sliders_text,
+)
 from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
 
 from anycost_client.controller import AUTO, BackendLink, EditController, LinkSettings, LinkState, Phase  # noqa: E402
@@ -85,12 +93,14 @@ class FaceEditDialog:
         self.controller = self._new_controller(int(config.get_property("refine-steps")), self._initial_sliders())
 
     def _initial_sliders(self) -> dict[str, float]:
+        """The last applied values when they were applied in this GIMP session, else none (all at zero)."""
         from face_edit_options import OptionsError, parse_sliders
 
         try:
-            return parse_sliders(self.config.get_property("sliders") or "")
+            stored = parse_sliders(self.config.get_property("sliders") or "")
         except OptionsError:
             return {}
+        return dialog_sliders(stored, self.config.get_property("gimp-session") or "", gimp_session())
 
     def _new_controller(self, refine_steps: int, sliders: dict[str, float]) -> EditController:
         controller = EditController(self.link, self.wire_region, self.canvas, refine_steps=refine_steps,
@@ -144,12 +154,14 @@ class FaceEditDialog:
         self.quality = Gtk.ComboBoxText(hexpand=True)
         self.quality.connect("changed", self._on_quality)
         form.attach(self.quality, 1, 0, 2, 1)
-        form.attach(Gtk.Label(label="Preview latency", xalign=0.0), 0, 1, 1, 1)
-        self.latency = Gtk.Label(label="–", xalign=0.0)
+        # Two timings that measure different things, each saying which: the newest preview as shown here
+        # (slider moved → picture drawn), and what Fast is on this backend, timed once when it was chosen.
+        form.attach(Gtk.Label(label="Last preview", xalign=0.0, yalign=0.0), 0, 1, 1, 1)
+        self.latency = Gtk.Label(label="–", xalign=0.0, wrap=True, max_width_chars=36, selectable=True)
         form.attach(self.latency, 1, 1, 2, 1)
-        # what Fast means on this backend: the sub-generator it chose, its cost and its timing
-        self.choice = Gtk.Label(label="–", xalign=0.0, wrap=True, max_width_chars=44, selectable=True)
-        form.attach(self.choice, 0, 2, 3, 1)
+        form.attach(Gtk.Label(label="Fast previews", xalign=0.0, yalign=0.0), 0, 2, 1, 1)
+        self.choice = Gtk.Label(label="–", xalign=0.0, wrap=True, max_width_chars=36, selectable=True)
+        form.attach(self.choice, 1, 2, 2, 1)
         form.attach(Gtk.Label(label="Likeness (refinement steps)", xalign=0.0), 0, 3, 1, 1)
         self.steps = Gtk.SpinButton.new_with_range(0, 1000, 10)
         self.steps.set_value(self.config.get_property("refine-steps"))
@@ -259,8 +271,8 @@ class FaceEditDialog:
             self.progress.pulse()
         else:
             self.progress.set_fraction(frac if frac is not None else (0.0 if c.phase == Phase.FAILED else 1.0))
-        self.latency.set_text(c.latency_text())
-        self.choice.set_text(c.preview_choice_text() or "–")
+        self.latency.set_text(last_preview_text(c.latency_ms, c.render_ms, c.draw_ms, c.preview_cost))
+        self.choice.set_text(fast_preview_text(c.preview_choice) or "–")
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
         # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
         edited = c.has_edit
@@ -327,6 +339,7 @@ class FaceEditDialog:
         if applied:
             self.config.set_property("sliders", sliders_text(self.controller.sliders))
             self.config.set_property("refine-steps", int(self.steps.get_value()))
+            self.config.set_property("gimp-session", gimp_session())
         self.dialog.hide()
         self._loop.quit()
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from face_edit_backend import BackendUnavailable, connect_backend, served_model
 from face_edit_options import EditOptions, OptionsError, check_sliders
 
-from anycost_client.client import BackendError
+from anycost_client.client import GONE, BackendError
 
 Progress = Callable[[str, "float | None"], None]
 
@@ -19,6 +19,11 @@ _STAGES = {"align": "Finding the face", "encode": "Encoding the face", "refine":
 
 class EditError(Exception):
     """The edit could not be made; the message is for people."""
+
+
+class ArgumentError(EditError):
+    """An argument the backend's model cannot take (an unknown slider, a value out of its range): the
+    caller's mistake, found once the backend names its directions."""
 
 
 def progress_text(stage: str | None, step: int | None, steps: int | None) -> tuple[str, float | None]:
@@ -41,7 +46,7 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
         try:
             check_sliders(opts.sliders, client.welcome.get("directions") or {})
         except OptionsError as e:
-            raise EditError(str(e)) from None
+            raise ArgumentError(str(e)) from None
 
         def on_progress(msg) -> None:
             progress(*progress_text(msg.get("stage"), msg.get("step"), msg.get("steps")))
@@ -61,6 +66,10 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
                             f"{region.width}×{region.height} region")
         return result.rgba, session.notice
     except BackendError as e:
+        if e.code == GONE:  # the backend died (or went silent) while this call waited
+            raise EditError(e.message) from None
+        if e.code == "timeout":
+            raise EditError(f"the backend did not answer: {e.message}") from None
         raise EditError(f"the backend refused the edit: {e.message} [{e.code}]") from None
     finally:
         client.close()
