@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -102,6 +102,8 @@ class Client:
             kw.setdefault("plain", info.get("auth") == "plain")  # older backends: no handshake proof
         if isinstance(key, str):
             key = bytes.fromhex(key)
+        if endpoint is None:
+            raise ValueError("a key without a connection file needs an endpoint too")
         client = cls(Connection(endpoint, key, curve=curve, **kw), timeout=timeout)
         try:
             client._wait(lambda m: m.type in ("welcome", "error") and m.request_id == client.conn._hello_id,
@@ -168,7 +170,7 @@ class Client:
             sock = self.conn.sock
             if sock is None:
                 raise BackendError("closed", "the connection is closed")
-            if not (sock.getsockopt(zmq.EVENTS) & zmq.POLLIN):
+            if not (cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN):
                 due = self.conn.next_resend(now)  # a request refused 'rate_limited' goes out again then
                 wait = min(0.25, deadline - now, 0.25 if due is None else due)
                 sock.poll(int(wait * 1000) + 1, zmq.POLLIN)
@@ -213,6 +215,11 @@ class Session:
     def sid(self) -> str | None:
         return self.state.sid if self.state else None
 
+    def _live(self) -> SessionState:
+        if self.state is None:
+            raise BackendError("closed", "the session was never opened")
+        return self.state
+
     @property
     def directions(self) -> dict:
         return dict(self.ready.get("directions") or {}) if self.ready else {}
@@ -241,7 +248,7 @@ class Session:
         send()
         while True:
             # a reconnect resends the open under a new request id: match whichever is current
-            m = self.client._wait(lambda m: m.request_id == self.state.open_request
+            m = self.client._wait(lambda m: m.request_id == self._live().open_request
                                   and m.type in ("progress", "ready", "error"), timeout, what="open", resend=send)
             if m.type == "progress":
                 self.progress_messages += 1
@@ -277,7 +284,7 @@ class Session:
         """Move sliders (merged with the earlier ones) and wait for the preview of exactly this edit."""
         values = {**self._sliders, **sliders}
         conn = self.client.conn
-        m = self._request(lambda: conn.edit(self.state, values, quality),
+        m = self._request(lambda: conn.edit(self._live(), values, quality),
                           lambda m, rid: m.request_id == rid and m.type in ("preview", "error"), "preview", timeout)
         _raise_if_error(m)
         self._sliders = values
@@ -287,8 +294,9 @@ class Session:
     def edit_nowait(self, quality: str | None = None, **sliders: float) -> int:
         """Send an edit without waiting (a slider storm); returns its seq. Read answers with ``latest_preview``."""
         self._sliders = {**self._sliders, **sliders}
-        self.client.conn.edit(self.state, self._sliders, quality)
-        return self.state.last_sent_seq
+        state = self._live()
+        self.client.conn.edit(state, self._sliders, quality)
+        return state.last_sent_seq
 
     def latest_preview(self, timeout: float = 0.0) -> Preview | None:
         """The newest preview that arrived (older ones are discarded), waiting up to ``timeout``."""
@@ -310,7 +318,7 @@ class Session:
         values = {**self._sliders, **sliders}
         conn = self.client.conn
         opts = {"cost": cost} if cost else {}
-        m = self._request(lambda: conn.commit(self.state, values, **opts),
+        m = self._request(lambda: conn.commit(self._live(), values, **opts),
                           lambda m, rid: m.request_id == rid and m.type in ("result", "error"), "result", timeout)
         _raise_if_error(m)
         self._sliders = values
@@ -320,7 +328,7 @@ class Session:
         return Result(bytes(f.packed()), f.width, f.height, _box(m), m.get("cost"), m.get("render_ms"))
 
     def cancel(self, target: str = "all", timeout: float | None = 10.0) -> None:
-        rid = self.client.conn.cancel(self.state, target)
+        rid = self.client.conn.cancel(self._live(), target)
         m = self.client._wait(lambda m: m.request_id == rid and m.type in ("done", "error"), timeout, what="cancel")
         _raise_if_error(m)
 

@@ -257,8 +257,8 @@ def find_connection_file(directory: str | os.PathLike | None = None) -> Path:
         except OSError:
             continue
         candidates.append((mtime, str(p)))
-    for _, p in sorted(candidates, reverse=True):  # newest first; the first live one wins
-        if live_backend(p) is not None:
-            return Path(p)
+    for _, name in sorted(candidates, reverse=True):  # newest first; the first live one wins
+        if live_backend(name) is not None:
+            return Path(name)
     raise ConnectionFileError(f"no running backend found (no live connection file in {d}); start one with "
                               "'anycost serve' or pass a connection file")

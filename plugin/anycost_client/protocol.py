@@ -156,7 +156,7 @@ class Message:
         return self.fields.get(key, default)
 
 
-def sign(key: bytes | None, header: bytes) -> bytes:
+def sign(key: bytes | None, header: bytes | memoryview) -> bytes:
     if not key:
         return b""
     return hmac.new(key, header, hashlib.sha256).digest()
@@ -345,7 +345,8 @@ def decode(parts: list[bytes] | list[memoryview], key: bytes | None = None, *,
         if fmt not in FRAME_FORMATS:
             raise fail(E_BAD_MESSAGE, f"frame {i}: format must be one of {sorted(FRAME_FORMATS)}")
         w, h, stride = d.get("w"), d.get("h"), d.get("stride")
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (w, h, stride)):
+        if not (isinstance(w, int) and isinstance(h, int) and isinstance(stride, int)) \
+                or any(isinstance(x, bool) for x in (w, h, stride)):
             raise fail(E_BAD_MESSAGE, f"frame {i}: w, h and stride must be integers")
         if not (0 < w <= limits.max_side and 0 < h <= limits.max_side):
             raise fail(E_TOO_LARGE, f"frame {i}: {w}×{h} is outside 1..{limits.max_side} per side")

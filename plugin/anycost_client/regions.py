@@ -310,7 +310,7 @@ def _f16_to_u8(linear: bool) -> bytes:
     return bytes(map(partial(bisect_left, _float_thresholds(linear)), halves))
 
 
-def _floats(data: bytes | memoryview) -> list[float]:
+def _floats(data: bytes | bytearray | memoryview) -> list[float]:
     a = array("f")
     a.frombytes(bytes(data))
     return a.tolist()
@@ -339,6 +339,8 @@ def _byte_planes(depth: str, linear: bool) -> tuple[tuple[bytes, ...], tuple[byt
     def planes(encoded: list[bytes]) -> tuple[bytes, ...]:
         return tuple(bytes(e[k] for e in encoded) for k in range(DEPTHS[depth]))
 
+    colour: list[int] | list[float]
+    alpha: list[int] | list[float]
     if depth == "U16":
         colour = _u8_to_u16_linear() if linear else [257 * i for i in range(256)]
         alpha = [257 * i for i in range(256)]
@@ -374,9 +376,9 @@ def to_rgba8(data: bytes | bytearray | memoryview, width: int, height: int, fmt:
         a.frombytes(bytes(data))
         out = bytes(map(table(fmt.linear).__getitem__, a))
         if fmt.linear:  # alpha is never gamma-coded
-            out = bytearray(out)
-            out[3::4] = bytes(map(table(False).__getitem__, a[3::4]))
-            out = bytes(out)
+            mixed = bytearray(out)
+            mixed[3::4] = bytes(map(table(False).__getitem__, a[3::4]))
+            out = bytes(mixed)
     else:
         out = _float_to_u8(_floats(data), fmt.linear)
     return swap_red_blue(out) if fmt.order == "BGRA" else out
