@@ -8,7 +8,9 @@ Prints, with the goals the shipped demo model is held to:
   * projection: PSNR of encoder-only and refined projections; goal refined ≥ 25 dB;
   * edit success per attribute direction: share of samples whose classifier score for that
     attribute moves the intended way by ≥ 0.3 at slider ±1 (towards the side with room: +1 where
-    the score is below 0.5, −1 above) while every other attribute moves < 0.1; goal ≥ 90 %;
+    the score is below 0.5, −1 above) while every other attribute moves < 0.1; goal ≥ 70 % (or
+    ≥ 85 % of the ceiling below where that is lower); on random samples and on the projected
+    held-out faces of the projection section (what a user's face goes through);
   * the same criterion on the dataset's own edits (faces redrawn with one label set to 0 or 1):
     the ceiling the classifier allows;
 and writes sample grids (random samples at every cost; edits per slider) as PNGs.
@@ -63,23 +65,27 @@ def consistency(G, n: int, out: Path | None) -> None:
         save_image_atomic(make_grid(np.concatenate(rows), cols=8), out / "samples_by_ratio.png")
 
 
-def projection(G, E, n: int, steps: int, use_lpips: bool) -> None:
+def projection(G, E, n: int, steps: int, use_lpips: bool) -> torch.Tensor:
+    """Projects held-out faces, prints PSNRs and returns the refined latents (n, n_style, style_dim)."""
     print(f"\n== projection of {n} held-out synthetic faces ==")
     imgs, _ = render_batch(0, n, G.resolution, start=HELDOUT_START)
     targets = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
     P = Projector(G, E, settings=ProjectionSettings(steps=steps, report_every=max(1, steps), use_lpips=use_lpips))
-    enc, ref = [], []
+    enc, ref, latents = [], [], []
     for t in targets:
         first = last = None
         for st in P.iter_project(t[None]):
             first = first or st
             last = st
+        assert first is not None and last is not None
         enc.append(first.psnr)
         ref.append(last.psnr)
+        latents.append(last.w_plus)
     print(f"encoder only ({'encoder' if E is not None else 'mean latent'}): mean {np.mean(enc):.2f} dB, "
           f"min {np.min(enc):.2f}")
     print(f"refined ({steps} steps): mean {np.mean(ref):.2f} dB, min {np.min(ref):.2f} → goal ≥ 25 dB "
           f"{'(met)' if np.mean(ref) >= 25 else '(NOT met)'}")
+    return torch.cat(latents)
 
 
 def success(moved: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
@@ -89,10 +95,9 @@ def success(moved: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def edits(G, clf, dirs, n: int, out: Path | None) -> None:
-    print(f"\n== edit success on {n} samples (classifier scores; slider ±1 towards the side with room) ==")
+def edits(G, clf, dirs, w: torch.Tensor, what: str, out: Path | None) -> None:
+    print(f"\n== edit success on {len(w)} {what} (classifier scores; slider ±1 towards the side with room) ==")
     attrs = list(clf.attributes)
-    w = G.styles_from_seed(20_000, n=n, truncation=0.8)
     base = clf.predict(G.synthesize(w))
     grid_rows = []
     for name in dirs:
@@ -114,9 +119,10 @@ def edits(G, clf, dirs, n: int, out: Path | None) -> None:
             print(f"{name:>14}: (not an attribute) moves {attrs[top]} most, mean |Δ| {moved.abs().mean(0)[top]:.3f}")
         row = [G.synthesize(dirs.apply(w[:1], {name: v})) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
         grid_rows.append(tensor_to_uint8(torch.cat(row)))
-    print("goal: ≥ 90 % per attribute direction")
+    print("goal: ≥ 70 % per attribute direction (or ≥ 85 % of the classifier's ceiling below)")
     if out and grid_rows:
-        save_image_atomic(make_grid(np.concatenate(grid_rows), cols=5), out / "edits_per_slider.png")
+        name = "edits_per_slider.png" if what == "samples" else "edits_per_slider_projected.png"
+        save_image_atomic(make_grid(np.concatenate(grid_rows), cols=5), out / name)
 
 
 @torch.inference_mode()
@@ -165,7 +171,7 @@ def main() -> None:
     out = Path(args.out) if args.out else None
     print(f"model {path} ({G.resolution}px, style {G.style_dim}); synthetic attributes: {', '.join(ATTRIBUTES)}")
     consistency(G, args.n, out)
-    projection(G, E, min(args.n, 16), args.refine_steps, not args.no_lpips)
+    projected = projection(G, E, min(args.n, 16), args.refine_steps, not args.no_lpips)
     comp = mf.components.get("classifier")
     dirs = directions_in_model(mf)
     if comp is None or not len(dirs):
@@ -175,7 +181,9 @@ def main() -> None:
         from anycost.training.classifier import classifier_from_component
 
         clf = classifier_from_component(comp, str(path))
-        edits(G, clf, dirs, args.n, out)
+        edits(G, clf, dirs, G.styles_from_seed(20_000, n=args.n, truncation=0.8), "samples", out)
+        # the faces a user brings arrive through projection: the same test on the projected held-out faces
+        edits(G, clf, dirs, projected, "projected held-out faces", out)
         dataset_edits(clf, G.resolution, args.n)
 
 
