@@ -450,10 +450,17 @@ def test_link_without_backend_or_command_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.delenv("ANYCOST_BACKEND_COMMAND", raising=False)
     loop = SelectLoop()
     link = BackendLink(loop, LinkSettings(host="test"))
-    c = EditController(link, _region(), RecordingCanvas())
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas)
     c.start()
-    assert link.state == LinkState.FAILED and c.phase == Phase.FAILED
-    assert "anycost serve" in c.message and "backend command" in c.message
+    assert link.state == LinkState.FAILED and "anycost serve" in c.message and "backend command" in c.message
+    # the dialog stays open with Retry (start a backend, then press it): the edit has not failed
+    assert c.can_retry and not c.finished and c.phase == Phase.CONNECTING
+    assert c.status_text().count("No Anycost backend is running") == 1, c.status_text()
+    c.retry()
+    assert link.state == LinkState.FAILED and c.can_retry, "nothing to start: the same answer"
+    c.cancel()
+    assert c.phase == Phase.CANCELLED and canvas.discarded == 1
 
 
 _STUBBORN_BACKEND = """
@@ -718,6 +725,8 @@ def test_preview_choice_latency_stale_quality_and_finding_a_backend_after_giving
         os.kill(link.launcher.pid, signal.SIGKILL)
         loop.run_until(lambda: link.state == LinkState.FAILED, 60, "the link to give up")
         assert c.phase == Phase.READY and c.can_retry and "keeps stopping" in c.status_line()
+        assert "(exit code 5; restarted 1 time in the last 10 minutes)" in c.status_text(), c.status_text()
+        assert c.status_text().count("keeps stopping") == 1 and c.error is None, "said once"
         shown = c.previews_shown
         # a backend comes up meanwhile (started by hand): found while the dialog is open, the edit replayed
         external = Backend(tmp_path, model, dirs, conn=tmp_path / "anycost" / "backend-byhand.json")
@@ -795,6 +804,107 @@ def test_preview_choice_text_follows_the_backends_choice_per_session(tmp_path):
     finally:
         link.shutdown()
         backend.stop()
+
+
+def test_restarts_count_per_time_window_and_retry_follows_a_give_up_while_resending_the_region(
+        monkeypatch, tmp_path, backend_files):
+    """``max_restarts`` counts the restarts of the last ``restart_window`` seconds: a backend that crashed
+    long ago is restarted again. When the budget is spent while the region is being sent again, the edit
+    does not fail: it keeps its region and sliders, offers Retry, and Retry carries it on."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    window = 15.0
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=_command(backend_files), host="test", max_restarts=1,
+                                          restart_window=window))
+    loop.links.append(link)
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas, refine_steps=5)  # refining: the region takes a while
+    try:
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+        c.set_slider("sefa_0", 0.5)
+        loop.run_until(lambda: c.previews_shown, 60, "a preview")
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.restarts == 1, 30, "the first restart")
+        restarted_at = time.monotonic()
+        loop.run_until(lambda: c.phase == Phase.READY and c.sessions_opened == 2 and link.connected, 120, "back")
+        # the first restart is older than the window: it no longer counts, a second crash is restarted too
+        loop.run_until(lambda: time.monotonic() - restarted_at > window, window + 5, "the window to pass")
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.restarts == 2, 30, "the second restart")
+        assert link.state == LinkState.RECONNECTING and len(link.restart_times) == 1
+        # the restarted backend gets the region again; it crashes meanwhile, within the window: the link
+        # gives up while the region is being sent again
+        loop.run_until(lambda: c.sessions_opened == 3, 120, "the region sent again")
+        assert c.phase == Phase.OPENING
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.state == LinkState.FAILED, 30, "the give-up")
+        assert c.phase == Phase.OPENING and not c.finished and c.can_retry, "Retry, not only Close"
+        text = c.status_text()
+        assert "keeps stopping" in text and f"restarted 1 time in the last {window:g} s" in text, text
+        assert text.count("keeps stopping") == 1
+        assert canvas.discarded == 0 and not canvas.results, "previews kept, nothing written"
+        # Retry: a new backend, the kept region and sliders, the edit goes on where it stopped
+        shown = c.previews_shown
+        c.retry()
+        assert link.state == LinkState.STARTING and link.restarts == 0 and not link.restart_times
+        loop.run_until(lambda: c.phase == Phase.READY and c.previews_shown > shown, 120, "the edit carried on")
+        assert c.sliders["sefa_0"] == 0.5 and c.sessions_opened >= 4 and not c.can_retry
+    finally:
+        link.shutdown()
+
+
+def test_a_hung_backend_is_named_within_seconds_and_retry_replaces_it(monkeypatch, tmp_path, backend_files):
+    """A backend this plugin started stops answering but does not exit (SIGSTOP): its missed heartbeats
+    say so within seconds, naming its pid, instead of reconnecting to it for ever; Retry stops it and starts
+    a new one, and the edit goes on."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=_command(backend_files), host="test",
+                                          ping_interval=0.3, pong_timeout=1.5))
+    loop.links.append(link)
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas)
+    hung = None
+    try:
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+        c.set_slider("sefa_1", -0.5)
+        loop.run_until(lambda: c.previews_shown, 60, "a preview")
+        hung = link.launcher.pid
+        os.kill(hung, signal.SIGSTOP)
+        stopped = time.monotonic()
+        loop.run_until(lambda: link.state != LinkState.CONNECTED, 20, "the silence to be noticed")
+        took = time.monotonic() - stopped
+        assert link.state == LinkState.FAILED and link.hung, link.message
+        assert took < 1.5 + 2.0, f"noticed after {took:.1f} s"
+        text = c.status_text()
+        assert f"The backend does not answer (pid {hung}, stopped)" in text and "Retry" in text, text
+        assert text.count("does not answer") == 1
+        assert c.phase == Phase.READY and c.can_retry and canvas.discarded == 0
+        shown = c.previews_shown
+        c.retry()
+        assert not _pid_running(hung), "the hung backend is stopped"
+        assert link.launcher.pid != hung and link.state == LinkState.STARTING
+        loop.run_until(lambda: c.phase == Phase.READY and c.previews_shown > shown, 120, "the edit carried on")
+        assert c.sessions_opened == 2 and c.sliders["sefa_1"] == -0.5 and not link.hung
+    finally:
+        if hung is not None and _pid_running(hung):
+            os.kill(hung, signal.SIGCONT)
+        link.shutdown()
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_retry_starts_the_backend_again(monkeypatch, tmp_path):
