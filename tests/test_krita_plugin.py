@@ -151,6 +151,21 @@ def test_settings_round_trip_through_krita_settings():
     ls = t.link_settings()
     assert ls.backend_command == ["/opt/venv/bin/python", "-m", "anycost", "serve"]
     assert ls.backend_args == ["--preview-budget-ms", "90"] and ls.host == "krita"
+    assert t.dialog_position == "" and Settings().dialog_position == ""
+    written = []
+    t.dialog_position = "40,60"
+    t.save(lambda g, k, v: written.append((k, v)) or store.__setitem__((g, k), v), "dialog_position")
+    assert written == [("dialog_position", "40,60")], "only what the dialog changed is written"
+    assert Settings.load(lambda g, k, d: store.get((g, k), d)).dialog_position == "40,60"
+    from anycost_face_edit.placement import parse_position, place
+
+    assert parse_position("40,60") == (40, 60) and parse_position("") is None and parse_position("a,b") is None
+    # beside Krita's window when the screen has room, else inside its right edge; a saved place kept on screen
+    assert place((300, 500), (0, 0, 1920, 1040), (0, 0, 1200, 900)) == (1208, 8)
+    assert place((300, 500), (0, 0, 1366, 728), (0, 0, 1366, 728)) == (1058, 8)
+    assert place((300, 500), (0, 0, 1366, 728), (0, 0, 1366, 728), avoid=(1000, 100, 200, 200)) == (8, 8)
+    assert place((300, 500), (0, 0, 1366, 728), saved=(2000, -50)) == (1066, 0)
+    assert place((300, 800), (0, 0, 1366, 728), saved=(10, 10)) == (10, 0), "taller than the screen: its top"
     store[("anycost_face_edit", "padding")] = "lots"
     assert Settings.load(lambda g, k, d: store.get((g, k), d)).padding == 0.25, "garbage falls back to the default"
 
