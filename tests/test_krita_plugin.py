@@ -170,6 +170,46 @@ def test_settings_round_trip_through_krita_settings():
     assert Settings.load(lambda g, k, d: store.get((g, k), d)).padding == 0.25, "garbage falls back to the default"
 
 
+def test_python_environment_note_names_what_leaks_into_kritas_python():
+    from anycost_face_edit.environment import python_environment_note
+
+    assert python_environment_note({}, "/usr", "/usr") == ""
+    krita_own = {"PYTHONPATH": "/usr/lib/x86_64-linux-gnu/krita-python-libs:/usr/share/krita/pykrita"}
+    assert python_environment_note(krita_own, "/usr", "/usr") == "", "Krita's own folders are not a problem"
+    note = python_environment_note({"VIRTUAL_ENV": "/home/me/anycost/.venv", "PYTHONPATH": "/opt/lib"},
+                                   "/home/me/anycost/.venv", "/usr")
+    assert "VIRTUAL_ENV=/home/me/anycost/.venv, PYTHONPATH=/opt/lib" in note
+    assert "runs in the virtual environment /home/me/anycost/.venv" in note and "'deactivate'" in note
+    assert "PYTHONHOME=/x" in python_environment_note({"PYTHONHOME": "/x"}, "/usr", "/usr")
+
+
+KRITA_PYTHON_LIBS = Path("/usr/lib/x86_64-linux-gnu/krita-python-libs")
+
+
+@pytest.mark.skipif(not (KRITA_PYTHON_LIBS / "krita").is_dir(), reason="Krita's own Python modules are not installed")
+def test_plugin_names_the_environment_when_kritas_own_module_cannot_be_imported(tmp_path):
+    """The plugin imported where Krita's real ``krita`` module is found but cannot be imported (as in a Krita
+    whose Python runs in a virtual environment without PyQt5), from a virtual environment's Python: it says
+    so on standard error, naming VIRTUAL_ENV and the environment. Outside Krita (no ``krita`` module at all)
+    it says nothing."""
+    import subprocess
+
+    plugin_path = [str(REPO / "plugin" / "krita"), str(REPO / "plugin")]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    code = "import anycost_face_edit; print('imported', anycost_face_edit.Krita)"
+    venv = str(Path(sys.prefix))
+    assert sys.prefix != sys.base_prefix, "the tests run in a virtual environment"
+    broken = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={
+        **env, "VIRTUAL_ENV": venv, "PYTHONPATH": os.pathsep.join([str(KRITA_PYTHON_LIBS), *plugin_path])})
+    assert broken.returncode == 0 and "imported None" in broken.stdout, broken.stderr
+    assert "Anycost Face Edit: Krita's Python cannot import its own modules" in broken.stderr, broken.stderr
+    assert f"VIRTUAL_ENV={venv}" in broken.stderr and f"runs in the virtual environment {venv}" in broken.stderr
+    assert "Start Krita from a shell without it" in broken.stderr
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={**env, "PYTHONPATH": os.pathsep.join(plugin_path)})
+    assert plain.returncode == 0 and "imported None" in plain.stdout and plain.stderr == "", plain.stderr
+
+
 # ---------------------------------------------------------------------------------------- Krita adapter
 
 

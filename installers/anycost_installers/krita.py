@@ -254,6 +254,25 @@ class InstallReport:
     python_source: str = ""
     backend_command: list[str] = field(default_factory=list)
     linked: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def environment_warnings(environ: dict[str, str] | None = None) -> list[str]:
+    """What in this shell would break Krita if Krita were started from it: an activated virtual
+    environment (Krita's own Python then runs in it and cannot import PyQt5, so no Python plugin loads),
+    or ``PYTHONHOME``."""
+    env = os.environ if environ is None else environ
+    out = []
+    if env.get("VIRTUAL_ENV"):
+        out.append(f"a virtual environment is activated in this shell (VIRTUAL_ENV={env['VIRTUAL_ENV']}): start "
+                   "Krita from a shell without it (run 'deactivate' first) or from the desktop menu. Krita "
+                   "started from this shell runs its Python in this environment, which lacks PyQt5: no Python "
+                   "plugin loads ('No module named PyQt5'). The plugin does not need it: the recorded backend "
+                   "command runs this environment's Python by its full path.")
+    if env.get("PYTHONHOME"):
+        out.append(f"PYTHONHOME is set ({env['PYTHONHOME']}): Krita started from this shell would look for its "
+                   "Python there; unset it before starting Krita.")
+    return out
 
 
 def default_backend_command() -> list[str]:
@@ -402,6 +421,7 @@ def _install(pykrita: Path, rc: Path, *, link: bool, target: Target, python_vers
     from anycost_client.backend_launcher import save_config
 
     save_config({"backend_command": report.backend_command})
+    report.warnings = environment_warnings()
     return report
 
 
