@@ -97,9 +97,13 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
         assert s["rows"] == 24 and s["scrolls"], (name, s)
         assert s["fits"] and all(s["on_screen"].values()), (name, s)
         assert s["right_edge"], (name, s)
-        assert s["reopened_at"] == s["position"] == [200, 100], (name, s)
-        assert s["clamped"][1] == 0 and s["clamped"][0] + s["size"][0] <= (1366 if "1366" in name else 1600)
-    assert r["screens"]["1366x768"]["size"][1] <= 768 - 40 - 30, "bounded by the available height"
-    assert r["screens"]["1000 tall"]["size"][1] > r["screens"]["1366x768"]["size"][1], "a taller screen: more rows"
+        assert s["position"] == [200, 20], (name, s)
+        # as tall as the small screen allows: pulled up so that its bottom stays on the screen
+        assert s["reopened_at"] == ([200, 0] if name == "1024x600" else [200, 20]), (name, s)
+        width = int(name.split("x")[0]) if "x" in name else 1600
+        assert s["clamped"][1] == 0 and s["clamped"][0] + s["size"][0] == width, (name, s)
+    heights = {name: s["size"][1] for name, s in r["screens"].items()}
+    assert heights["1366x768"] <= 768 - 40 - 30 and heights["1024x600"] <= 600 - 40 - 30, heights
+    assert heights["1024x600"] < heights["1000 tall"], f"a small screen: fewer rows, not off the screen: {heights}"
     assert r["phase"] == "done" and r["results"] == ["Anycost Face Edit (sefa_0 -0.40)"]
     assert r["dialog_result"] == 1, "accepted"

@@ -149,7 +149,7 @@ def visible_on(widget, avail):
 
 screens = {}
 many = {f"direction_{i}": {"range": [-1.0, 1.0]} for i in range(24)}  # more sliders than any screen holds
-for name, (sw, sh) in {"1366x768": (1366, 768), "1000 tall": (1600, 1000)}.items():
+for name, (sw, sh) in {"1366x768": (1366, 768), "1000 tall": (1600, 1000), "1024x600": (1024, 600)}.items():
     avail = Q.QRect(0, 0, sw, sh - 40)  # a panel at the bottom
     window = Q.QRect(0, 0, sw, sh - 40)  # Krita maximised
     c2 = EditController(BackendLink(QtEventLoop(), LinkSettings(connection_file=conn_file)), region, Canvas())
@@ -167,7 +167,7 @@ for name, (sw, sh) in {"1366x768": (1366, 768), "1000 tall": (1600, 1000)}.items
         "scrolls": d2.slider_scroll.verticalScrollBar().maximum() > 0, "rows": len(d2.rows),
         "right_edge": d2.x() + d2.width() >= window.right() - 2 * EDGE_MARGIN}
     # where the user leaves it is where it opens next time, kept on the screen
-    d2.move(200, 100)
+    d2.move(200, 20)
     d2.done(0)
     screens[name]["position"] = list(d2.position)
     d3 = FaceEditDialog(c2, Settings())

@@ -98,7 +98,7 @@ def lines_height(label: Any, lines: int) -> int:
     probe = Q.QLabel("\n".join(["Mg"] * lines))
     probe.setWordWrap(True)  # a wrapped label lays its lines out as a text document: more room per line
     probe.setFont(label.font())
-    return probe.heightForWidth(400)
+    return probe.heightForWidth(400) + 4  # a little slack: rounding differs between texts
 
 
 def _text_width(widget: Any, text: str) -> int:
