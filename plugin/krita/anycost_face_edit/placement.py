@@ -12,8 +12,9 @@ def place(size: tuple[int, int], available: Rect, window: Rect | None = None, av
 
     A position the user chose (``saved``) is kept, clamped into the screen's ``available`` area. Else the
     dialog opens beside the canvas rather than over it: to the right of Krita's ``window`` when the screen
-    has room there, otherwise inside the window's right edge; or inside its left edge when that keeps it
-    off ``avoid`` (the selection on screen, when known) and the right one does not."""
+    has room there, otherwise at the screen's right edge (over the window's right part, its dockers, and as
+    little of it as the screen allows); or at the screen's left edge when that keeps it off ``avoid`` (the
+    selection on screen, when known) and the right edge does not. Its top is level with the window's."""
     ax, ay, aw, ah = available
     w, h = size
 
@@ -26,9 +27,9 @@ def place(size: tuple[int, int], available: Rect, window: Rect | None = None, av
     y = wy + margin
     if ax + aw - (wx + ww) >= w + margin:  # room beside the window: nothing of Krita is covered
         return clamp(wx + ww + margin, y)
-    right = clamp(wx + ww - w - margin, y)
+    right = clamp(ax + aw - w - margin, y)
     if avoid is not None and _overlap((*right, w, h), avoid):
-        left = clamp(wx + margin, y)
+        left = clamp(ax + margin, y)
         if _overlap((*left, w, h), avoid) < _overlap((*right, w, h), avoid):
             return left
     return right

@@ -301,6 +301,8 @@ class Driver(Extension):
         dump("cancel_preview_layer.raw", pv.pixelData(*c.region.rect.as_tuple()))
         dump("source_during_preview.raw", source.pixelData(0, 0, doc.width(), doc.height()))
         RESULTS["placement"]["size_after_preview"] = [dialog.width(), dialog.height()]
+        dialog.grab().save(os.path.join(OUT, "dialog.png"))  # to look at
+        QApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "screen.png"))
         dialog.move(*MOVED_TO)  # the user moves the dialog: the next one opens there
         yield from sleep(0.2)
         RESULTS["placement"]["moved_to"] = [dialog.pos().x(), dialog.pos().y()]
