@@ -3,8 +3,9 @@
 Krita imports this package at start-up. The client package and the vendored pyzmq/msgpack wheels
 that the installer put beside it go first on ``sys.path``; if they cannot be imported the plugin
 still loads and its action explains how to repair the installation. When Krita's own ``krita`` module
-cannot be imported (a virtual environment activated in the shell that started Krita hides PyQt), there is
-no window to explain it in: the plugin says so on Krita's standard error, naming the environment.
+cannot be imported (a virtual environment activated in the shell that started Krita hides PyQt) and Krita
+still imports plugins, there is no window to explain it in: the plugin says so on Krita's standard error,
+naming the environment. (Debian's Krita 5.1.5 imports no plugin at all then; the installer warns instead.)
 Imported outside Krita (tests, tools), the modules are usable and nothing registers.
 """
 
