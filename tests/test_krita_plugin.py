@@ -181,6 +181,10 @@ def test_python_environment_note_names_what_leaks_into_kritas_python():
     assert "VIRTUAL_ENV=/home/me/anycost/.venv, PYTHONPATH=/opt/lib" in note
     assert "runs in the virtual environment /home/me/anycost/.venv" in note and "'deactivate'" in note
     assert "PYTHONHOME=/x" in python_environment_note({"PYTHONHOME": "/x"}, "/usr", "/usr")
+    bin_dir = Path(sys.prefix) / "bin"  # this environment's own python3: first on PATH, as when activated
+    note = python_environment_note({"PATH": f"{bin_dir}{os.pathsep}/usr/bin"}, "/usr", "/usr")
+    assert f"PATH starting with a virtual environment's python3 ({bin_dir / 'python3'})" in note, note
+    assert python_environment_note({"PATH": "/usr/bin:/bin"}, "/usr", "/usr") == ""
 
 
 KRITA_PYTHON_LIBS = Path("/usr/lib/x86_64-linux-gnu/krita-python-libs")

@@ -1,15 +1,16 @@
 """Whether a Python environment from the shell that started Krita leaks into Krita's own Python.
 
-Krita started from a shell where a virtual environment is activated (its ``bin`` first on ``PATH``,
-``VIRTUAL_ENV`` set) can run its embedded Python inside that environment, which lacks Krita's own
-packages: PyQt5 cannot be imported and no Python plugin loads. ``PYTHONHOME`` or a foreign
-``PYTHONPATH`` do the same. This module names what it finds, for the messages of a plugin whose imports
-failed. Standard library only.
+Krita started from a shell where a virtual environment is activated runs its embedded Python inside
+that environment (Debian's Krita 5.1.5 takes its prefix from the first ``python3`` on ``PATH``, checked),
+which lacks Krita's own packages: PyQt5 cannot be imported and no Python plugin loads. ``PYTHONHOME`` or
+a foreign ``PYTHONPATH`` do the same. This module names what it finds, for the messages of a plugin
+whose imports failed. Standard library only.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 
@@ -24,7 +25,8 @@ def _foreign_path(value: str) -> str:
 def python_environment_note(environ: Mapping[str, str] | None = None, prefix: str | None = None,
                             base_prefix: str | None = None) -> str:
     """A sentence naming the variables (``VIRTUAL_ENV``, ``PYTHONHOME``, ``PYTHONPATH`` less Krita's own
-    folders) and the virtual environment Krita's Python runs in, with what to do; empty when none."""
+    folders, a ``PATH`` whose first ``python3`` is a virtual environment's) and the virtual environment
+    Krita's Python runs in, with what to do; empty when none."""
     env = os.environ if environ is None else environ
     prefix = sys.prefix if prefix is None else prefix
     base = getattr(sys, "base_prefix", prefix) if base_prefix is None else base_prefix
@@ -35,6 +37,9 @@ def python_environment_note(environ: Mapping[str, str] | None = None, prefix: st
             value = _foreign_path(value)
         if value:
             found.append(f"{name}={value}")
+    exe = shutil.which("python3", path=env.get("PATH", ""))
+    if exe and os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(exe)), "pyvenv.cfg")):
+        found.append(f"PATH starting with a virtual environment's python3 ({exe})")
     in_venv = os.path.normcase(os.path.abspath(prefix)) != os.path.normcase(os.path.abspath(base))
     if not found and not in_venv:
         return ""
