@@ -282,10 +282,12 @@ class BackendLink:
         """The backend missed its heartbeats (nothing heard for ``pong_timeout``): when its process is
         alive on this machine it is hung (stopped, or stuck), not gone — say so, instead of reconnecting
         to it for ever. None when it is gone or elsewhere (the usual reconnect or restart follows)."""
-        if self.owns_backend:
-            if not self.launcher.running():
+        launcher = self.launcher
+        state: str | None
+        if launcher is not None and launcher.proc is not None:  # started here
+            if not launcher.running():
                 return None  # it died: ``tick`` restarts it
-            pid = self.launcher.pid
+            pid = launcher.pid
             state = process_state(pid) or "?"  # it runs: Popen says so
         else:
             pid = self.backend_pid
@@ -376,27 +378,28 @@ class BackendLink:
                                     f"stale connection file {self.connection_file}.")
 
     def _tick_reconnecting(self, now: float) -> None:
-        if self.owns_backend and not self.launcher.running():
+        launcher = self.launcher
+        if launcher is not None and launcher.proc is not None and not launcher.running():  # ours, and it died
             window = self.settings.restart_window
             self.restart_times = [t for t in self.restart_times if now - t < window]  # older ones expire
-            code = self.launcher.exit_code()
+            code = launcher.exit_code()
             if len(self.restart_times) >= self.settings.max_restarts:
                 self._drop_connection()
                 recent = len(self.restart_times)
                 how = (f"restarted {recent} time{'s' if recent != 1 else ''} in the last {_duration(window)}"
                        if recent else "not restarted")
                 self._set(LinkState.FAILED, f"The backend keeps stopping (exit code {code}; {how}); see its "
-                                            f"log {self.launcher.log_file}")
+                                            f"log {launcher.log_file}")
                 return
             self.restarts += 1
             self.restart_times.append(now)
             try:
-                self.launcher.start()
+                launcher.start()
             except LaunchError as e:
                 self._set(LinkState.FAILED, str(e))
                 return
             self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {code}); restarted it (pid "
-                                              f"{self.launcher.pid}), waiting for it…")
+                                              f"{launcher.pid}), waiting for it…")
             return
         if self.owns_backend:
             try:
@@ -446,9 +449,10 @@ class BackendLink:
         A backend started here that still runs but does not answer (hung) is stopped first."""
         if self.state == LinkState.FAILED:
             self._drop_connection()
-            if self.owns_backend and self.launcher.running():
-                log.warning("stopping the backend that does not answer (pid %s)", self.launcher.pid)
-                self.launcher.stop(timeout=1.0)  # a stopped (SIGSTOP) process never handles SIGTERM: killed
+            launcher = self.launcher
+            if launcher is not None and launcher.running():  # started here, still there, yet given up on
+                log.warning("stopping the backend that does not answer (pid %s)", launcher.pid)
+                launcher.stop(timeout=1.0)  # a stopped (SIGSTOP) process never handles SIGTERM: killed
             self.ensure()
 
     def _handshake(self) -> None:
