@@ -55,7 +55,7 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",
            "PYTHONPATH": os.pathsep.join([str(REPO / "plugin" / "krita"), str(REPO / "plugin"), str(deps)])}
     p = subprocess.run([SYSTEM_PYTHON, str(REPO / "tests" / "hosts" / "krita_dialog_qt.py"), qt, str(backend.conn),
-                        str(out)], env=env, capture_output=True, text=True, timeout=180)
+                        str(out), str(tmp_path / "dialog.png")], env=env, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["qt6"] == (qt == "6")
@@ -73,5 +73,37 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
     assert r["reset_all"]["before"] == [0.0, 0.7, -0.3]
     assert r["reset_all"]["after"] == [0.0, 0.0, 0.0] and r["reset_all"]["positions"] == [0, 0, 0], "Reset all"
     assert r["preview_choice"].startswith("Preview: ") and not r["retry_visible"]
+    # laid out from the first frame: neither the first latency figure nor any status text resizes it
+    assert r["latency_before"] == "–" and "ms" in r["latency_label"]
+    assert r["size_after_preview"] == r["size_shown"] == r["size_end"], r
+    assert all(size == r["size_shown"] for size in r["sizes"]), f"the dialog resized itself: {r['sizes']}"
+
+    # a hung backend (SIGSTOP) is named within seconds, once, with Retry, and nothing moves under the pointer
+    hung = r["hung"]
+    assert hung["after_s"] < 6, hung
+    assert f"The backend does not answer (pid {hung['pid']}, stopped)" in hung["status"], hung
+    assert hung["status"].count("does not answer") == 1, "said once"
+    assert hung["retry_visible"] and hung["phase"] == "ready" and hung["cancel_text"] == "Cancel"
+    assert not hung["apply_moved"], "Retry appearing moved Apply"
+    # it answers again: the edit goes on by itself (no Retry needed), the slider moved meanwhile is shown
+    after = r["after_hang"]
+    assert not after["retry_visible"] and after["status"] == "Ready" and after["sessions_opened"] == 1
+    assert (tmp_path / "dialog.png").stat().st_size > 10_000
+
+    # small and tall screens: the dialog fits, opens at the right edge of Krita's window, the sliders scroll,
+    # Apply, Cancel, the status and the quality and latency rows are on the screen; where the user leaves
+    # it is where it opens next time, kept on the screen
+    for name, s in r["screens"].items():
+        assert s["rows"] == 24 and s["scrolls"], (name, s)
+        assert s["fits"] and all(s["on_screen"].values()), (name, s)
+        assert s["right_edge"], (name, s)
+        assert s["position"] == [200, 20], (name, s)
+        # as tall as the small screen allows: pulled up so that its bottom stays on the screen
+        assert s["reopened_at"] == ([200, 0] if name == "1024x600" else [200, 20]), (name, s)
+        width = int(name.split("x")[0]) if "x" in name else 1600
+        assert s["clamped"][1] == 0 and s["clamped"][0] + s["size"][0] == width, (name, s)
+    heights = {name: s["size"][1] for name, s in r["screens"].items()}
+    assert heights["1366x768"] <= 768 - 40 - 30 and heights["1024x600"] <= 600 - 40 - 30, heights
+    assert heights["1024x600"] < heights["1000 tall"], f"a small screen: fewer rows, not off the screen: {heights}"
     assert r["phase"] == "done" and r["results"] == ["Anycost Face Edit (sefa_0 -0.40)"]
     assert r["dialog_result"] == 1, "accepted"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from anycost_installers.krita import PLUGIN, set_ini_value
+from anycost_installers.krita import PLUGIN, get_ini_value, set_ini_value
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,6 +178,24 @@ def test_dialog_offers_the_backends_sliders_and_costs(run):
     assert shown == sorted(shown), f"the bar never goes back: {r['progress']}"
     assert r["progress_when_ready"] == [0, 100, 100], "the projection's progress bar is full once ready"
     assert r["preview_choice"].startswith("Preview: ") and " ms measured" in r["preview_choice"]
+
+
+def test_dialog_opens_beside_the_canvas_fits_the_screen_and_remembers_where_it_was_left(run):
+    r = run["results"]
+    p = r["placement"]
+    ax, ay, aw, ah = p["available"]
+    x, y, w, h = p["dialog"]
+    wx, wy, ww, wh = p["window"]
+    assert ax <= x and ay <= y and x + w <= ax + aw and y + h <= ay + ah, f"on the screen: {p}"
+    for name, (bx, by, bw, bh) in p["widgets"].items():
+        assert ax <= bx and ay <= by and bx + bw <= ax + aw and by + bh <= ay + ah, f"{name} off the screen: {p}"
+    # beside the canvas: right of Krita's window, or at the screen's right edge, not centred over the window
+    assert x >= wx + ww or x + w >= ax + aw - 20, p
+    assert abs((x + w / 2) - (wx + ww / 2)) > w / 4, f"centred over the window: {p}"
+    assert p["size_after_preview"] == p["size"], "the first latency figure and status texts did not resize it"
+    # moved by the user: the next dialog opens there, and Krita's settings keep it
+    assert p["moved_to"] == [40, 60] and r["placement_again"] == [40, 60], (p, r["placement_again"])
+    assert get_ini_value(run["kritarc"], PLUGIN, "dialog_position") == "40,60"
 
 
 def test_cancel_leaves_the_document_identical(run):

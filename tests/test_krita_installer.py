@@ -6,6 +6,7 @@ tests/test_krita_e2e.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -183,6 +184,33 @@ def test_failed_reinstall_leaves_the_working_install_untouched(tmp_path, wheel_d
                  "--python-version", "3.12", "--platform", "linux_x86_64", "--wheel-dir", str(empty), env_home=tmp_path)
     assert p.returncode != 0
     assert list(fresh.iterdir()) == [] and not fresh_rc.exists()
+
+
+def test_install_warns_about_an_activated_virtual_environment(tmp_path, wheel_dir, monkeypatch, capsys):
+    """Krita started from the shell the installer ran in, with a virtual environment activated, cannot
+    import PyQt5: the installer says so when VIRTUAL_ENV (or PYTHONHOME) is set, and only then."""
+    args = ["install", "krita", "--pykrita-dir", str(tmp_path / "pykrita"), "--kritarc", str(tmp_path / "kritarc"),
+            "--python-version", "3.11", "--platform", "linux_x86_64", "--wheel-dir", str(wheel_dir), "--offline"]
+    monkeypatch.delenv("PYTHONHOME", raising=False)
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path / "venv"))
+    p = _cli(monkeypatch, capsys, *args, env_home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    warning = f"  warning: a virtual environment is activated in this shell (VIRTUAL_ENV={tmp_path / 'venv'})"
+    assert warning in p.stdout and "'deactivate'" in p.stdout and "PyQt5" in p.stdout, p.stdout
+    plain_path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                                 if not (Path(d).parent / "pyvenv.cfg").is_file())
+    monkeypatch.setenv("PATH", plain_path)
+    monkeypatch.delenv("VIRTUAL_ENV")
+    p = _cli(monkeypatch, capsys, *args, env_home=tmp_path)
+    assert p.returncode == 0 and "warning:" not in p.stdout, p.stdout
+    # what actually breaks Krita: a virtual environment's python3 first on PATH (VIRTUAL_ENV or not)
+    venv = tmp_path / "other-venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (venv / "bin" / "python3").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(venv / "bin"), plain_path]))
+    p = _cli(monkeypatch, capsys, *args, env_home=tmp_path)
+    assert f"its python3 first on PATH: {venv / 'bin' / 'python3'}" in p.stdout, p.stdout
 
 
 def test_folders_that_cannot_be_written_are_one_line_errors(tmp_path, wheel_dir, monkeypatch, capsys):

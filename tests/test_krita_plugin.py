@@ -151,8 +151,67 @@ def test_settings_round_trip_through_krita_settings():
     ls = t.link_settings()
     assert ls.backend_command == ["/opt/venv/bin/python", "-m", "anycost", "serve"]
     assert ls.backend_args == ["--preview-budget-ms", "90"] and ls.host == "krita"
+    assert t.dialog_position == "" and Settings().dialog_position == ""
+    written = []
+    t.dialog_position = "40,60"
+    t.save(lambda g, k, v: written.append((k, v)) or store.__setitem__((g, k), v), "dialog_position")
+    assert written == [("dialog_position", "40,60")], "only what the dialog changed is written"
+    assert Settings.load(lambda g, k, d: store.get((g, k), d)).dialog_position == "40,60"
+    from anycost_face_edit.placement import parse_position, place
+
+    assert parse_position("40,60") == (40, 60) and parse_position("") is None and parse_position("a,b") is None
+    # beside Krita's window when the screen has room, else inside its right edge; a saved place kept on screen
+    assert place((300, 500), (0, 0, 1920, 1040), (0, 0, 1200, 900)) == (1208, 8)
+    assert place((300, 500), (0, 0, 1366, 728), (0, 0, 1366, 728)) == (1058, 8)
+    assert place((300, 500), (0, 0, 1366, 728), (0, 0, 1366, 728), avoid=(1000, 100, 200, 200)) == (8, 8)
+    assert place((300, 500), (0, 0, 1366, 728), saved=(2000, -50)) == (1066, 0)
+    assert place((300, 800), (0, 0, 1366, 728), saved=(10, 10)) == (10, 0), "taller than the screen: its top"
     store[("anycost_face_edit", "padding")] = "lots"
     assert Settings.load(lambda g, k, d: store.get((g, k), d)).padding == 0.25, "garbage falls back to the default"
+
+
+def test_python_environment_note_names_what_leaks_into_kritas_python():
+    from anycost_face_edit.environment import python_environment_note
+
+    assert python_environment_note({}, "/usr", "/usr") == ""
+    krita_own = {"PYTHONPATH": "/usr/lib/x86_64-linux-gnu/krita-python-libs:/usr/share/krita/pykrita"}
+    assert python_environment_note(krita_own, "/usr", "/usr") == "", "Krita's own folders are not a problem"
+    note = python_environment_note({"VIRTUAL_ENV": "/home/me/anycost/.venv", "PYTHONPATH": "/opt/lib"},
+                                   "/home/me/anycost/.venv", "/usr")
+    assert "VIRTUAL_ENV=/home/me/anycost/.venv, PYTHONPATH=/opt/lib" in note
+    assert "runs in the virtual environment /home/me/anycost/.venv" in note and "'deactivate'" in note
+    assert "PYTHONHOME=/x" in python_environment_note({"PYTHONHOME": "/x"}, "/usr", "/usr")
+    bin_dir = Path(sys.prefix) / "bin"  # this environment's own python3: first on PATH, as when activated
+    note = python_environment_note({"PATH": f"{bin_dir}{os.pathsep}/usr/bin"}, "/usr", "/usr")
+    assert f"PATH starting with a virtual environment's python3 ({bin_dir / 'python3'})" in note, note
+    assert python_environment_note({"PATH": "/usr/bin:/bin"}, "/usr", "/usr") == ""
+
+
+KRITA_PYTHON_LIBS = Path("/usr/lib/x86_64-linux-gnu/krita-python-libs")
+
+
+@pytest.mark.skipif(not (KRITA_PYTHON_LIBS / "krita").is_dir(), reason="Krita's own Python modules are not installed")
+def test_plugin_names_the_environment_when_kritas_own_module_cannot_be_imported(tmp_path):
+    """The plugin imported where Krita's real ``krita`` module is found but cannot be imported (as in a Krita
+    whose Python runs in a virtual environment without PyQt5), from a virtual environment's Python: it says
+    so on standard error, naming VIRTUAL_ENV and the environment. Outside Krita (no ``krita`` module at all)
+    it says nothing."""
+    import subprocess
+
+    plugin_path = [str(REPO / "plugin" / "krita"), str(REPO / "plugin")]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "VIRTUAL_ENV")}
+    code = "import anycost_face_edit; print('imported', anycost_face_edit.Krita)"
+    venv = str(Path(sys.prefix))
+    assert sys.prefix != sys.base_prefix, "the tests run in a virtual environment"
+    broken = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={
+        **env, "VIRTUAL_ENV": venv, "PYTHONPATH": os.pathsep.join([str(KRITA_PYTHON_LIBS), *plugin_path])})
+    assert broken.returncode == 0 and "imported None" in broken.stdout, broken.stderr
+    assert "Anycost Face Edit: Krita's Python cannot import its own modules" in broken.stderr, broken.stderr
+    assert f"VIRTUAL_ENV={venv}" in broken.stderr and f"runs in the virtual environment {venv}" in broken.stderr
+    assert "Start Krita from a shell without it" in broken.stderr
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={**env, "PYTHONPATH": os.pathsep.join(plugin_path)})
+    assert plain.returncode == 0 and "imported None" in plain.stdout and plain.stderr == "", plain.stderr
 
 
 # ---------------------------------------------------------------------------------------- Krita adapter
@@ -450,10 +509,17 @@ def test_link_without_backend_or_command_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.delenv("ANYCOST_BACKEND_COMMAND", raising=False)
     loop = SelectLoop()
     link = BackendLink(loop, LinkSettings(host="test"))
-    c = EditController(link, _region(), RecordingCanvas())
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas)
     c.start()
-    assert link.state == LinkState.FAILED and c.phase == Phase.FAILED
-    assert "anycost serve" in c.message and "backend command" in c.message
+    assert link.state == LinkState.FAILED and "anycost serve" in c.message and "backend command" in c.message
+    # the dialog stays open with Retry (start a backend, then press it): the edit has not failed
+    assert c.can_retry and not c.finished and c.phase == Phase.CONNECTING
+    assert c.status_text().count("No Anycost backend is running") == 1, c.status_text()
+    c.retry()
+    assert link.state == LinkState.FAILED and c.can_retry, "nothing to start: the same answer"
+    c.cancel()
+    assert c.phase == Phase.CANCELLED and canvas.discarded == 1
 
 
 _STUBBORN_BACKEND = """
@@ -718,6 +784,8 @@ def test_preview_choice_latency_stale_quality_and_finding_a_backend_after_giving
         os.kill(link.launcher.pid, signal.SIGKILL)
         loop.run_until(lambda: link.state == LinkState.FAILED, 60, "the link to give up")
         assert c.phase == Phase.READY and c.can_retry and "keeps stopping" in c.status_line()
+        assert "(exit code 5; restarted 1 time in the last 10 minutes)" in c.status_text(), c.status_text()
+        assert c.status_text().count("keeps stopping") == 1 and c.error is None, "said once"
         shown = c.previews_shown
         # a backend comes up meanwhile (started by hand): found while the dialog is open, the edit replayed
         external = Backend(tmp_path, model, dirs, conn=tmp_path / "anycost" / "backend-byhand.json")
@@ -795,6 +863,107 @@ def test_preview_choice_text_follows_the_backends_choice_per_session(tmp_path):
     finally:
         link.shutdown()
         backend.stop()
+
+
+def test_restarts_count_per_time_window_and_retry_follows_a_give_up_while_resending_the_region(
+        monkeypatch, tmp_path, backend_files):
+    """``max_restarts`` counts the restarts of the last ``restart_window`` seconds: a backend that crashed
+    long ago is restarted again. When the budget is spent while the region is being sent again, the edit
+    does not fail: it keeps its region and sliders, offers Retry, and Retry carries it on."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    window = 15.0
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=_command(backend_files), host="test", max_restarts=1,
+                                          restart_window=window))
+    loop.links.append(link)
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas, refine_steps=5)  # refining: the region takes a while
+    try:
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+        c.set_slider("sefa_0", 0.5)
+        loop.run_until(lambda: c.previews_shown, 60, "a preview")
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.restarts == 1, 30, "the first restart")
+        restarted_at = time.monotonic()
+        loop.run_until(lambda: c.phase == Phase.READY and c.sessions_opened == 2 and link.connected, 120, "back")
+        # the first restart is older than the window: it no longer counts, a second crash is restarted too
+        loop.run_until(lambda: time.monotonic() - restarted_at > window, window + 5, "the window to pass")
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.restarts == 2, 30, "the second restart")
+        assert link.state == LinkState.RECONNECTING and len(link.restart_times) == 1
+        # the restarted backend gets the region again; it crashes meanwhile, within the window: the link
+        # gives up while the region is being sent again
+        loop.run_until(lambda: c.sessions_opened == 3, 120, "the region sent again")
+        assert c.phase == Phase.OPENING
+        os.kill(link.launcher.pid, signal.SIGKILL)
+        loop.run_until(lambda: link.state == LinkState.FAILED, 30, "the give-up")
+        assert c.phase == Phase.OPENING and not c.finished and c.can_retry, "Retry, not only Close"
+        text = c.status_text()
+        assert "keeps stopping" in text and f"restarted 1 time in the last {window:g} s" in text, text
+        assert text.count("keeps stopping") == 1
+        assert canvas.discarded == 0 and not canvas.results, "previews kept, nothing written"
+        # Retry: a new backend, the kept region and sliders, the edit goes on where it stopped
+        shown = c.previews_shown
+        c.retry()
+        assert link.state == LinkState.STARTING and link.restarts == 0 and not link.restart_times
+        loop.run_until(lambda: c.phase == Phase.READY and c.previews_shown > shown, 120, "the edit carried on")
+        assert c.sliders["sefa_0"] == 0.5 and c.sessions_opened >= 4 and not c.can_retry
+    finally:
+        link.shutdown()
+
+
+def test_a_hung_backend_is_named_within_seconds_and_retry_replaces_it(monkeypatch, tmp_path, backend_files):
+    """A backend this plugin started stops answering but does not exit (SIGSTOP): its missed heartbeats
+    say so within seconds, naming its pid, instead of reconnecting to it for ever; Retry stops it and starts
+    a new one, and the edit goes on."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    loop = SelectLoop()
+    link = BackendLink(loop, LinkSettings(backend_command=_command(backend_files), host="test",
+                                          ping_interval=0.3, pong_timeout=1.5))
+    loop.links.append(link)
+    canvas = RecordingCanvas()
+    c = EditController(link, _region(), canvas)
+    hung = None
+    try:
+        c.start()
+        loop.run_until(lambda: c.phase == Phase.READY, 120, "ready")
+        c.set_slider("sefa_1", -0.5)
+        loop.run_until(lambda: c.previews_shown, 60, "a preview")
+        hung = link.launcher.pid
+        os.kill(hung, signal.SIGSTOP)
+        stopped = time.monotonic()
+        loop.run_until(lambda: link.state != LinkState.CONNECTED, 20, "the silence to be noticed")
+        took = time.monotonic() - stopped
+        assert link.state == LinkState.FAILED and link.hung, link.message
+        assert took < 1.5 + 2.0, f"noticed after {took:.1f} s"
+        text = c.status_text()
+        assert f"The backend does not answer (pid {hung}, stopped)" in text and "Retry" in text, text
+        assert text.count("does not answer") == 1
+        assert c.phase == Phase.READY and c.can_retry and canvas.discarded == 0
+        shown = c.previews_shown
+        c.retry()
+        assert not _pid_running(hung), "the hung backend is stopped"
+        assert link.launcher.pid != hung and link.state == LinkState.STARTING
+        loop.run_until(lambda: c.phase == Phase.READY and c.previews_shown > shown, 120, "the edit carried on")
+        assert c.sessions_opened == 2 and c.sliders["sefa_1"] == -0.5 and not link.hung
+    finally:
+        if hung is not None and _pid_running(hung):
+            os.kill(hung, signal.SIGCONT)
+        link.shutdown()
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_retry_starts_the_backend_again(monkeypatch, tmp_path):

@@ -254,6 +254,39 @@ class InstallReport:
     python_source: str = ""
     backend_command: list[str] = field(default_factory=list)
     linked: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def venv_python_on_path(path: str | None = None) -> str | None:
+    """The first ``python3`` on ``PATH`` when it belongs to a virtual environment (a ``pyvenv.cfg`` above its
+    folder), else None. Krita's embedded Python (Debian's Krita 5.1.5, checked) takes its prefix from
+    the ``python3`` it finds there: in a virtual environment it cannot import PyQt5."""
+    exe = shutil.which("python3", path=os.environ.get("PATH", "") if path is None else path)
+    if exe and (Path(exe).parent.parent / "pyvenv.cfg").is_file():  # the link itself, not what it points to
+        return exe
+    return None
+
+
+def environment_warnings(environ: dict[str, str] | None = None) -> list[str]:
+    """What in this shell would break Krita if Krita were started from it: an activated virtual
+    environment (its ``python3`` first on ``PATH``: Krita's own Python then runs in it, cannot import
+    PyQt5, and no Python plugin loads), or ``PYTHONHOME``."""
+    env = os.environ if environ is None else environ
+    out = []
+    venv_python = venv_python_on_path(env.get("PATH", ""))
+    if env.get("VIRTUAL_ENV") or venv_python:
+        found = [f"VIRTUAL_ENV={env['VIRTUAL_ENV']}"] if env.get("VIRTUAL_ENV") else []
+        if venv_python:
+            found.append(f"its python3 first on PATH: {venv_python}")
+        out.append(f"a virtual environment is activated in this shell ({'; '.join(found)}): start Krita from "
+                   "a shell without it (run 'deactivate' first) or from the desktop menu. Krita started from "
+                   "this shell runs its Python in this environment, which lacks PyQt5: no Python plugin loads "
+                   "('No module named PyQt5'). The plugin does not need it: the recorded backend command runs "
+                   "this environment's Python by its full path.")
+    if env.get("PYTHONHOME"):
+        out.append(f"PYTHONHOME is set ({env['PYTHONHOME']}): Krita started from this shell would look for its "
+                   "Python there; unset it before starting Krita.")
+    return out
 
 
 def default_backend_command() -> list[str]:
@@ -402,6 +435,7 @@ def _install(pykrita: Path, rc: Path, *, link: bool, target: Target, python_vers
     from anycost_client.backend_launcher import save_config
 
     save_config({"backend_command": report.backend_command})
+    report.warnings = environment_warnings()
     return report
 
 

@@ -134,6 +134,21 @@ def _pid_alive(pid: object) -> bool:
     return True
 
 
+def process_state(pid: object) -> str | None:
+    """A live process's state letter (Linux ``/proc/PID/stat``: ``R`` running, ``S`` sleeping, ``T``
+    stopped, ``Z`` zombie…; ``?`` elsewhere, where only liveness is known), or None when there is no such
+    process or nothing can be known (Windows)."""
+    if sys.platform == "win32" or not _pid_alive(pid):
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None if sys.platform.startswith("linux") else "?"
+    fields = raw[raw.rfind(b")") + 2:].split()
+    return fields[0].decode() if fields else "?"
+
+
 def process_tag(pid: int) -> str | None:
     """``boot id:start time`` of a process (Linux): a pid reused by another process gets another tag."""
     try:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from . import protocol as P
 from .backend_launcher import BackendLauncher, LaunchError, configured_command, parse_command
 from .connection import Connection, SessionState, Status
-from .connection_file import ConnectionFileError, find_connection_file, read_connection_file
+from .connection_file import ConnectionFileError, find_connection_file, process_state, read_connection_file
 from .protocol import Message
 from .regions import Region, paste_box
 
@@ -101,10 +101,11 @@ class LinkSettings:
     client_name: str = "anycost-plugin"
     start_timeout: float = 180.0
     connect_timeout: float = 10.0
-    ping_interval: float = 2.0  # heartbeat when otherwise quiet
-    pong_timeout: float = 6.0  # silence after which the backend counts as lost (> ping_interval)
+    ping_interval: float = 1.5  # heartbeat when otherwise quiet
+    pong_timeout: float = 4.5  # silence after which the backend counts as lost or, if it still runs, hung
     rediscover_every: float = 2.0  # while reconnecting: look for a backend elsewhere this often
-    max_restarts: int = 3  # restarts of a started backend that keeps dying
+    max_restarts: int = 3  # restarts of a started backend that keeps dying, within ``restart_window``
+    restart_window: float = 600.0  # seconds a restart counts against ``max_restarts``; older ones expire
     keep_backend: bool = False  # a backend started here outlives this process (one-shot plug-ins, e.g. GIMP's)
 
 
@@ -122,7 +123,10 @@ class BackendLink:
         self.conn: Connection | None = None
         self.connection_file: Path | None = None
         self.launcher: BackendLauncher | None = None
-        self.restarts = 0
+        self.restarts = 0  # restarts of a backend started here, since the last ``ensure``
+        self.restart_times: list[float] = []  # when they happened (monotonic), the last ``restart_window`` only
+        self.backend_pid: int | None = None  # of a backend on this machine (the connection file's ``pid``)
+        self.hung = False  # the backend's process lives but misses its heartbeats
         self.reconnects = 0  # welcomes after the first: listeners replay their state
         self._listeners: list[Any] = []
         self._watch: Any = None
@@ -167,6 +171,8 @@ class BackendLink:
         """Connect if not connected or trying (a failed link tries again)."""
         if self.state in (LinkState.IDLE, LinkState.FAILED):
             self.restarts = 0
+            self.restart_times.clear()
+            self.hung = False
             self._discover(first=True)
         if self.state == LinkState.FAILED:
             self._next_discovery = time.monotonic() + self.settings.rediscover_every
@@ -223,6 +229,8 @@ class BackendLink:
             return  # the same backend (restarted on its old endpoint): the connection reconnects by itself
         self._drop_connection()
         self.connection_file = path
+        pid = info.get("pid")
+        self.backend_pid = pid if isinstance(pid, int) and _local(endpoint) else None
         self.conn = Connection(endpoint, key, on_message=self._on_message, on_status=self._on_status,
                                client_name=self.settings.client_name, ping_interval=self.settings.ping_interval,
                                pong_timeout=self.settings.pong_timeout, plain=info.get("auth") == "plain")
@@ -263,7 +271,38 @@ class BackendLink:
         if status == Status.RECONNECTING and self.state == LinkState.CONNECTED:
             self._lost_at = time.monotonic()
             self._next_discovery = self._lost_at + self.settings.rediscover_every
+            hung = self._hung_backend()
+            if hung is not None:
+                self.hung = True
+                self._set(LinkState.FAILED, hung)
+                return
             self._set(LinkState.RECONNECTING, "The backend stopped answering; reconnecting…")
+
+    def _hung_backend(self) -> str | None:
+        """The backend missed its heartbeats (nothing heard for ``pong_timeout``): when its process is
+        alive on this machine it is hung (stopped, or stuck), not gone — say so, instead of reconnecting
+        to it for ever. None when it is gone or elsewhere (the usual reconnect or restart follows)."""
+        launcher = self.launcher
+        state: str | None
+        if launcher is not None and launcher.proc is not None:  # started here
+            if not launcher.running():
+                return None  # it died: ``tick`` restarts it
+            pid = launcher.pid
+            state = process_state(pid) or "?"  # it runs: Popen says so
+        else:
+            pid = self.backend_pid
+            state = process_state(pid) if pid is not None else None
+            if state is None:  # gone, or nothing known about it here: reconnect or find another
+                return None
+        if state in ("Z", "X"):  # exited, not yet reaped
+            return None
+        s = self.settings
+        missed = max(1, round(s.pong_timeout / s.ping_interval))
+        how = ", stopped" if state in ("T", "t") else ""
+        fix = ("Retry stops it and starts a new one" if self.owns_backend else
+               "Retry connects again; if it stays silent, restart it")
+        return (f"The backend does not answer (pid {pid}{how}): {missed} heartbeats missed in {s.pong_timeout:g} s. "
+                f"{fix}.")
 
     def _on_message(self, msg: Message) -> None:
         if msg.type == "welcome":
@@ -271,6 +310,7 @@ class BackendLink:
             self._had_welcome = True
             if again:
                 self.reconnects += 1
+            self.hung = False
             self._set(LinkState.CONNECTED, self._describe())
         for listener in list(self._listeners):
             listener.backend_message(msg)
@@ -333,25 +373,33 @@ class BackendLink:
             self._drop_connection()
             self._launch()
             return
-        self._set(LinkState.FAILED, f"The backend at {endpoint} does not answer. Restart it, or remove its stale "
-                                    f"connection file {self.connection_file}.")
+        pid = f" (pid {self.backend_pid})" if self.backend_pid is not None else ""
+        self._set(LinkState.FAILED, f"The backend at {endpoint}{pid} does not answer. Restart it, or remove its "
+                                    f"stale connection file {self.connection_file}.")
 
     def _tick_reconnecting(self, now: float) -> None:
-        if self.owns_backend and not self.launcher.running():
-            if self.restarts >= self.settings.max_restarts:
+        launcher = self.launcher
+        if launcher is not None and launcher.proc is not None and not launcher.running():  # ours, and it died
+            window = self.settings.restart_window
+            self.restart_times = [t for t in self.restart_times if now - t < window]  # older ones expire
+            code = launcher.exit_code()
+            if len(self.restart_times) >= self.settings.max_restarts:
                 self._drop_connection()
-                self._set(LinkState.FAILED, f"The backend keeps stopping (restarted {self.restarts} times); see "
-                                            f"its log {self.launcher.log_file}")
+                recent = len(self.restart_times)
+                how = (f"restarted {recent} time{'s' if recent != 1 else ''} in the last {_duration(window)}"
+                       if recent else "not restarted")
+                self._set(LinkState.FAILED, f"The backend keeps stopping (exit code {code}; {how}); see its "
+                                            f"log {launcher.log_file}")
                 return
             self.restarts += 1
-            code = self.launcher.exit_code()
+            self.restart_times.append(now)
             try:
-                self.launcher.start()
+                launcher.start()
             except LaunchError as e:
                 self._set(LinkState.FAILED, str(e))
                 return
             self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {code}); restarted it (pid "
-                                              f"{self.launcher.pid}), waiting for it…")
+                                              f"{launcher.pid}), waiting for it…")
             return
         if self.owns_backend:
             try:
@@ -397,9 +445,14 @@ class BackendLink:
         self._handshake()
 
     def retry(self) -> None:
-        """Try again now, from the start (restarting a backend this link starts); for a Retry button."""
+        """Try again now, from the start (restarting a backend this link starts); for a Retry button.
+        A backend started here that still runs but does not answer (hung) is stopped first."""
         if self.state == LinkState.FAILED:
             self._drop_connection()
+            launcher = self.launcher
+            if launcher is not None and launcher.running():  # started here, still there, yet given up on
+                log.warning("stopping the backend that does not answer (pid %s)", launcher.pid)
+                launcher.stop(timeout=1.0)  # a stopped (SIGSTOP) process never handles SIGTERM: killed
             self.ensure()
 
     def _handshake(self) -> None:
@@ -427,8 +480,22 @@ class BackendLink:
         ``keep_backend`` says it is for the next plug-in process too."""
         self._drop_connection()
         if self.launcher is not None and not self.settings.keep_backend:
-            self.launcher.stop()
+            self.launcher.stop(timeout=1.0 if self.hung else 10.0)  # a stopped process would only be waited for
         self._set(LinkState.IDLE, "Not connected")
+
+
+def _local(endpoint: str) -> bool:
+    """Whether ``endpoint`` is on this machine (so the connection file's pid names a process here)."""
+    if endpoint.startswith("ipc://"):
+        return True
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} minutes"
+    return f"{seconds:g} s"
 
 
 # ---------------------------------------------------------------------------------------- one edit
@@ -724,11 +791,11 @@ class EditController:
         if self.finished:
             return
         if link.state == LinkState.FAILED:
-            if self.phase in (Phase.CONNECTING, Phase.OPENING):
-                self._fail(link.message)
-            else:
-                self.error = link.message
-                self._status(link.message)
+            # the link gave up (for now: it keeps looking, and ``retry`` tries again): the edit keeps its
+            # region, sliders and previews in every phase, so that Retry can carry on where it stopped.
+            # The status line says why, once: it is not an error of this edit as well
+            self.error = None
+            self._status(link.message)
             return
         if link.state == LinkState.CONNECTED:
             self._levels_from(link.welcome)
@@ -929,7 +996,8 @@ class EditController:
 
     @property
     def can_retry(self) -> bool:
-        """The backend link gave up while this edit is still open (a Retry button's state)."""
+        """The backend link gave up while this edit is still open (a Retry button's state), whatever the
+        edit was doing: connecting, sending the region (again), ready, applying."""
         return not self.finished and self.link.state == LinkState.FAILED
 
     def retry(self) -> None:
@@ -942,9 +1010,16 @@ class EditController:
     # ------------------------------------------------------------------ for the dialog
     def status_line(self) -> str:
         parts = [self.message]
-        if self.link.state in (LinkState.RECONNECTING, LinkState.STARTING) and self.link.message not in parts:
+        if self.link.state in (LinkState.RECONNECTING, LinkState.STARTING, LinkState.FAILED) and \
+                self.link.message not in parts:
             parts.append(self.link.message)
         return " — ".join(parts)
+
+    def status_text(self) -> str:
+        """The status line and, below it, the last error unless the line already says it: what a
+        dialog's status label shows."""
+        line = self.status_line()
+        return f"{line}\n{self.error}" if self.error and self.error not in line else line
 
     def latency_text(self) -> str:
         """The newest preview: slider moved → drawn, with the backend's render and the canvas's drawing."""

@@ -105,6 +105,8 @@ def run_install(args: argparse.Namespace) -> int:
         print(f"  vendored for it: {', '.join(report.vendored)}")
     print(f"  enabled in {report.kritarc}; shortcut and menu text in {report.action}")
     print(f"  backend command: {shlex.join(report.backend_command)}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
     print("Restart Krita, then use Filter ▸ Anycost Face Edit… (Ctrl+Alt+Shift+F).")
     return 0
 

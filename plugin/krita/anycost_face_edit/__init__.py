@@ -2,8 +2,11 @@
 
 Krita imports this package at start-up. The client package and the vendored pyzmq/msgpack wheels
 that the installer put beside it go first on ``sys.path``; if they cannot be imported the plugin
-still loads and its action explains how to repair the installation. Imported outside Krita (tests,
-tools), the modules are usable and nothing registers.
+still loads and its action explains how to repair the installation. When Krita's own ``krita`` module
+cannot be imported (a virtual environment activated in the shell that started Krita hides PyQt) and Krita
+still imports plugins, there is no window to explain it in: the plugin says so on Krita's standard error,
+naming the environment. (Debian's Krita 5.1.5 imports no plugin at all then; the installer warns instead.)
+Imported outside Krita (tests, tools), the modules are usable and nothing registers.
 """
 
 from .vendor_paths import add_bundled_paths
@@ -12,8 +15,12 @@ add_bundled_paths()
 
 try:
     from krita import Krita
-except ImportError:
+except ImportError as _error:
     Krita = None
+    if getattr(_error, "name", None) != "krita":  # inside Krita, whose own module failed (e.g. no PyQt5)
+        from .environment import report_import_failure
+
+        report_import_failure(_error)
 
 if Krita is not None:
     try:

@@ -14,7 +14,7 @@ from anycost_client.controller import BackendLink, EditController
 from anycost_client.regions import FormatError
 
 from . import qt_compat as Q
-from .dialog import FaceEditDialog, QtEventLoop, SettingsDialog
+from .dialog import FaceEditDialog, QtEventLoop, SettingsDialog, parse_position
 from .krita_canvas import read_region
 from .settings import Settings
 
@@ -147,9 +147,13 @@ class AnycostFaceEditExtension(Extension):
         canvas = KritaCanvas(self.app, doc, node, region)
         controller = EditController(link, region, canvas, quality=settings.quality,
                                     refine_steps=settings.refine_steps)
-        dialog = FaceEditDialog(controller, settings, self._parent_widget(), on_settings=self.edit_settings)
+        parent = self._parent_widget()
+        dialog = FaceEditDialog(controller, settings, parent, on_settings=self.edit_settings)
         self.dialog, self.controller = dialog, controller
-        log.info("dialog opened on %r, region %s", region.layer_name, region.rect.as_tuple())
+        # beside the canvas, or where the user left it last time (kept on the screen)
+        where = dialog.place_on_screen(window=parent.frameGeometry() if parent is not None else None,
+                                       saved=parse_position(settings.dialog_position))
+        log.info("dialog opened on %r, region %s, at %s", region.layer_name, region.rect.as_tuple(), where)
         try:
             controller.start()
             dialog.refresh()
@@ -161,9 +165,15 @@ class AnycostFaceEditExtension(Extension):
         finally:
             if not controller.finished:
                 controller.cancel()
+            changed = []
             if controller.quality != settings.quality:
                 settings.quality = controller.quality
-                settings.save(self.app.writeSetting)
+                changed.append("quality")
+            if dialog.moved_by_user:
+                settings.dialog_position = "{},{}".format(*dialog.position)
+                changed.append("dialog_position")
+            if changed:
+                settings.save(self.app.writeSetting, *changed)
             self.dialog = None
             dialog.deleteLater()
         log.info("dialog closed: %s", controller.phase.value)

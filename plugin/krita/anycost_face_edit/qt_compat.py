@@ -27,9 +27,13 @@ else:
 
 Qt = QtCore.Qt
 QTimer = QtCore.QTimer
+QPoint = QtCore.QPoint
+QRect = QtCore.QRect
+QSize = QtCore.QSize
 QSocketNotifier = QtCore.QSocketNotifier
 QImage = QtGui.QImage
 QPixmap = QtGui.QPixmap
+QGuiApplication = QtGui.QGuiApplication
 
 QApplication = QtWidgets.QApplication
 QCheckBox = QtWidgets.QCheckBox
@@ -37,6 +41,7 @@ QComboBox = QtWidgets.QComboBox
 QDialog = QtWidgets.QDialog
 QDialogButtonBox = QtWidgets.QDialogButtonBox
 QDoubleSpinBox = QtWidgets.QDoubleSpinBox
+QFrame = QtWidgets.QFrame
 QFormLayout = QtWidgets.QFormLayout
 QGridLayout = QtWidgets.QGridLayout
 QGroupBox = QtWidgets.QGroupBox
@@ -46,9 +51,12 @@ QLineEdit = QtWidgets.QLineEdit
 QMessageBox = QtWidgets.QMessageBox
 QProgressBar = QtWidgets.QProgressBar
 QPushButton = QtWidgets.QPushButton
+QScrollArea = QtWidgets.QScrollArea
+QSizePolicy = QtWidgets.QSizePolicy
 QSlider = QtWidgets.QSlider
 QSpinBox = QtWidgets.QSpinBox
 QToolButton = QtWidgets.QToolButton
+QWidget = QtWidgets.QWidget
 QVBoxLayout = QtWidgets.QVBoxLayout
 
 
@@ -73,6 +81,16 @@ ROLE_RESET = _enum(QDialogButtonBox, "ButtonRole", "ResetRole")
 ROLE_ACTION = _enum(QDialogButtonBox, "ButtonRole", "ActionRole")
 MSG_YES = _enum(QMessageBox, "StandardButton", "Yes")
 MSG_NO = _enum(QMessageBox, "StandardButton", "No")
+ALIGN_TOP_LEFT = _enum(Qt, "AlignmentFlag", "AlignTop") | _enum(Qt, "AlignmentFlag", "AlignLeft")
+ELIDE_RIGHT = _enum(Qt, "TextElideMode", "ElideRight")
+SCROLLBAR_OFF = _enum(Qt, "ScrollBarPolicy", "ScrollBarAlwaysOff")
+SCROLLBAR_AS_NEEDED = _enum(Qt, "ScrollBarPolicy", "ScrollBarAsNeeded")
+NO_FRAME = _enum(QFrame, "Shape", "NoFrame")
+SIZE_FIXED = _enum(QSizePolicy, "Policy", "Fixed")
+SIZE_IGNORED = _enum(QSizePolicy, "Policy", "Ignored")
+SIZE_PREFERRED = _enum(QSizePolicy, "Policy", "Preferred")
+SIZE_EXPANDING = _enum(QSizePolicy, "Policy", "Expanding")
+COMBO_MIN_LENGTH = _enum(QComboBox, "SizeAdjustPolicy", "AdjustToMinimumContentsLengthWithIcon")
 
 
 def exec_dialog(dialog) -> int:

@@ -24,6 +24,7 @@ class Settings:
     padding: float = 0.25  # context around the selection, × its longer side
     refine_steps: int = 0  # projection refinement steps (0: the encoder's answer only)
     quality: str = AUTO
+    dialog_position: str = ""  # "x,y": where the user left the dialog (its frame's top-left), empty: not yet
 
     @classmethod
     def load(cls, read: Callable[[str, str, str], str]) -> Settings:
@@ -42,9 +43,12 @@ class Settings:
         out.refine_steps = min(max(out.refine_steps, 0), 1000)
         return out
 
-    def save(self, write: Callable[[str, str, str], None]) -> None:
+    def save(self, write: Callable[[str, str, str], None], *names: str) -> None:
+        """Write every setting, or only ``names`` (what the dialog itself changed: the settings dialog may
+        have written the others meanwhile)."""
         for name, value in asdict(self).items():
-            write(GROUP, name, str(value))
+            if not names or name in names:
+                write(GROUP, name, str(value))
 
     def link_settings(self) -> LinkSettings:
         return LinkSettings(

@@ -37,6 +37,7 @@ def event(text):
 
 
 T0 = time.monotonic()
+MOVED_TO = (40, 60)  # where the user moves the first dialog
 
 
 def wait_for(cond, timeout, what):
@@ -124,6 +125,24 @@ class Driver(Extension):
         QTimer.singleShot(0, action.trigger)  # exec() of the modal dialog runs inside this call
         dialog = yield from wait_for(lambda: plugin.dialog, 20, "the dialog")
         return dialog
+
+    def placement(self, dialog):
+        """Where the dialog opened, against Krita's window and the screen's available area."""
+        def rect(r):
+            return [r.x(), r.y(), r.width(), r.height()]
+
+        window = Krita.instance().activeWindow().qwindow()
+        screen = window.windowHandle().screen() if window.windowHandle() is not None else None
+        avail = (screen or QApplication.primaryScreen()).availableGeometry()
+
+        def global_rect(w):
+            p = w.mapToGlobal(w.rect().topLeft())
+            return [p.x(), p.y(), w.width(), w.height()]
+
+        return {"dialog": rect(dialog.frameGeometry()), "window": rect(window.frameGeometry()),
+                "available": rect(avail), "size": [dialog.width(), dialog.height()],
+                "widgets": {w.objectName(): global_rect(w) for w in (dialog.apply_button, dialog.cancel_button,
+                                                                     dialog.quality, dialog.latency)}}
 
     def wait_ready(self, dialog, timeout):
         from anycost_client.controller import Phase
@@ -267,6 +286,7 @@ class Driver(Extension):
         RESULTS["progress_when_ready"] = [dialog.progress.minimum(), dialog.progress.maximum(),
                                           dialog.progress.value()]
         RESULTS["preview_choice"] = dialog.choice.text()
+        RESULTS["placement"] = self.placement(dialog)
         specs = {n: [s.lo, s.hi] for n, s in c.specs.items()}
         RESULTS["directions"] = specs
         RESULTS["region"] = list(c.region.rect.as_tuple())
@@ -280,6 +300,12 @@ class Driver(Extension):
                                      "latency": c.latency_text(), "status": dialog.status.text()}
         dump("cancel_preview_layer.raw", pv.pixelData(*c.region.rect.as_tuple()))
         dump("source_during_preview.raw", source.pixelData(0, 0, doc.width(), doc.height()))
+        RESULTS["placement"]["size_after_preview"] = [dialog.width(), dialog.height()]
+        dialog.grab().save(os.path.join(OUT, "dialog.png"))  # to look at
+        QApplication.primaryScreen().grabWindow(0).save(os.path.join(OUT, "screen.png"))
+        dialog.move(*MOVED_TO)  # the user moves the dialog: the next one opens there
+        yield from sleep(0.2)
+        RESULTS["placement"]["moved_to"] = [dialog.pos().x(), dialog.pos().y()]
         dialog.cancel_button.click()
         yield from wait_for(lambda: self.plugin().dialog is None, 20, "the dialog to close")
         event("dialog 1 cancelled")
@@ -317,6 +343,7 @@ class Driver(Extension):
         event("dialog 2 open")
         yield from self.wait_ready(dialog, SPEC["ready_timeout_s"])
         c = dialog.controller
+        RESULTS["placement_again"] = [dialog.pos().x(), dialog.pos().y()]
         quality = dialog.quality
         RESULTS["quality_items"] = [quality.itemData(i) for i in range(quality.count())]
         yield from self.drag(dialog, names[0], [0.3, 0.6, 0.9])
