@@ -529,15 +529,18 @@ def test_the_dialog_starts_at_zero_in_a_new_gimp_session():
 
 def test_the_dialogs_two_timings_say_what_each_measures():
     """'Preview: … 820 ms measured (budget 80 ms)' beside 'Preview latency 18 ms' read as a contradiction: the
-    first is the backend's timing when it chose the Fast sub-generator, the second the newest preview as shown."""
-    from face_edit_ui import fast_preview_text, last_preview_text
+    first is the backend's timing when it chose the Fast sub-generator, the second the newest preview as shown.
+    Both dialogs take these texts from the shared controller."""
+    from anycost_client.controller import last_preview_text
+    from anycost_client.controller import preview_choice_text as fast_preview_text
 
     choice = {"preview": "128:flexible", "preview_flops": 3.2e9, "preview_ms": 820.4, "preview_predicted_ms": 37,
               "preview_source": "search", "preview_budget_ms": 80, "preview_fits": False}
     assert fast_preview_text(choice) == ("128:flexible · 3.2 GFLOP, chosen for the 80 ms budget (searched); 820 ms "
-                                         "when the backend timed it (nothing cheaper met the budget then)")
+                                         "when the backend timed it, 37 ms predicted (nothing cheaper met the "
+                                         "budget then)")
     assert fast_preview_text({**choice, "preview_fits": True, "preview_ms": 40}).endswith("40 ms when the backend "
-                                                                                          "timed it")
+                                                                                          "timed it, 37 ms predicted")
     assert fast_preview_text({"preview": "64:0.5", "preview_predicted_ms": 12}) == "64:0.5; 12 ms predicted"
     assert fast_preview_text({}) == ""
     assert last_preview_text(None, None, None, None) == "–"

@@ -72,7 +72,7 @@ def test_dialog_runs_on_pyqt(qt, backend, tmp_path):
     assert r["progress_at_ready"] == [100, 100]
     assert r["reset_all"]["before"] == [0.0, 0.7, -0.3]
     assert r["reset_all"]["after"] == [0.0, 0.0, 0.0] and r["reset_all"]["positions"] == [0, 0, 0], "Reset all"
-    assert r["preview_choice"].startswith("Preview: ") and not r["retry_visible"]
+    assert "chosen for the" in r["preview_choice"] and not r["retry_visible"]
     # laid out from the first frame: neither the first latency figure nor any status text resizes it
     assert r["latency_before"] == "–" and "ms" in r["latency_label"]
     assert r["size_after_preview"] == r["size_shown"] == r["size_end"], r

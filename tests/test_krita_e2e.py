@@ -177,7 +177,7 @@ def test_dialog_offers_the_backends_sliders_and_costs(run):
     assert any(0 < v < 100 for v in shown), f"the refinement's steps show: {r['progress']}"
     assert shown == sorted(shown), f"the bar never goes back: {r['progress']}"
     assert r["progress_when_ready"] == [0, 100, 100], "the projection's progress bar is full once ready"
-    assert r["preview_choice"].startswith("Preview: ") and " ms measured" in r["preview_choice"]
+    assert "chosen for the" in r["preview_choice"] and " ms when the backend timed it" in r["preview_choice"]
 
 
 def test_dialog_opens_beside_the_canvas_fits_the_screen_and_remembers_where_it_was_left(run):

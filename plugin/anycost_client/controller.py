@@ -1023,39 +1023,12 @@ class EditController:
 
     def latency_text(self) -> str:
         """The newest preview: slider moved → drawn, with the backend's render and the canvas's drawing."""
-        if self.latency_ms is None:
-            return "–"
-        parts = [f"render {self.render_ms:.0f} ms"] if self.render_ms is not None else []
-        if self.draw_ms is not None:
-            parts.append(f"drawing {self.draw_ms:.0f} ms")
-        detail = f" ({', '.join(parts)})" if parts else ""
-        cost = f" at {self.preview_cost}" if self.preview_cost else ""
-        return f"{self.latency_ms:.0f} ms{detail}{cost}"
+        return last_preview_text(self.latency_ms, self.render_ms, self.draw_ms, self.preview_cost)
 
     def preview_choice_text(self) -> str:
-        """The sub-generator the backend chose for Auto previews and what it costs on the backend's machine,
-        e.g. ``Preview: 128:flexible · 3.2 GFLOP · 40 ms measured / 37 predicted (searched, budget 40 ms)``
-        (how it was chosen in the words of ``PREVIEW_SOURCES``); refreshed on every (re)connect and every
-        session the backend opens. Empty before the first welcome."""
-        c = self.preview_choice
-        if not c.get("preview"):
-            return ""
-        parts = [f"Preview: {c['preview']}"]
-        flops = c.get("preview_flops")
-        if isinstance(flops, (int, float)) and flops > 0:
-            parts.append(f"{flops / 1e9:.1f} GFLOP" if flops >= 1e8 else f"{flops / 1e6:.0f} MFLOP")
-        measured, predicted = c.get("preview_ms"), c.get("preview_predicted_ms")
-        if isinstance(measured, (int, float)) and isinstance(predicted, (int, float)):
-            parts.append(f"{measured:.0f} ms measured / {predicted:.0f} predicted")
-        elif isinstance(measured, (int, float)):
-            parts.append(f"{measured:.0f} ms measured")
-        elif isinstance(predicted, (int, float)):
-            parts.append(f"{predicted:.0f} ms predicted")
-        source = c.get("preview_source")
-        how = [PREVIEW_SOURCES.get(str(source), str(source))] if source else []
-        if isinstance(c.get("preview_budget_ms"), (int, float)):
-            how.append(f"budget {c['preview_budget_ms']:g} ms")
-        return " · ".join(parts) + (f" ({', '.join(how)})" if how else "")
+        """What Auto previews are on this backend (``preview_choice_text`` of the module); refreshed on every
+        (re)connect and every session the backend opens. Empty before the first welcome."""
+        return preview_choice_text(self.preview_choice)
 
     def progress_fraction(self) -> float | None:
         p = self.progress
@@ -1064,3 +1037,52 @@ class EditController:
         if p.get("stage") == "refine" and p.get("steps"):
             return min(1.0, (p.get("step") or 0) / p["steps"])
         return None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def preview_choice_text(choice: dict) -> str:
+    """What Auto previews are (the backend's ``preview*`` fields): the sub-generator, its cost, the budget it
+    was chosen for and how, and the render time the backend measured when it chose it, e.g.
+    ``128:flexible · 3.2 GFLOP, chosen for the 80 ms budget (searched); 40 ms when the backend timed it,
+    37 ms predicted``. That time was taken once, under whatever load the machine had then; the previews now
+    shown are timed by ``last_preview_text``, so the two may differ without contradicting each other."""
+    if not choice.get("preview"):
+        return ""
+    text = str(choice["preview"])
+    flops = choice.get("preview_flops")
+    if _number(flops) and flops > 0:
+        text += f" · {flops / 1e9:.1f} GFLOP" if flops >= 1e8 else f" · {flops / 1e6:.0f} MFLOP"
+    budget = choice.get("preview_budget_ms")
+    source = choice.get("preview_source")
+    how = PREVIEW_SOURCES.get(str(source), str(source)) if source else ""
+    if _number(budget):
+        text += f", chosen for the {budget:g} ms budget" + (f" ({how})" if how else "")
+    elif how:
+        text += f" ({how})"
+    measured, predicted = choice.get("preview_ms"), choice.get("preview_predicted_ms")
+    if _number(measured):
+        text += f"; {measured:.0f} ms when the backend timed it"
+        if _number(predicted):
+            text += f", {predicted:.0f} ms predicted"
+        if _number(budget) and choice.get("preview_fits") is False:
+            text += " (nothing cheaper met the budget then)"
+    elif _number(predicted):
+        text += f"; {predicted:.0f} ms predicted"
+    return text
+
+
+def last_preview_text(latency_ms: float | None, render_ms: float | None, draw_ms: float | None,
+                      cost: str | None) -> str:
+    """The newest preview shown: from the slider's move to the picture, with the backend's render and the
+    host's drawing, and the cost it was rendered at, e.g. ``18 ms from slider to picture (render 15 ms,
+    drawing 1 ms) at 128:flexible``; '–' before the first."""
+    if not _number(latency_ms):
+        return "–"
+    parts = [f"render {render_ms:.0f} ms"] if _number(render_ms) else []
+    if _number(draw_ms):
+        parts.append(f"drawing {draw_ms:.0f} ms")
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return f"{latency_ms:.0f} ms from slider to picture{detail}" + (f" at {cost}" if cost else "")

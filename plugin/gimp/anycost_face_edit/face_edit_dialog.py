@@ -22,10 +22,8 @@ from face_edit_canvas import Region, add_result_layer  # noqa: E402
 from face_edit_ui import (  # noqa: E402
     cost_label,
     dialog_sliders,
-    fast_preview_text,
     fit_size,
     gimp_session,
-    last_preview_text,
     sliders_text,
 )
 from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
@@ -38,6 +36,7 @@ PREVIEW_SIZE = 360
 TICK_MS = 250
 RESPONSE_RESET = 1
 RESPONSE_REPROJECT = 2
+RESPONSE_RETRY = 3
 
 
 class GLibEventLoop:
@@ -112,6 +111,9 @@ class FaceEditDialog:
     def _build(self) -> None:
         d = self.dialog = GimpUi.Dialog(title="Anycost Face Edit", role="anycost-face-edit", modal=True)
         d.add_button("_Reset", RESPONSE_RESET)
+        # shown only when the backend link gave up; the edit stays open meanwhile
+        self.retry_button = d.add_button("_Retry", RESPONSE_RETRY)
+        self.retry_button.set_no_show_all(True)
         d.add_button("_Cancel", Gtk.ResponseType.CANCEL)
         d.add_button("_Apply", Gtk.ResponseType.OK)
         d.set_default_response(Gtk.ResponseType.OK)
@@ -259,20 +261,20 @@ class FaceEditDialog:
                 adj.set_value(value)
                 adj.handler_unblock_by_func(self._on_slider)
         self._fill_quality()
-        text = c.status_line()
-        if c.error and c.error not in text:
-            text += f"\n{c.error}"
-        if c.phase == Phase.FAILED:
+        text = c.status_text()
+        gave_up = c.phase == Phase.FAILED or c.can_retry
+        self.retry_button.set_visible(c.can_retry)
+        if gave_up:
             self.status.set_markup(f'<span foreground="#c01c28">{GLib.markup_escape_text(text)}</span>')
         else:
             self.status.set_text(text)
         frac = c.progress_fraction()
-        if frac is None and c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.APPLYING):
+        if frac is None and c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.APPLYING) and not gave_up:
             self.progress.pulse()
         else:
-            self.progress.set_fraction(frac if frac is not None else (0.0 if c.phase == Phase.FAILED else 1.0))
-        self.latency.set_text(last_preview_text(c.latency_ms, c.render_ms, c.draw_ms, c.preview_cost))
-        self.choice.set_text(fast_preview_text(c.preview_choice) or "–")
+            self.progress.set_fraction(frac if frac is not None else (0.0 if gave_up else 1.0))
+        self.latency.set_text(c.latency_text())
+        self.choice.set_text(c.preview_choice_text() or "–")
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
         # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
         edited = c.has_edit
@@ -298,6 +300,9 @@ class FaceEditDialog:
         c = self.controller
         if response == RESPONSE_RESET:
             c.reset_all()
+        elif response == RESPONSE_RETRY:
+            c.retry()
+            self._refresh()
         elif response == RESPONSE_REPROJECT:
             if c.phase in (Phase.APPLYING, Phase.DONE) or self.model_error:
                 return
