@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from .connection_file import (
     ConnectionFileError,
@@ -182,7 +183,7 @@ class BackendLauncher:
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.starts = 0
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -208,9 +209,9 @@ class BackendLauncher:
             raise LaunchError(str(e)) from e
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._close_log()
-        self._log = open(self.log_file, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self._log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shlex.join(self.argv)}\n".encode())
-        self._log.flush()
+        log = self._log = open(self.log_file, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shlex.join(self.argv)}\n".encode())
+        log.flush()
         kw: dict = {}
         if sys.platform == "win32":
             kw["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)

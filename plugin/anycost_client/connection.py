@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -130,7 +130,7 @@ class Connection:
     @property
     def fd(self) -> int:
         assert self.sock is not None
-        return self.sock.getsockopt(zmq.FD)
+        return cast(int, self.sock.getsockopt(zmq.FD))
 
     def _open_socket(self, status: Status) -> None:
         if self.sock is not None:
@@ -269,7 +269,7 @@ class Connection:
     def process_events(self) -> int:
         """Handle every waiting message; returns how many were delivered."""
         n = 0
-        while self.sock is not None and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while self.sock is not None and cast(int, self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             try:
                 parts = self.sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:

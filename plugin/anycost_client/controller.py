@@ -164,7 +164,13 @@ class BackendLink:
 
     @property
     def owns_backend(self) -> bool:
-        return self.launcher is not None and self.launcher.proc is not None
+        return self._own is not None
+
+    @property
+    def _own(self) -> BackendLauncher | None:
+        """The launcher of a backend this link started, else None."""
+        launcher = self.launcher
+        return launcher if launcher is not None and launcher.proc is not None else None
 
     # ------------------------------------------------------------------ connecting
     def ensure(self) -> None:
@@ -318,8 +324,8 @@ class BackendLink:
     def _describe(self) -> str:
         w = self.welcome
         models = w.get("models") or [{}]
-        owner = f", started by this plugin (pid {self.launcher.pid})" if self.owns_backend and \
-            self.launcher.running() else ""
+        own = self._own
+        owner = f", started by this plugin (pid {own.pid})" if own is not None and own.running() else ""
         return f"Connected to {w.get('server', 'the backend')}, model {models[0].get('name', '?')}{owner}"
 
     def tick(self) -> None:
@@ -337,10 +343,10 @@ class BackendLink:
             self._tick_reconnecting(now)
         elif self.state == LinkState.FAILED:
             self._tick_failed(now)
-        elif self.state == LinkState.CONNECTED and self.owns_backend and not self.launcher.running():
+        elif self.state == LinkState.CONNECTED and (own := self._own) is not None and not own.running():
             self._lost_at = now
             self._next_discovery = now
-            self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {self.launcher.exit_code()}); "
+            self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {own.exit_code()}); "
                                               "restarting it…")
             self._tick_reconnecting(now)
 
@@ -365,7 +371,8 @@ class BackendLink:
 
     def _connect_timed_out(self) -> None:
         endpoint = self.conn.endpoint if self.conn else "?"
-        if self.owns_backend and self.launcher.running():
+        own = self._own
+        if own is not None and own.running():
             self._deadline = time.monotonic() + self.settings.connect_timeout
             return  # our own backend is busy starting up; keep waiting
         if not self.settings.connection_file and self._command() and not self.owns_backend:
@@ -401,9 +408,10 @@ class BackendLink:
             self._set(LinkState.RECONNECTING, f"The backend stopped (exit code {code}); restarted it (pid "
                                               f"{launcher.pid}), waiting for it…")
             return
-        if self.owns_backend:
+        own = self._own
+        if own is not None:
             try:
-                path = self.launcher.ready_file()
+                path = own.ready_file()
             except LaunchError:
                 return
             if path is not None and now >= self._next_discovery:
@@ -1039,8 +1047,9 @@ class EditController:
         return None
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _num(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else (booleans included)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def preview_choice_text(choice: dict) -> str:
@@ -1052,24 +1061,24 @@ def preview_choice_text(choice: dict) -> str:
     if not choice.get("preview"):
         return ""
     text = str(choice["preview"])
-    flops = choice.get("preview_flops")
-    if _number(flops) and flops > 0:
+    flops = _num(choice.get("preview_flops"))
+    if flops is not None and flops > 0:
         text += f" · {flops / 1e9:.1f} GFLOP" if flops >= 1e8 else f" · {flops / 1e6:.0f} MFLOP"
-    budget = choice.get("preview_budget_ms")
+    budget = _num(choice.get("preview_budget_ms"))
     source = choice.get("preview_source")
     how = PREVIEW_SOURCES.get(str(source), str(source)) if source else ""
-    if _number(budget):
+    if budget is not None:
         text += f", chosen for the {budget:g} ms budget" + (f" ({how})" if how else "")
     elif how:
         text += f" ({how})"
-    measured, predicted = choice.get("preview_ms"), choice.get("preview_predicted_ms")
-    if _number(measured):
+    measured, predicted = _num(choice.get("preview_ms")), _num(choice.get("preview_predicted_ms"))
+    if measured is not None:
         text += f"; {measured:.0f} ms when the backend timed it"
-        if _number(predicted):
+        if predicted is not None:
             text += f", {predicted:.0f} ms predicted"
-        if _number(budget) and choice.get("preview_fits") is False:
+        if budget is not None and choice.get("preview_fits") is False:
             text += " (nothing cheaper met the budget then)"
-    elif _number(predicted):
+    elif predicted is not None:
         text += f"; {predicted:.0f} ms predicted"
     return text
 
@@ -1079,10 +1088,11 @@ def last_preview_text(latency_ms: float | None, render_ms: float | None, draw_ms
     """The newest preview shown: from the slider's move to the picture, with the backend's render and the
     host's drawing, and the cost it was rendered at, e.g. ``18 ms from slider to picture (render 15 ms,
     drawing 1 ms) at 128:flexible``; '–' before the first."""
-    if not _number(latency_ms):
+    latency, render, draw = _num(latency_ms), _num(render_ms), _num(draw_ms)
+    if latency is None:
         return "–"
-    parts = [f"render {render_ms:.0f} ms"] if _number(render_ms) else []
-    if _number(draw_ms):
-        parts.append(f"drawing {draw_ms:.0f} ms")
+    parts = [f"render {render:.0f} ms"] if render is not None else []
+    if draw is not None:
+        parts.append(f"drawing {draw:.0f} ms")
     detail = f" ({', '.join(parts)})" if parts else ""
-    return f"{latency_ms:.0f} ms from slider to picture{detail}" + (f" at {cost}" if cost else "")
+    return f"{latency:.0f} ms from slider to picture{detail}" + (f" at {cost}" if cost else "")
