@@ -3,8 +3,8 @@ models of the size users run: the shipped demo model and a 1024 px config-f gene
 weights (built here; nothing outside the repository is needed). ``--model FILE`` adds another.
 
 Prints, per model, for square regions of 256 and 1024 px:
-  * the first preview of a session against a warm one (target: ≤ 1.2 ×: the service warms up
-    before it says ready);
+  * the backend's first commit (Apply) against warm ones, and the first preview of a session against a
+    warm one (target: ≤ 1.2 × each: the service warms up before it says ready);
   * the wire overhead of a preview: client round trip minus the render time the backend reports
     (signing, msgpack, ZeroMQ, the socket thread, the scheduler and the frame coming back), next to a
     bare local copy of the same bytes, and as a share of the render (target: ≤ 5 %);
@@ -95,6 +95,19 @@ def start_backend(tmp: Path, args: argparse.Namespace, model: str) -> tuple[subp
             raise SystemExit(f"backend did not start: {proc.stderr.read() if proc.stderr else ''}")
         time.sleep(0.1)
     return proc, conn
+
+
+def commit_times(client: Client, n: int, k: int = 4) -> list[float]:
+    """Client round trip (ms) of ``k`` commits (Apply: a full render pasted back), each in a session of its
+    own; the first is the backend's first commit."""
+    out = []
+    for i in range(k):
+        session = client.open(noise(n), n, n, align=False)
+        t0 = time.perf_counter()
+        session.commit(sefa_0=0.3 + 0.1 * i)
+        out.append((time.perf_counter() - t0) * 1000)
+        session.close()
+    return out
 
 
 def wire_overhead(client: Client, n: int, repeats: int) -> dict:
@@ -204,6 +217,13 @@ def serve_and_measure(label: str, model: str, args: argparse.Namespace, tmp: Pat
         print(f"\n######## {label}: backend pid {proc.pid}, ready in {time.perf_counter() - t_start:.1f} s; preview "
               f"{costs.get('preview')} ({costs.get('preview_precision', 'fp32')}, {costs.get('preview_ms')} ms "
               f"measured, budget {costs.get('preview_budget_ms')} ms)")
+        commits = commit_times(client, args.sizes[0])
+        warm = statistics.median(commits[1:])
+        print(f"== the backend's first commit (Apply, full render, {args.sizes[0]}²) against warm ones ==")
+        print(f"first {commits[0]:.0f} ms, warm median {warm:.0f} ms ({', '.join(f'{c:.0f}' for c in commits[1:])})"
+              f" → {commits[0] / warm:.2f}×")
+        print(f"   target: first commit ≤ 1.2 × a warm one — {commits[0] / warm:.2f}× → "
+              f"{verdict(commits[0] <= 1.2 * warm)}")
         print("== first preview of a session against a warm one; wire overhead (median of", args.repeats, "edits) ==")
         print(f"{'region':>8} {'first':>8} {'frame MB':>9} {'round trip':>11} {'render':>9} {'overhead':>9} {'p95':>8} "
               f"{'local copy':>11} {'overhead/render':>16}")

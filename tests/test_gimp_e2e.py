@@ -466,8 +466,11 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             # backend sessions in order: the first dialog's, the repeat's (no dialog), the second dialog's
+            sizes = {}
             for session, (presses, final_key) in ((1, (5, "Return")), (3, (3, "Escape"))):
                 window = display.wait_window(DIALOG_TITLE)
+                if session == 1:
+                    sizes["opened"] = display.geometry(window)[2:]  # while it connects and projects
                 _wait_events(backend, "session_ready", ready0 + session)
                 time.sleep(0.5)  # the ready message reaches the dialog, which focuses the first slider
                 display.xdotool("windowfocus", "--sync", window)
@@ -479,6 +482,7 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
                 time.sleep(1.0)  # previews arrive
                 if session == 1:
                     _screenshot(setup, display, window, "gimp-dialog.png")
+                    sizes["previewing"] = display.geometry(window)[2:]  # status, timings and notice all shown
                 display.xdotool("key", final_key)
                 if session == 1:  # no face is found on this image: Apply asks first; Alt+A answers "Apply anyway"
                     question = display.wait_window(CONFIRM_TITLE)
@@ -511,6 +515,8 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
             display.stop()
     assert gimp.returncode == 0, f"gimp-console exited {gimp.returncode}:\n{output2[-6000:]}"
     report = json.loads((setup.out / "dialog-report.json").read_text())
+    # the layout is fixed from the first frame: text arriving later neither widens nor lengthens the dialog
+    assert sizes["opened"] == sizes["previewing"], sizes
 
     # Apply: a new layer at the selection's bounds holding the edit of the moved slider; previews were shown.
     name = next(iter(setup.directions))  # the dialog lists sliders in the backend's order; the first has focus

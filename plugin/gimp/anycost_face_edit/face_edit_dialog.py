@@ -17,6 +17,8 @@ import gi
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
+gi.require_version("Gdk", "3.0")
+gi.require_version("Pango", "1.0")
 from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 from face_edit_canvas import Region, add_result_layer  # noqa: E402
 from face_edit_ui import (  # noqa: E402
@@ -26,7 +28,7 @@ from face_edit_ui import (  # noqa: E402
     gimp_session,
     sliders_text,
 )
-from gi.repository import GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
+from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
 from anycost_client.controller import AUTO, BackendLink, EditController, LinkSettings, LinkState, Phase  # noqa: E402
 from anycost_client.regions import Rect  # noqa: E402
@@ -37,6 +39,41 @@ TICK_MS = 250
 RESPONSE_RESET = 1
 RESPONSE_REPROJECT = 2
 RESPONSE_RETRY = 3
+SLIDER_ROW_PX = 38  # one slider row (scale, label, value) in GTK's default theme
+OTHER_ROWS_PX = 560  # everything else in the dialog's height: status, progress, options, notice, buttons
+
+
+def slider_area_height(rows: int = 13) -> int:
+    """Height of the scrolling slider area: ``rows`` rows where the screen has room, fewer (never under four)
+    where it has not. Fixed before the sliders arrive, so the dialog does not grow when they do."""
+    work = None
+    display = Gdk.Display.get_default()
+    if display is not None:
+        monitor = display.get_primary_monitor() or (display.get_monitor(0) if display.get_n_monitors() else None)
+        work = monitor.get_workarea() if monitor is not None else None
+    room = (work.height - OTHER_ROWS_PX) if work is not None else rows * SLIDER_ROW_PX
+    return max(4 * SLIDER_ROW_PX, min(rows * SLIDER_ROW_PX, room))
+
+
+def reserved_label(lines: int, chars: int, selectable: bool = False) -> Gtk.Label:
+    """A wrapped label whose size is fixed from the first frame: text arriving later (a status, a timing, a
+    notice) neither widens the dialog nor pushes the sliders under the pointer. Longer text is cut at
+    ``lines`` lines; ``set_label_text`` puts the whole of it in the tooltip."""
+    label = Gtk.Label(xalign=0.0, yalign=0.0, wrap=True, width_chars=chars, max_width_chars=chars,
+                      selectable=selectable)
+    label.set_lines(lines)
+    label.set_ellipsize(Pango.EllipsizeMode.END)
+    line_height = label.create_pango_layout("Xg").get_pixel_size()[1]
+    label.set_size_request(-1, lines * line_height)
+    return label
+
+
+def set_label_text(label: Gtk.Label, text: str, markup: str | None = None) -> None:
+    if markup is None:
+        label.set_text(text)
+    else:
+        label.set_markup(markup)
+    label.set_tooltip_text(text or None)
 
 
 class GLibEventLoop:
@@ -138,15 +175,20 @@ class FaceEditDialog:
         right = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=8)
         right.set_size_request(320, -1)
         box.pack_start(right, True, True, 0)
-        self.status = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=44, selectable=True)
+        self.status = reserved_label(4, 44, selectable=True)
         right.pack_start(self.status, False, False, 0)
         self.progress = Gtk.ProgressBar()
         right.pack_start(self.progress, False, False, 0)
         self.sliders_grid = Gtk.Grid(column_spacing=8, row_spacing=4)
-        right.pack_start(self.sliders_grid, True, True, 0)
+        # the sliders scroll in an area of fixed height: the dialog keeps its size when they arrive, and
+        # fits a small screen whatever the number of directions
+        scroller = Gtk.ScrolledWindow(hscrollbar_policy=Gtk.PolicyType.NEVER,
+                                      vscrollbar_policy=Gtk.PolicyType.AUTOMATIC)
+        scroller.set_min_content_height(slider_area_height())
+        scroller.add(self.sliders_grid)
+        right.pack_start(scroller, True, True, 0)
         # directions the model hides (unnamed ones such as sefa_3 mean nothing to an artist) on request
         self.show_hidden = Gtk.CheckButton(label="Show unnamed directions", use_underline=False)
-        self.show_hidden.set_no_show_all(True)
         self.show_hidden.connect("toggled", self._on_show_hidden)
         right.pack_start(self.show_hidden, False, False, 0)
 
@@ -159,10 +201,12 @@ class FaceEditDialog:
         # Two timings that measure different things, each saying which: the newest preview as shown here
         # (slider moved → picture drawn), and what Fast is on this backend, timed once when it was chosen.
         form.attach(Gtk.Label(label="Last preview", xalign=0.0, yalign=0.0), 0, 1, 1, 1)
-        self.latency = Gtk.Label(label="–", xalign=0.0, wrap=True, max_width_chars=36, selectable=True)
+        self.latency = reserved_label(2, 36, selectable=True)
+        self.latency.set_text("–")
         form.attach(self.latency, 1, 1, 2, 1)
         form.attach(Gtk.Label(label="Fast previews", xalign=0.0, yalign=0.0), 0, 2, 1, 1)
-        self.choice = Gtk.Label(label="–", xalign=0.0, wrap=True, max_width_chars=36, selectable=True)
+        self.choice = reserved_label(3, 36, selectable=True)
+        self.choice.set_text("–")
         form.attach(self.choice, 1, 2, 2, 1)
         form.attach(Gtk.Label(label="Likeness (refinement steps)", xalign=0.0), 0, 3, 1, 1)
         self.steps = Gtk.SpinButton.new_with_range(0, 1000, 10)
@@ -171,7 +215,7 @@ class FaceEditDialog:
         reproject = Gtk.Button(label="Re-_project", use_underline=True)
         reproject.connect("clicked", lambda *_: self._on_response(d, RESPONSE_REPROJECT))
         form.attach(reproject, 2, 3, 1, 1)
-        self.notice = Gtk.Label(xalign=0.0, wrap=True, max_width_chars=44)
+        self.notice = reserved_label(4, 44)
         right.pack_start(self.notice, False, False, 0)
         self._quality_items: list[str] = []
 
@@ -247,7 +291,8 @@ class FaceEditDialog:
         c = self.controller
         self._check_model()
         if self.model_error:
-            self.status.set_markup(f'<span foreground="#c01c28">{GLib.markup_escape_text(self.model_error)}</span>')
+            set_label_text(self.status, self.model_error,
+                           f'<span foreground="#c01c28">{GLib.markup_escape_text(self.model_error)}</span>')
             self.dialog.set_response_sensitive(Gtk.ResponseType.OK, False)
             self.dialog.set_response_sensitive(RESPONSE_RESET, False)
             self.sliders_grid.set_sensitive(False)
@@ -265,23 +310,26 @@ class FaceEditDialog:
         gave_up = c.phase == Phase.FAILED or c.can_retry
         self.retry_button.set_visible(c.can_retry)
         if gave_up:
-            self.status.set_markup(f'<span foreground="#c01c28">{GLib.markup_escape_text(text)}</span>')
+            set_label_text(self.status, text, f'<span foreground="#c01c28">{GLib.markup_escape_text(text)}</span>')
         else:
-            self.status.set_text(text)
+            set_label_text(self.status, text)
         frac = c.progress_fraction()
         if frac is None and c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.APPLYING) and not gave_up:
             self.progress.pulse()
         else:
             self.progress.set_fraction(frac if frac is not None else (0.0 if gave_up else 1.0))
-        self.latency.set_text(c.latency_text())
-        self.choice.set_text(c.preview_choice_text() or "–")
+        set_label_text(self.latency, c.latency_text())
+        set_label_text(self.choice, c.preview_choice_text() or "–")
         ready = c.phase == Phase.READY and self.link.state == LinkState.CONNECTED
         # Apply needs a moved slider, as a script's call does; else Filters > Repeat would store no edit
         edited = c.has_edit
-        self.notice.set_text(c.display_notice() or ("" if edited or not ready else "Move a slider to apply an edit."))
+        set_label_text(self.notice, c.display_notice() or ("" if edited or not ready
+                                                          else "Move a slider to apply an edit."))
         hidden = c.hidden_sliders
         self.show_hidden.set_label(f"Show unnamed directions ({len(hidden)})")
-        self.show_hidden.set_visible(bool(hidden))
+        # kept in the layout (invisible and inert) when there is nothing to show, so nothing below it moves
+        self.show_hidden.set_opacity(1.0 if hidden else 0.0)
+        self.show_hidden.set_sensitive(bool(hidden))
         self.dialog.set_response_sensitive(Gtk.ResponseType.OK, ready and edited)
         self.dialog.set_response_sensitive(RESPONSE_RESET, ready)
         self.sliders_grid.set_sensitive(c.phase in (Phase.CONNECTING, Phase.OPENING, Phase.READY))
