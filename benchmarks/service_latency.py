@@ -87,7 +87,9 @@ def start_backend(tmp: Path, args: argparse.Namespace, model: str) -> tuple[subp
         save_directions_file(directions, sefa_directions(load_generator(model), k=3))
     cmd = [sys.executable, "-m", "anycost", "serve", "--model", str(model), "--directions", str(directions),
            "--no-lpips", "--connection-file", str(conn), "--device", args.device, "--log-level", "warning",
-           "--max-sessions", str(args.sessions), "--rate", "1000"]
+           "--max-sessions", str(args.sessions), "--rate", "1000",
+           # a background preview search would compete with what is measured here (first commit, storms)
+           "--no-background-search"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not conn.exists():

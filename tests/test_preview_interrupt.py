@@ -84,13 +84,13 @@ def test_a_drag_still_updates_the_canvas():
     sched.submit_edit(s, EditRequest(3, 3, {"x": 0.3}, "preview"))
     assert b.cancel.is_set()  # a preview was shown a moment ago: the stale render is abandoned
     sched.finish_preview(s, b)
-    # renders take 0.1 s, so the canvas is due a preview every 4 renders (0.4 s, more than the 0.25 s floor)
-    s.last_preview_at = time.monotonic() - 0.2
+    # renders take 0.1 s, so the canvas is due a preview every 3 renders (0.3 s, more than the 0.25 s floor)
+    s.last_preview_at = time.monotonic() - 0.15
     c = sched.take(timeout=0).request
     sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
-    assert c.cancel.is_set(), "0.2 s + 0.1 s of render: not due yet"
+    assert c.cancel.is_set(), "0.15 s + 0.1 s of render: not due yet"
     sched.finish_preview(s, c)
-    s.last_preview_at = time.monotonic() - 0.32  # 0.32 s ago, and this render ends after 0.42 s: due
+    s.last_preview_at = time.monotonic() - 0.22  # 0.22 s ago, and this render ends after 0.32 s: due
     d = sched.take(timeout=0).request
     sched.submit_edit(s, EditRequest(5, 5, {"x": 0.5}, "preview"))
     assert not d.cancel.is_set()
@@ -112,7 +112,7 @@ def test_a_nearly_finished_render_is_not_thrown_away():
     assert not late.cancel.is_set(), "nearly done: it finishes, and the newer edit renders next"
     assert s.pending_edit.seq == 3
     sched.finish_preview(s, late)
-    s.last_render_s = 0.02  # a render shorter than anyone would notice saving: never abandoned
+    s.last_render_s = 0.012  # a render shorter than anyone would notice saving: never abandoned
     quick = sched.take(timeout=0).request
     sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
     assert not quick.cancel.is_set()

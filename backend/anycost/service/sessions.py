@@ -3,10 +3,10 @@
 Each session holds at most one pending edit and one pending commit: a newer edit replaces the
 pending one (so a slider storm never builds a queue) and abandons the preview being rendered for an
 older one (between layers: its answer would be stale on arrival) — unless the render in flight is in
-its last fifth or last 30 ms (abandoning it would save too little to notice), or the canvas
-has gone ``min_preview_interval`` (or four renders, if longer) without a preview, in which case the
+its last fifth or last 15 ms (abandoning it would save too little to notice), or the canvas
+has gone ``min_preview_interval`` (or three renders, if longer) without a preview, in which case the
 render in flight finishes, so a drag keeps updating the canvas instead of showing nothing until the
-hand stops. Renders under 30 ms are never abandoned. A commit drops the pending edit, and a newer edit
+hand stops. Renders under 15 ms are never abandoned. A commit drops the pending edit, and a newer edit
 or commit cancels a pending commit. A commit itself is never interrupted mid-render.
 Long work (refinement, full renders) watches a cancel event. The socket thread submits; the render
 worker ``take``s one unit of work at a time, visiting sessions round-robin so one session's
@@ -32,12 +32,12 @@ from anycost_client.protocol import Frame
 MIN_PREVIEW_INTERVAL = 0.15
 # ... or every this many renders, where renders are slow: a drag's last edit then lands in a render that
 # must finish about one time in this many, and is otherwise answered within NEARLY_DONE-ish of a render.
-PROTECT_EVERY_RENDERS = 4
+PROTECT_EVERY_RENDERS = 3
 # A render in flight with less than this left finishes: abandoning it would save the newer edit less
 # than a fifth of a render, or less than a person notices, and throw away the rest. Renders faster than
 # the floor are therefore never abandoned: a drag then shows every preview the renderer can make.
 NEARLY_DONE_SHARE = 0.2
-NEARLY_DONE_S = 0.03
+NEARLY_DONE_S = 0.015
 
 
 @dataclass
