@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from service_support import Backend
@@ -30,3 +31,40 @@ def test_warm_before_ready_and_memory_trimmed_when_idle(tmp_path):
         assert len(b.events("memory_trimmed")) == len(trims)  # once per idle spell, not every sweep
     finally:
         b.stop()
+
+
+class _Editor:
+    """Records where it is warmed up; fails when told to."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.thread = fail, None
+
+    def warm_up(self) -> float:
+        self.thread = threading.current_thread().name
+        if self.fail:
+            raise RuntimeError("cannot render")
+        return 0.25
+
+
+def test_the_render_thread_warms_itself_up():
+    """A thread's first render pays for its own thread pool and allocator state, so the warm-up must run in
+    the thread that renders; a warm-up that fails reaches whoever started the worker."""
+    import zmq
+
+    from anycost.service.sessions import Scheduler
+    from anycost.service.worker import RenderWorker
+
+    ctx = zmq.Context.instance()
+    editor = _Editor()
+    worker = RenderWorker(editor, Scheduler(), ctx, "inproc://warm-test", b"k", max_region_pixels=1, warm_up=True)
+    worker.start()
+    assert worker.warmed.wait(10)
+    assert editor.thread == worker.name == "anycost-render" and worker.warm_up_s == 0.25
+    worker.stop_event.set()
+    worker.join(10)
+    failing = RenderWorker(_Editor(fail=True), Scheduler(), ctx, "inproc://warm-test-2", b"k", max_region_pixels=1,
+                           warm_up=True)
+    failing.start()
+    assert failing.warmed.wait(10)
+    failing.join(10)
+    assert isinstance(failing.warm_up_error, RuntimeError) and not failing.is_alive()

@@ -130,12 +130,14 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
                     directions=args.directions, search_table=args.search_table, blend=args.blend,
                     preview_precision=args.preview_precision, commit_precision=args.commit_precision, **kw)
     choice = editor.preview_choice()  # measured once, before clients wait on it
-    warm = editor.warm_up()  # the first preview and commit must not pay for building caches
-    log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
-        directions=list(editor.directions), preview_cost=choice.cost.label(),
-        preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, warm_up_s=round(warm, 2),
-        precision_decision=editor.precision_report,
-        **choice.describe())
+
+    def model_ready(warm: float) -> None:
+        log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
+            directions=list(editor.directions), preview_cost=choice.cost.label(),
+            preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, warm_up_s=round(warm, 2),
+            precision_decision=editor.precision_report,
+            **choice.describe())
+
     server = Server(editor, config, key=key)
     search = None
     if _wants_background_search(args, choice):
@@ -153,7 +155,9 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.start()
+        # the first preview and commit must not pay for building caches: the render thread warms up
+        # before the connection file says the service is there
+        server.start(warm_up=True, on_warm=model_ready)
         if search is not None:
             search.start(delay=args.search_delay)
         server.serve_forever()

@@ -10,6 +10,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,11 +176,19 @@ class Server:
         if auth is not None:
             auth.stop()
 
-    def start(self) -> None:
+    def start(self, *, warm_up: bool = False, on_warm: Callable[[float], None] | None = None) -> None:
+        """Bind, start the render worker and write the connection file. With ``warm_up`` the worker first
+        renders once at preview and full cost (``Editor.warm_up``, in its own thread, where renders run)
+        and ``on_warm(seconds)`` is called before the connection file says the service is there."""
         self._bind()
         self.worker = RenderWorker(self.editor, self.scheduler, self.ctx, self._out_endpoint, self.key,
-                                   max_region_pixels=self.limits.max_region_pixels)
+                                   max_region_pixels=self.limits.max_region_pixels, warm_up=warm_up)
         self.worker.start()
+        self.worker.warmed.wait()
+        if self.worker.warm_up_error is not None:
+            raise self.worker.warm_up_error
+        if on_warm is not None:
+            on_warm(self.worker.warm_up_s or 0.0)
         info = {
             "endpoint": self.endpoint, "key": self.key.hex(), "signature_scheme": "hmac-sha256",
             "pid": os.getpid(), "protocol_version": P.PROTOCOL_VERSION,
