@@ -280,3 +280,27 @@ def test_read_only_pixels_and_mask_paste_without_warnings(face):
         blend_weight(region, al)
     np.testing.assert_array_equal(out, writable)
     np.testing.assert_array_equal(out[:, 256:], region.rgba[:, 256:])
+
+
+def test_paste_stops_between_stages_when_asked(face):
+    """A preview paste nobody waits for any more stops early (RenderCancelled); a check that always says no
+    changes nothing."""
+    from anycost.errors import RenderCancelled
+
+    region = _region(face, alpha=False)
+    al = align_face(region, 256, landmarks=LANDMARKS)
+    edited = np.clip(al.image.astype(int) + 40, 0, 255).astype(np.uint8)
+    for blend in ("delta", "replace"):
+        plain = paste_back(region, al, edited, reference=al.image, blend=blend)
+        np.testing.assert_array_equal(paste_back(region, al, edited, reference=al.image, blend=blend,
+                                                 cancel=lambda: False), plain)
+        for stop_at in (1, 2):  # the first check (after the weight), the second (after the warp)
+            asked: list[int] = []
+
+            def check(asked=asked, stop_at=stop_at) -> bool:
+                asked.append(1)
+                return len(asked) >= stop_at
+
+            with pytest.raises(RenderCancelled):
+                paste_back(region, al, edited, reference=al.image, blend=blend, cancel=check)
+            assert len(asked) == stop_at, "stopped at once when told"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, RenderCancelled
 from . import warp
 from .align import Alignment
 from .region import Region
@@ -58,6 +58,7 @@ def paste_back(
     reference=None,
     blend: str = "replace",
     selection_feather: float | None = None,
+    cancel=None,
 ) -> np.ndarray:
     """Blend ``edited`` (the aligned crop after editing) back into ``region``; returns (H, W, 4) uint8.
 
@@ -71,7 +72,15 @@ def paste_back(
     nothing. Delta mode needs ``reference`` and ignores the colour match (a difference has no cast).
 
     ``selection_feather`` (default half of ``feather``; 0 keeps a hard selection edge hard) is the width
-    of the fall-off inside the selection's edge, as a fraction of the crop side."""
+    of the fall-off inside the selection's edge, as a fraction of the crop side.
+
+    ``cancel`` (a callable) is asked between the stages; when it answers True the paste stops with
+    ``RenderCancelled`` (a preview nobody waits for any more: on a large region the paste costs more
+    than the render)."""
+
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise RenderCancelled
     if alignment.region_size != (region.height, region.width):
         raise InputError(
             f"the alignment was made for a {alignment.region_size[1]} × {alignment.region_size[0]} region, "
@@ -104,6 +113,7 @@ def paste_back(
     with torch.inference_mode():
         grid = warp.normalized_grid(alignment.matrix, size, size, x0, y0, bw, bh)
         weight = _weight(region, alignment, grid, box, feather, use_face_mask, sel_feather)
+        check()
         # The edited image is denser than the region where the face is small on the canvas: shrink it
         # (antialiased) to about 1:1 first. The grid is resolution-independent, so it stays valid.
         h, w = src.shape[1:]
@@ -115,6 +125,7 @@ def paste_back(
         if delta:
             # bilinear: a convex combination, so the change never overshoots the edit (no ringing)
             change = warp.grid_sample(src, grid, "bilinear", "border")  # (3, bh, bw), signed
+            check()
             blended = orig.add_(change.mul_(weight[None])).clamp_(0.0, 255.0).round_().to(torch.uint8)
             keep = (weight <= 0).numpy()
             np.copyto(patch, blended.permute(1, 2, 0).numpy(), where=~keep[..., None])
@@ -126,6 +137,7 @@ def paste_back(
                 a, b = correction
                 src = torch.addmm(b[:, None], a, src.reshape(3, -1)).reshape(src.shape).clamp_(0.0, 255.0)
         new = warp.grid_sample(src, grid, "bicubic", "border").clamp_(0.0, 255.0)  # (3, bh, bw)
+        check()
         blended = torch.lerp(orig, new, weight[None]).clamp_(0.0, 255.0).round_().to(torch.uint8)
         keep = (weight <= 0).numpy()
 

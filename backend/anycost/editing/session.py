@@ -418,7 +418,7 @@ class EditSession:
 
     def composite(self, image: torch.Tensor, *, color_match: bool = True, feather: float | None = None,
                   reference: torch.Tensor | None = None, blend: str | None = None,
-                  selection_feather: float | None = None) -> np.ndarray:
+                  selection_feather: float | None = None, cancel=None) -> np.ndarray:
         """Paste an aligned render back into the region: RGBA (H, W, 4) uint8 of the region's size.
 
         ``blend`` defaults to the editor's; "delta" needs ``reference`` (the unedited render at the
@@ -430,7 +430,7 @@ class EditSession:
         use_ref = color_match or mode == "delta"
         ref = reference[0].detach().cpu() if reference is not None and use_ref else None
         return paste_back(self.region, self.alignment, image[0].detach().cpu(), color_match=color_match,
-                          reference=ref, blend=mode, **kw)
+                          reference=ref, blend=mode, cancel=cancel, **kw)
 
     def result(self, cost: str | Cost | None = "full", *, color_match: bool = True,
                blend: str | None = None, selection_feather: float | None = None) -> np.ndarray:

@@ -258,7 +258,9 @@ class RenderWorker(threading.Thread):
         reference = es.reference(cost, dtype=dtype)
         if cancel is not None and cancel():
             raise RenderCancelled
-        rgba = es.composite(img, reference=reference, blend=self._blend(s))
+        rgba = es.composite(img, reference=reference, blend=self._blend(s), cancel=cancel)
+        if cancel is not None and cancel():
+            raise RenderCancelled
         return rgba, changed_box(rgba, es.region.rgba)
 
     def _preview(self, s: Session, req: EditRequest) -> None:
