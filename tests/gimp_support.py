@@ -109,7 +109,8 @@ class XDisplay:
         n = next(n for n in range(90, 200) if not (root / f"tmp/.X{n}-lock").exists()
                  and not Path(f"/tmp/.X{n}-lock").exists())
         self.display = f":{n}"
-        self.proc = subprocess.Popen(chroot_command(root, {}, "Xvfb", self.display, "-screen", "0", "1280x1024x24",
+        self.proc = subprocess.Popen(chroot_command(root, {}, "Xvfb", self.display, "-screen", "0",
+                                                    f"{os.environ.get('ANYCOST_TEST_SCREEN', '1280x1024')}x24",
                                                     "-nolisten", "tcp"),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20

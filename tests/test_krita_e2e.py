@@ -23,6 +23,9 @@ import pytest
 from anycost_installers.krita import PLUGIN, get_ini_value, set_ini_value
 from PIL import Image
 
+# the virtual screen; ANYCOST_TEST_SCREEN=1366x768 runs the same test on a small laptop screen
+SCREEN = os.environ.get("ANYCOST_TEST_SCREEN", "1280x1024")
+
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "hosts" / "krita_driver"
 W, H = 288, 224  # the document
@@ -97,7 +100,7 @@ def krita_run(tmp_path_factory):
     (root / "spec.json").write_text(json.dumps(spec))
     env["ANYCOST_E2E_SPEC"] = str(root / "spec.json")
     with open(root / "krita.log", "wb") as log:
-        proc = subprocess.Popen([XVFB, "-a", "-s", "-screen 0 1280x1024x24", KRITA, "--nosplash"], env=env,
+        proc = subprocess.Popen([XVFB, "-a", "-s", f"-screen 0 {SCREEN}x24", KRITA, "--nosplash"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             proc.wait(KRITA_TIMEOUT)
