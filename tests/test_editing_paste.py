@@ -304,3 +304,24 @@ def test_paste_stops_between_stages_when_asked(face):
             with pytest.raises(RenderCancelled):
                 paste_back(region, al, edited, reference=al.image, blend=blend, cancel=check)
             assert len(asked) == stop_at, "stopped at once when told"
+
+
+def test_selection_falloff_is_computed_once_per_selection(face):
+    """Every preview of a session pastes through the same selection: its fall-off is kept, and a new
+    selection (even at the same address) gets its own."""
+    from anycost.editing import paste
+
+    mask = np.zeros(face.shape[:2], np.uint8)
+    mask[100:420, 120:260] = 255
+    region = _region(face, alpha=False, mask=mask)
+    al = align_face(region, 256, landmarks=LANDMARKS)
+    first = blend_weight(region, al)
+    kept = {key: value for key, (_, value) in paste._FALLOFFS.items()}
+    assert kept, "a selection with an edge has a fall-off"
+    np.testing.assert_array_equal(blend_weight(region, al), first)
+    assert all(paste._FALLOFFS[key][1] is value for key, value in kept.items()), "reused, not computed again"
+    other = mask.copy()
+    other[:, 200:] = 0  # a narrower selection
+    narrower = blend_weight(_region(face, alpha=False, mask=other), al)
+    assert (narrower[:, 200:] == 0).all() and narrower[:, 120:200].max() > 0.5
+    np.testing.assert_array_equal(blend_weight(region, al), first)

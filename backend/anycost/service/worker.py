@@ -120,10 +120,9 @@ class RenderWorker(threading.Thread):
                 self.warm_up_s = self.editor.warm_up()
             except BaseException as e:  # the server's start raises it: a model that cannot render stops here
                 self.warm_up_error = e
-                return
-            finally:
-                self.warmed.set()
         self.warmed.set()
+        if self.warm_up_error is not None:
+            return
         self._push = self.ctx.socket(zmq.PUSH)
         self._push.setsockopt(zmq.LINGER, 0)
         self._push.connect(self.out_endpoint)
