@@ -18,11 +18,13 @@ Standard library only, so host plugins can use it (and Python 3.8: hosts bundle 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import stat
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ENV_FILE = "ANYCOST_CONNECTION_FILE"
 MAX_FILE_BYTES = 64 * 1024  # a connection file is a few hundred bytes
@@ -277,3 +279,18 @@ def find_connection_file(directory: str | os.PathLike | None = None) -> Path:
             return Path(name)
     raise ConnectionFileError(f"no running backend found (no live connection file in {d}); start one with "
                               "'anycost serve' or pass a connection file")
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """True for ipc://, inproc:// and TCP on a loopback address (or 'localhost')."""
+    if endpoint.startswith(("ipc://", "inproc://")):
+        return True
+    if not endpoint.startswith("tcp://"):
+        return False
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a host name: may be reachable from outside

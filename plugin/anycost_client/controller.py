@@ -34,7 +34,13 @@ from typing import Any, Protocol
 from . import protocol as P
 from .backend_launcher import BackendLauncher, LaunchError, configured_command, parse_command
 from .connection import Connection, SessionState, Status
-from .connection_file import ConnectionFileError, find_connection_file, process_state, read_connection_file
+from .connection_file import (
+    ConnectionFileError,
+    find_connection_file,
+    is_loopback_endpoint,
+    process_state,
+    read_connection_file,
+)
 from .protocol import Message
 from .regions import Region, paste_box
 
@@ -236,7 +242,7 @@ class BackendLink:
         self._drop_connection()
         self.connection_file = path
         pid = info.get("pid")
-        self.backend_pid = pid if isinstance(pid, int) and _local(endpoint) else None
+        self.backend_pid = pid if isinstance(pid, int) and is_loopback_endpoint(endpoint) else None
         self.conn = Connection(endpoint, key, on_message=self._on_message, on_status=self._on_status,
                                client_name=self.settings.client_name, ping_interval=self.settings.ping_interval,
                                pong_timeout=self.settings.pong_timeout, plain=info.get("auth") == "plain")
@@ -288,9 +294,9 @@ class BackendLink:
         """The backend missed its heartbeats (nothing heard for ``pong_timeout``): when its process is
         alive on this machine it is hung (stopped, or stuck), not gone — say so, instead of reconnecting
         to it for ever. None when it is gone or elsewhere (the usual reconnect or restart follows)."""
-        launcher = self.launcher
+        launcher = self._own
         state: str | None
-        if launcher is not None and launcher.proc is not None:  # started here
+        if launcher is not None:  # started here
             if not launcher.running():
                 return None  # it died: ``tick`` restarts it
             pid = launcher.pid
@@ -385,8 +391,8 @@ class BackendLink:
                                     f"stale connection file {self.connection_file}.")
 
     def _tick_reconnecting(self, now: float) -> None:
-        launcher = self.launcher
-        if launcher is not None and launcher.proc is not None and not launcher.running():  # ours, and it died
+        launcher = self._own
+        if launcher is not None and not launcher.running():  # ours, and it died
             window = self.settings.restart_window
             self.restart_times = [t for t in self.restart_times if now - t < window]  # older ones expire
             code = launcher.exit_code()
@@ -490,14 +496,6 @@ class BackendLink:
         if self.launcher is not None and not self.settings.keep_backend:
             self.launcher.stop(timeout=1.0 if self.hung else 10.0)  # a stopped process would only be waited for
         self._set(LinkState.IDLE, "Not connected")
-
-
-def _local(endpoint: str) -> bool:
-    """Whether ``endpoint`` is on this machine (so the connection file's pid names a process here)."""
-    if endpoint.startswith("ipc://"):
-        return True
-    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _duration(seconds: float) -> str:

@@ -12,13 +12,11 @@ file only while it is still the one it wrote.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
 import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from anycost_client.connection_file import (
     ConnectionFileError,
@@ -26,6 +24,7 @@ from anycost_client.connection_file import (
     ensure_private_folder,
     find_connection_file,
     is_backend_process,
+    is_loopback_endpoint,
     process_tag,
     read_connection_file,
     runtime_dir_choice,
@@ -50,21 +49,6 @@ def free_loopback_endpoint() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and TCP on a loopback address (or 'localhost')."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    if not endpoint.startswith("tcp://"):
-        return False
-    host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '*', an interface name or a host name: may be reachable from outside
 
 
 class ConnectionFileClaim:
