@@ -489,21 +489,23 @@ def test_a_backend_that_dies_mid_call_ends_the_call_within_seconds_naming_its_lo
 
 def test_the_watch_names_a_log_only_where_one_can_be_found(tmp_path, monkeypatch):
     """A backend a plug-in started logs to backend-HOST.log; another one's log is the file its stderr goes to."""
+    from anycost_client.backend_watch import backend_log
+
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     log = tmp_path / "state" / "anycost" / "backend-gimp.log"
     log.parent.mkdir(parents=True)
     log.write_text("")
-    assert face_edit_backend.backend_log(tmp_path / "backend-gimp.json", 1) == log
+    assert backend_log(tmp_path / "backend-gimp.json", 1) == log
     with open(tmp_path / "err.log", "w") as err:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=err)
     try:
-        assert face_edit_backend.backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) == tmp_path / "err.log"
+        assert backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) == tmp_path / "err.log"
     finally:
         child.kill()
         child.wait()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], stderr=subprocess.PIPE)
     try:  # a pipe (or a terminal) is no log file
-        assert face_edit_backend.backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) is None
+        assert backend_log(tmp_path / f"backend-{child.pid}.json", child.pid) is None
     finally:
         child.kill()
         child.communicate()
