@@ -61,12 +61,8 @@ class ElidedLabel(Q.QLabel):
 def text_box(lines: int, name: str) -> tuple[Any, Any]:
     """A word-wrapped, selectable label in a frameless box ``lines`` high: longer text scrolls inside it
     instead of making the dialog taller. Returns (box, label)."""
-    label = Q.QLabel()
-    label.setObjectName(name)
-    label.setWordWrap(True)
-    label.setTextFormat(Q.PLAIN_TEXT)
+    label = _wrapped_label(name)
     label.setTextInteractionFlags(Q.TEXT_SELECTABLE)
-    label.setAlignment(Q.ALIGN_TOP_LEFT)
     box = Q.QScrollArea()
     box.setObjectName(f"{name}_box")
     box.setWidget(label)
@@ -83,13 +79,18 @@ def text_box(lines: int, name: str) -> tuple[Any, Any]:
 
 def reserved_label(lines: int, name: str) -> Any:
     """A word-wrapped label with room for ``lines`` lines from the start, whatever text comes later."""
+    label = _wrapped_label(name)
+    label.setFixedHeight(lines_height(label, lines))
+    label.setSizePolicy(Q.SIZE_IGNORED, Q.SIZE_FIXED)
+    return label
+
+
+def _wrapped_label(name: str) -> Any:
     label = Q.QLabel()
     label.setObjectName(name)
     label.setWordWrap(True)
     label.setTextFormat(Q.PLAIN_TEXT)
     label.setAlignment(Q.ALIGN_TOP_LEFT)
-    label.setFixedHeight(lines_height(label, lines))
-    label.setSizePolicy(Q.SIZE_IGNORED, Q.SIZE_FIXED)
     return label
 
 
