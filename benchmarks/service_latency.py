@@ -8,10 +8,12 @@ Prints, per model, for square regions of 256 and 1024 px:
   * the wire overhead of a preview: client round trip minus the render time the backend reports
     (signing, msgpack, ZeroMQ, the socket thread, the scheduler and the frame coming back), next to a
     bare local copy of the same bytes, and as a share of the render (target: ≤ 5 %);
-  * a slider storm (60 edits/s, cut into drags with pauses between): latency p50/p95 against one
-    preview render (target p95 ≤ 1.5 ×), previews shown per second while dragging, and the preview that
-    answers each drag's last edit (target: median within 1.2 × one render: a render in flight for an
-    older edit is abandoned unless nearly done or due for a drag's steady updates; the worst is shown);
+  * a slider storm (60 edits/s, cut into drags with pauses between): latency p50/p95 of what is shown
+    against one full preview render (target p95 ≤ 1.5 ×), previews (and of them drafts) shown per
+    second while dragging, and the full preview that answers each drag's last edit (target: median
+    within 1.2 × one render: a full render in flight for an older edit is abandoned unless nearly done,
+    and drafts keep a drag moving; the worst is shown). ``--no-drafts`` measures a client that does
+    not take drafts (full previews only, as before drafts existed);
   * sessions held at once: ping round trip and backend memory with the session limit reached;
   * with ``--soak-minutes``, resident memory at start, during and after a storm of that length.
 Each target is printed with met / NOT MET. Timings on a shared machine are noisy; nothing asserts.
@@ -143,24 +145,31 @@ STORM_RENDERS = 40
 DRAGS = 10
 
 
-def storm(conn_file: Path, n: int, seconds: float, rate: float, drags: int = DRAGS) -> dict:
+def storm(conn_file: Path, n: int, seconds: float, rate: float, drags: int = DRAGS, drafts: bool = True) -> dict:
     info = json.loads(conn_file.read_text())
-    arrivals: dict[int, float] = {}
+    arrivals: dict[int, float] = {}  # full previews, by the seq they answer
+    shown: list[tuple[int, float]] = []  # every preview shown (drafts too): (seq, arrival)
     render_ms: list[float] = []
+    draft_ms: list[float] = []
 
     def on_message(m) -> None:
         if m.type == "preview":
-            arrivals[m.seq] = time.perf_counter()
-            render_ms.append(m.get("render_ms"))
+            now = time.perf_counter()
+            shown.append((m.seq, now))
+            if m.get("draft"):
+                draft_ms.append(m.get("render_ms"))
+            else:
+                arrivals[m.seq] = now
+                render_ms.append(m.get("render_ms"))
 
     conn = Connection(info["endpoint"], bytes.fromhex(info["key"]), on_message=on_message)
-    st = conn.open_session(noise(n), n, n, align=False)
+    st = conn.open_session(noise(n), n, n, align=False, drafts=drafts)
     while not st.ready:
         conn.sock.poll(100)
         conn.process_events()
     sent: dict[int, float] = {}
     settles: list[float] = []
-    shown_during = 0
+    shown_during = drafts_during = 0
     i = 0
     answered = True
     for _ in range(drags):
@@ -178,7 +187,9 @@ def storm(conn_file: Path, n: int, seconds: float, rate: float, drags: int = DRA
                 conn.sock.poll(max(1, int((deadline - time.perf_counter()) * 1000)))
                 conn.process_events()
         last = st.last_sent_seq
-        shown_during += sum(1 for q in arrivals if first_seq <= q < last)
+        during = [q for q, _ in shown if first_seq <= q < last]
+        shown_during += len(during)
+        drafts_during += len(during) - sum(1 for q in arrivals if first_seq <= q < last)
         end = time.perf_counter() + 30
         while last not in arrivals and time.perf_counter() < end:
             conn.sock.poll(5)
@@ -193,11 +204,13 @@ def storm(conn_file: Path, n: int, seconds: float, rate: float, drags: int = DRA
             conn.process_events()
     conn.close_session(st)
     conn.close()
-    lat = [(arrivals[q] - sent[q]) * 1000 for q in arrivals if q in sent]
-    return {"edits": i, "previews": len(arrivals), "p50": pct(lat, 0.5), "p95": pct(lat, 0.95),
-            "render": statistics.median(render_ms), "last_answered": answered,
+    lat = [(at - sent[q]) * 1000 for q, at in shown if q in sent]
+    return {"edits": i, "previews": len(shown), "drafts": len(draft_ms), "p50": pct(lat, 0.5),
+            "p95": pct(lat, 0.95), "render": statistics.median(render_ms),
+            "draft_render": statistics.median(draft_ms) if draft_ms else float("nan"), "last_answered": answered,
             "settle": statistics.median(settles) if settles else float("nan"),
-            "settle_max": max(settles) if settles else float("nan"), "shown_per_s": shown_during / seconds}
+            "settle_max": max(settles) if settles else float("nan"), "shown_per_s": shown_during / seconds,
+            "drafts_per_s": drafts_during / seconds}
 
 
 def rss_mb(pid: int) -> float:
@@ -247,11 +260,12 @@ def serve_and_measure(label: str, model: str, args: argparse.Namespace, tmp: Pat
         p95s, settles = [], []
         for n in args.sizes:
             seconds = max(args.storm_seconds, STORM_RENDERS * render_ms[n] / 1000)
-            s = storm(conn_file, n, seconds, 60.0)
+            s = storm(conn_file, n, seconds, 60.0, drafts=not args.no_drafts)
             p95s.append(s["p95"] / s["render"])
             settles.append(s["settle"] / s["render"])
-            print(f"{n:>7}²: {s['edits']} edits in {seconds:.1f} s → {s['previews']} previews, "
-                  f"{s['shown_per_s']:.1f}/s shown while dragging; latency p50 {s['p50']:.1f} ms, p95 "
+            print(f"{n:>7}²: {s['edits']} edits in {seconds:.1f} s → {s['previews']} previews ({s['drafts']} drafts, "
+                  f"median {s['draft_render']:.1f} ms), {s['shown_per_s']:.1f}/s shown while dragging "
+                  f"({s['drafts_per_s']:.1f}/s drafts); latency p50 {s['p50']:.1f} ms, p95 "
                   f"{s['p95']:.1f} ms; one render {s['render']:.1f} ms → p95 = {s['p95'] / s['render']:.2f}× "
                   f"render; each drag's last edit answered: {s['last_answered']}, median after "
                   f"{s['settle']:.1f} ms ({s['settle'] / s['render']:.2f}× render), worst {s['settle_max']:.1f} ms "
@@ -313,6 +327,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--storm-seconds", type=float, default=3.0)
     ap.add_argument("--sessions", type=int, default=16)
+    ap.add_argument("--no-drafts", action="store_true", help="storm as a client that takes no drafts")
     ap.add_argument("--soak-minutes", type=float, default=0.0, help="a long storm measuring memory (e.g. 10)")
     ap.add_argument("--idle-wait", type=float, default=40.0, help="seconds idle after the soak before RSS is read")
     args = ap.parse_args()

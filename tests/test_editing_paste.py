@@ -325,3 +325,39 @@ def test_selection_falloff_is_computed_once_per_selection(face):
     narrower = blend_weight(_region(face, alpha=False, mask=other), al)
     assert (narrower[:, 200:] == 0).all() and narrower[:, 120:200].max() > 0.5
     np.testing.assert_array_equal(blend_weight(region, al), first)
+
+
+def test_paste_geometry_is_kept_per_region_and_alignment(face):
+    """Every preview of a session pastes with the same region and alignment: the sampling grid and the blend
+    weight are kept (the result is bit-identical to computing them again), while another selection or
+    another alignment gets its own; and nothing outside ``paste_bounds`` ever changes."""
+    from anycost.editing import paste
+    from anycost.service.worker import changed_box
+
+    mask = np.zeros(face.shape[:2], np.uint8)
+    mask[100:420, 120:300] = 255
+    region = _region(face, alpha=False, mask=mask)
+    al = align_face(region, 128, landmarks=LANDMARKS)
+    edited = np.full((128, 128, 3), 255, np.uint8)
+    edited[::2] = 0
+    paste._GEOMETRIES.clear()
+    first = paste_back(region, al, edited)
+    kept = [value for _, _, value in paste._GEOMETRIES.values()]
+    assert len(kept) == 1
+    np.testing.assert_array_equal(paste_back(region, al, edited), first)
+    assert [value for _, _, value in paste._GEOMETRIES.values()][0] is kept[0], "reused, not computed again"
+    paste._GEOMETRIES.clear()
+    np.testing.assert_array_equal(paste_back(region, al, edited), first)
+
+    narrower_mask = mask.copy()
+    narrower_mask[:, 200:] = 0
+    narrower = paste_back(_region(face, alpha=False, mask=narrower_mask), al, edited)
+    assert (narrower[:, 200:, :3] == face[:, 200:]).all() and (narrower[:, 120:200, :3] != face[:, 120:200]).any()
+    shifted = align_face(region, 128, landmarks={k: (x + 20, y) for k, (x, y) in LANDMARKS.items()})
+    assert not np.array_equal(paste_back(region, shifted, edited), first)
+
+    x0, y0, x1, y1 = paste.paste_bounds(region, al)
+    outside = np.ones(face.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(first[outside], region.rgba[outside])
+    assert changed_box(first, region.rgba, (x0, y0, x1, y1)) == changed_box(first, region.rgba) is not None

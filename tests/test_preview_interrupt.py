@@ -68,37 +68,80 @@ def test_a_newer_edit_abandons_the_preview_in_flight_but_never_a_commit():
     assert s.running_commit is c
 
 
-def test_a_drag_still_updates_the_canvas():
-    """A render in flight is kept when the canvas has gone too long without a preview: during a drag faster
-    than the renderer, previews still arrive (at least every min_preview_interval), not only at the end."""
+def _abandoned(sched: Scheduler, s: Session, req: EditRequest) -> None:
+    """What the worker does when a render stops for a newer edit."""
+    assert req.cancel.is_set()
+    s.previews_abandoned += 1
+    s.abandoned_since_shown += 1
+    sched.finish_preview(s, req)
+
+
+def _shown(sched: Scheduler, s: Session, req: EditRequest, render_s: float) -> None:
+    """What the worker does when it sends a preview (a draft or a full one)."""
+    s.last_preview_at, s.abandoned_since_shown = time.monotonic(), 0
+    if not req.draft:
+        s.last_render_s = render_s
+    sched.finish_preview(s, req, drafted=req.draft)
+
+
+def test_a_drag_still_updates_the_canvas_with_drafts():
+    """During a drag faster than the renderer every full preview in flight is abandoned; once none has been
+    shown for min_preview_interval (or one full render, if longer), the newest edit renders as a draft,
+    which is never abandoned: the canvas keeps updating, and the hand's last edit never waits for a full
+    render in flight."""
     sched = Scheduler(min_preview_interval=0.25)
     s = _session(sched)
     a = EditRequest(1, 1, {"x": 0.1}, "preview")
     sched.submit_edit(s, a)
-    sched.take(timeout=0)
+    assert not sched.take(timeout=0).request.draft, "a single edit gets its full preview"
     sched.submit_edit(s, EditRequest(2, 2, {"x": 0.2}, "preview"))
-    assert not a.cancel.is_set()  # no preview shown yet: the first one always finishes
-    sched.finish_preview(s, a)
-    s.last_preview_at, s.last_render_s = time.monotonic(), 0.1
+    _abandoned(sched, s, a)  # nothing shown yet, and previews are being abandoned: a draft is due
     b = sched.take(timeout=0).request
+    assert b.seq == 2 and b.draft
     sched.submit_edit(s, EditRequest(3, 3, {"x": 0.3}, "preview"))
-    assert b.cancel.is_set()  # a preview was shown a moment ago: the stale render is abandoned
-    sched.finish_preview(s, b)
-    # renders take 0.1 s, so the canvas is due a preview every 3 renders (0.3 s, more than the 0.25 s floor)
-    s.last_preview_at = time.monotonic() - 0.15
+    assert not b.cancel.is_set(), "a draft in flight finishes"
+    _shown(sched, s, b, 0.0)
+    assert s.pending_edit.seq == 3, "a newer edit is waiting: no full preview of the draft's edit"
     c = sched.take(timeout=0).request
-    sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
-    assert c.cancel.is_set(), "0.15 s + 0.1 s of render: not due yet"
-    sched.finish_preview(s, c)
-    s.last_preview_at = time.monotonic() - 0.22  # 0.22 s ago, and this render ends after 0.32 s: due
+    assert not c.draft, "a draft was shown a moment ago"
+    _shown(sched, s, c, 0.1)
+    # full renders take 0.1 s: drafts are due every 0.25 s (the floor, longer than one render)
+    d_req = EditRequest(4, 4, {"x": 0.4}, "preview")
+    sched.submit_edit(s, d_req)
     d = sched.take(timeout=0).request
     sched.submit_edit(s, EditRequest(5, 5, {"x": 0.5}, "preview"))
-    assert not d.cancel.is_set()
+    _abandoned(sched, s, d)
+    s.last_preview_at = time.monotonic() - 0.15
+    e = sched.take(timeout=0).request
+    assert not e.draft, "0.15 s since the last preview: not due yet"
+    sched.submit_edit(s, EditRequest(6, 6, {"x": 0.6}, "preview"))
+    _abandoned(sched, s, e)
+    s.last_preview_at = time.monotonic() - 0.3
+    f = sched.take(timeout=0).request
+    assert f.draft and f.seq == 6
+    _shown(sched, s, f, 0.0)
+    # the hand rested on edit 6, answered by a draft: its full preview renders next, abandonable again
+    g = sched.take(timeout=0).request
+    assert (g.seq, g.sliders, g.draft) == (6, {"x": 0.6}, False) and g is not f
+    sched.submit_edit(s, EditRequest(7, 7, {"x": 0.7}, "preview"))
+    assert g.cancel.is_set()
+
+
+def test_slow_renders_space_drafts_by_one_render():
+    sched = Scheduler(min_preview_interval=0.05)
+    s = _session(sched)
+    s.last_render_s, s.abandoned_since_shown = 0.4, 2
+    s.last_preview_at = time.monotonic() - 0.3
+    assert not sched.draft_due(s), "0.3 s: less than one 0.4 s render since the last preview"
+    s.last_preview_at = time.monotonic() - 0.45
+    assert sched.draft_due(s)
+    s.abandoned_since_shown = 0
+    assert not sched.draft_due(s), "nothing abandoned since: the hand is slower than the renderer"
 
 
 def test_a_nearly_finished_render_is_not_thrown_away():
     """Abandoning a render in its last fifth would save the newer edit less than it throws away."""
-    sched = Scheduler(min_preview_interval=10.0)  # the canvas is never overdue here: only progress counts
+    sched = Scheduler()
     s = _session(sched)
     s.last_preview_at, s.last_render_s = time.monotonic(), 0.2
     sched.submit_edit(s, EditRequest(1, 1, {"x": 0.1}, "preview"))
@@ -112,7 +155,7 @@ def test_a_nearly_finished_render_is_not_thrown_away():
     assert not late.cancel.is_set(), "nearly done: it finishes, and the newer edit renders next"
     assert s.pending_edit.seq == 3
     sched.finish_preview(s, late)
-    s.last_render_s = 0.012  # a render shorter than anyone would notice saving: never abandoned
+    s.last_render_s = 0.004  # a render shorter than anyone would notice saving: never abandoned
     quick = sched.take(timeout=0).request
     sched.submit_edit(s, EditRequest(4, 4, {"x": 0.4}, "preview"))
     assert not quick.cancel.is_set()

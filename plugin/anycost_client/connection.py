@@ -47,7 +47,8 @@ class SessionState:
     """What the client knows about one session: its id once the backend names it, and the newest edit sent.
 
     Previews are shown in order and never go back in time: one older than a preview already shown is
-    dropped. With ``strict`` a preview is also dropped when a newer edit has been sent since its own —
+    dropped. The full preview that follows a draft of the same edit (``draft: true``, see docs/protocol.md)
+    replaces it. With ``strict`` a preview is also dropped when a newer edit has been sent since its own —
     but then a continuous drag (an edit every frame, each newer than any preview in flight) shows nothing
     until the slider rests, so the default shows the newest preview that arrived.
     """
@@ -56,6 +57,7 @@ class SessionState:
     sid: str | None = None
     last_sent_seq: int = -1
     last_shown_seq: int = -1
+    last_shown_draft: bool = False  # the preview shown for last_shown_seq was a draft
     ready: bool = False
     closed: bool = False
     directions: dict = field(default_factory=dict)
@@ -69,10 +71,12 @@ class SessionState:
     def accept(self, msg: Message) -> bool:
         """False for a stale preview."""
         if msg.type == "preview" and msg.seq is not None:
-            if msg.seq <= self.last_shown_seq or (self.strict and msg.seq < self.last_sent_seq):
+            draft = bool(msg.get("draft"))
+            upgrade = msg.seq == self.last_shown_seq and self.last_shown_draft and not draft
+            if (msg.seq <= self.last_shown_seq and not upgrade) or (self.strict and msg.seq < self.last_sent_seq):
                 self.dropped_previews += 1
                 return False
-            self.last_shown_seq = msg.seq
+            self.last_shown_seq, self.last_shown_draft = msg.seq, draft
         if msg.type == "ready":
             self.ready = True
             self.directions = msg.get("directions") or {}
@@ -237,6 +241,7 @@ class Connection:
         frames = [P.Frame(rgba, width, height, "RGBA8", stride)]
         if mask is not None:
             frames.append(P.Frame(mask, width, height, "A8", mask_stride))
+        options.setdefault("drafts", True)  # this client shows drafts during drags (see SessionState)
         fields: dict[str, Any] = {"options": options}
         if model:
             fields["model"] = model

@@ -49,7 +49,7 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "progress": frozenset({"stage", "step", "steps", "psnr", "notice", "box"}),
     "ready": frozenset({"directions", "notice", "box", "method", "cost", "preview_choice", "notices",
                         "confirm_apply"}),
-    "preview": frozenset({"cost", "render_ms", "box"}),
+    "preview": frozenset({"cost", "render_ms", "box", "draft"}),
     "result": frozenset({"render_ms", "box", "cost"}),
     "done": frozenset({"what"}),
     "pong": frozenset({"server_time", "sessions"}),

@@ -106,16 +106,14 @@ def paste_back(
             ref = warp.resize_float(ref, src.shape[2], src.shape[1])
         src = src - ref  # the edit alone, signed
     out = region.rgba.copy()
-    box = _paste_box(region, alignment, use_face_mask)
-    if box is None:
+    geometry = _geometry(region, alignment, feather, use_face_mask, sel_feather)
+    if geometry is None:
         return out
+    box, grid, weight, keep = geometry
     x0, y0, x1, y1 = box
-    bw, bh = x1 - x0, y1 - y0
     size = alignment.size
 
     with torch.inference_mode():
-        grid = warp.normalized_grid(alignment.matrix, size, size, x0, y0, bw, bh)
-        weight = _weight(region, alignment, grid, box, feather, use_face_mask, sel_feather)
         check()
         # The edited image is denser than the region where the face is small on the canvas: shrink it
         # (antialiased) to about 1:1 first. The grid is resolution-independent, so it stays valid.
@@ -130,7 +128,6 @@ def paste_back(
             change = warp.grid_sample(src, grid, "bilinear", "border")  # (3, bh, bw), signed
             check()
             blended = orig.add_(change.mul_(weight[None])).clamp_(0.0, 255.0).round_().to(torch.uint8)
-            keep = (weight <= 0).numpy()
             np.copyto(patch, blended.permute(1, 2, 0).numpy(), where=~keep[..., None])
             return out
         if color_match and color_strength > 0:
@@ -142,10 +139,44 @@ def paste_back(
         new = warp.grid_sample(src, grid, "bicubic", "border").clamp_(0.0, 255.0)  # (3, bh, bw)
         check()
         blended = torch.lerp(orig, new, weight[None]).clamp_(0.0, 255.0).round_().to(torch.uint8)
-        keep = (weight <= 0).numpy()
 
     np.copyto(patch, blended.permute(1, 2, 0).numpy(), where=~keep[..., None])
     return out
+
+
+def paste_bounds(region: Region, alignment: Alignment, *, use_face_mask: bool = True
+                 ) -> tuple[int, int, int, int] | None:
+    """Half-open (x0, y0, x1, y1) outside which ``paste_back`` leaves every pixel as it was (None: all)."""
+    return _paste_box(region, alignment, use_face_mask)
+
+
+# The paste geometry (box, sampling grid, blend weight and where it is 0) depends only on the region, the
+# alignment and the feathering, which stay the same for every preview of a session: kept for the few in
+# use. Callers only read it.
+_GEOMETRIES: OrderedDict[tuple, tuple[weakref.ref, weakref.ref, tuple]] = OrderedDict()
+_GEOMETRIES_KEPT = 4
+
+
+def _geometry(region: Region, alignment: Alignment, feather: float, use_face_mask: bool, sel_feather: float
+              ) -> tuple[tuple[int, int, int, int], torch.Tensor, torch.Tensor, np.ndarray] | None:
+    key = (id(region), id(alignment), feather, use_face_mask, sel_feather)
+    hit = _GEOMETRIES.get(key)
+    if hit is not None and hit[0]() is region and hit[1]() is alignment:  # not new objects at reused addresses
+        _GEOMETRIES.move_to_end(key)
+        return hit[2]
+    box = _paste_box(region, alignment, use_face_mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    size = alignment.size
+    with torch.inference_mode():
+        grid = warp.normalized_grid(alignment.matrix, size, size, x0, y0, x1 - x0, y1 - y0)
+        weight = _weight(region, alignment, grid, box, feather, use_face_mask, sel_feather)
+    value = (box, grid, weight, (weight <= 0).numpy())
+    _GEOMETRIES[key] = (weakref.ref(region), weakref.ref(alignment), value)
+    while len(_GEOMETRIES) > _GEOMETRIES_KEPT:
+        _GEOMETRIES.popitem(last=False)
+    return value
 
 
 def blend_weight(region: Region, alignment: Alignment, *, feather: float = DEFAULT_FEATHER,

@@ -457,6 +457,8 @@ class Server:
         blend = options.get("blend")
         if blend is not None and blend not in BLEND_MODES:
             raise InputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
+        if not isinstance(options.get("drafts", False), bool):
+            raise InputError("drafts must be true or false")
         budget = options.get("time_budget")
         if budget is not None and not (isinstance(budget, int | float) and math.isfinite(budget) and budget >= 0):
             raise InputError("time_budget must be a non-negative number of seconds")

@@ -3,11 +3,15 @@
 Each session holds at most one pending edit and one pending commit: a newer edit replaces the
 pending one (so a slider storm never builds a queue) and abandons the preview being rendered for an
 older one (between layers: its answer would be stale on arrival) — unless the render in flight is in
-its last fifth or last 15 ms (abandoning it would save too little to notice), or the canvas
-has gone ``min_preview_interval`` (or three renders, if longer) without a preview, in which case the
-render in flight finishes, so a drag keeps updating the canvas instead of showing nothing until the
-hand stops. Renders under 15 ms are never abandoned. A commit drops the pending edit, and a newer edit
-or commit cancels a pending commit. A commit itself is never interrupted mid-render.
+its last fifth or last 5 ms (abandoning it would save too little to notice), or it is a *draft*.
+While a slider moves faster than previews render, every preview in flight is abandoned, so the canvas
+would show nothing until the hand stops; instead, once previews have been abandoned for
+``min_preview_interval`` (or one full preview render, if longer) since the last one shown, the newest
+edit renders as a draft: at half the output resolution (``draft_cost``), a fraction of the work, and
+never abandoned. When a draft answers the edit that is still the newest, the full preview of that
+same edit follows at once. So a drag keeps updating the canvas, and its last edit waits at most for
+a draft in flight, not for a full render. A commit drops the pending edit, and a newer edit or commit
+cancels a pending commit. A commit itself is never interrupted mid-render.
 Long work (refinement, full renders) watches a cancel event. The socket thread submits; the render
 worker ``take``s one unit of work at a time, visiting sessions round-robin so one session's
 refinement cannot starve another's previews.
@@ -26,18 +30,15 @@ from typing import Any
 
 from anycost_client.protocol import Frame
 
-# While a slider is dragged, the canvas gets a preview at least this often (seconds): a render in flight
-# is abandoned for a newer edit only while one was shown more recently than that. Shorter shows more of
-# a fast drag; longer answers a drag's last edit sooner more often (a protected render delays it).
-MIN_PREVIEW_INTERVAL = 0.15
-# ... or every this many renders, where renders are slow: a drag's last edit then lands in a render that
-# must finish about one time in this many, and is otherwise answered within NEARLY_DONE-ish of a render.
-PROTECT_EVERY_RENDERS = 3
+# While a slider is dragged faster than previews render, the canvas gets a draft at least this often
+# (seconds), or once a full preview render's time, if longer. Shorter shows more of a fast drag; each
+# draft costs a fraction of a render, and a drag's last edit waits for it when it lands in one.
+MIN_PREVIEW_INTERVAL = 0.05
+DRAFT_EVERY_RENDERS = 1.0
 # A render in flight with less than this left finishes: abandoning it would save the newer edit less
-# than a fifth of a render, or less than a person notices, and throw away the rest. Renders faster than
-# the floor are therefore never abandoned: a drag then shows every preview the renderer can make.
+# than a fifth of a render, or less than a person notices, and throw the rest away.
 NEARLY_DONE_SHARE = 0.2
-NEARLY_DONE_S = 0.015
+NEARLY_DONE_S = 0.005
 
 
 @dataclass
@@ -57,6 +58,7 @@ class EditRequest:
     received: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)  # set when a newer edit supersedes it
     started: float | None = None  # when the worker took it
+    draft: bool = False  # set when the worker takes it: render a draft (see the module's text)
 
 
 @dataclass
@@ -88,8 +90,10 @@ class Session:
     ready: bool = False
     previews_rendered: int = 0
     last_preview_at: float = 0.0  # monotonic time the last preview was sent
-    last_render_s: float = 0.0  # how long that preview took
+    last_render_s: float = 0.0  # how long the last full (not draft) preview took
     previews_abandoned: int = 0  # renders stopped between layers for a newer edit
+    abandoned_since_shown: int = 0  # of those, since the last preview was sent
+    drafts: int = 0  # draft previews sent
     edits_received: int = 0
 
 
@@ -169,17 +173,25 @@ class Scheduler:
             return superseded
 
     def _protected(self, s: Session, now: float | None = None) -> bool:
-        """Whether the preview in flight must finish anyway: it is nearly done, or it is due so that the
-        canvas gets a preview at least every ``min_preview_interval`` (renders take about as long as the
-        last one did)."""
+        """Whether the preview in flight must finish anyway: it is a draft (short, and what a drag shows),
+        or it is nearly done (renders take about as long as the last full one did)."""
         now = time.monotonic() if now is None else now
         req = s.running_edit
-        if req is not None and req.started is not None and s.last_render_s > 0:
+        if req is None or req.draft:
+            return True
+        if req.started is not None and s.last_render_s > 0:
             left = s.last_render_s - (now - req.started)
             if left <= max(NEARLY_DONE_SHARE * s.last_render_s, NEARLY_DONE_S):
                 return True
-        due = max(self.min_preview_interval, PROTECT_EVERY_RENDERS * s.last_render_s)
-        return now - s.last_preview_at >= due - s.last_render_s
+        return False
+
+    def draft_due(self, s: Session, now: float | None = None) -> bool:
+        """Whether the next preview renders as a draft: previews are being abandoned, and none has been
+        shown for ``min_preview_interval`` or a full preview render's time, whichever is longer."""
+        now = time.monotonic() if now is None else now
+        if s.abandoned_since_shown == 0:
+            return False
+        return now - s.last_preview_at >= max(self.min_preview_interval, DRAFT_EVERY_RENDERS * s.last_render_s)
 
     def _cancel_commit(self, s: Session) -> CommitRequest | None:
         old = s.pending_commit or s.running_commit
@@ -220,19 +232,22 @@ class Scheduler:
             # previews interleave with refinement steps once the encoder's latent exists;
             # a pending commit first lets the (cancelled) refinement wind down and send 'ready'
             if s.pending_edit is not None and s.edit is not None and s.pending_commit is None:
-                req, s.pending_edit = s.pending_edit, None
-                s.running_edit, req.started = req, time.monotonic()
-                return Unit("preview", s, req)
+                return self._start_preview(s)
             return Unit("open", s)
         if s.pending_commit is not None:
             req, s.pending_commit = s.pending_commit, None
             s.running_commit = req
             return Unit("commit", s, req)
         if s.pending_edit is not None and s.edit is not None:
-            req, s.pending_edit = s.pending_edit, None
-            s.running_edit, req.started = req, time.monotonic()
-            return Unit("preview", s, req)
+            return self._start_preview(s)
         return None
+
+    def _start_preview(self, s: Session) -> Unit:
+        req, s.pending_edit = s.pending_edit, None
+        now = time.monotonic()
+        req.draft = req.draft or self.draft_due(s, now)
+        s.running_edit, req.started = req, now
+        return Unit("preview", s, req)
 
     def take(self, timeout: float | None = None, stop: threading.Event | None = None) -> Unit | None:
         """The next unit of work, visiting sessions round-robin; None after ``timeout`` or on stop."""
@@ -253,10 +268,15 @@ class Scheduler:
                     return None
                 self._cond.wait(left)
 
-    def finish_preview(self, s: Session, req: EditRequest) -> None:
+    def finish_preview(self, s: Session, req: EditRequest, *, drafted: bool = False) -> None:
+        """``drafted``: a draft of ``req`` was sent. If no newer edit or commit is waiting, its full
+        preview is due next: the hand has rested on that edit."""
         with self._cond:
             if s.running_edit is req:
                 s.running_edit = None
+            if drafted and s.pending_edit is None and s.pending_commit is None and not s.closed:
+                s.pending_edit = EditRequest(req.request_id, req.seq, req.sliders, req.quality)
+                self._cond.notify_all()
 
     def finish_commit(self, s: Session, req: CommitRequest) -> None:
         with self._cond:

@@ -349,8 +349,8 @@ class Driver(Extension):
         yield from self.drag(dialog, names[0], [0.3, 0.6, 0.9])
         yield from self.drag(dialog, names[1], [-0.4, -0.8])
         target = {names[0]: 0.9, names[1]: -0.8}
-        yield from wait_for(lambda: c.previews_shown >= 2 and c._state.last_shown_seq == c._state.last_sent_seq,
-                            60, "the preview of the last slider position")
+        yield from wait_for(lambda: c.previews_shown >= 2 and c._state.last_shown_seq == c._state.last_sent_seq
+                            and not c._state.last_shown_draft, 60, "the full preview of the last slider position")
         pv = self.preview_layer(doc)
         RESULTS["apply_preview"] = {"layers": [n.name() for n in doc.rootNode().childNodes()], "locked": pv.locked(),
                                     "previews": c.previews_shown, "latency": c.latency_text(),
