@@ -361,3 +361,20 @@ def test_paste_geometry_is_kept_per_region_and_alignment(face):
     outside[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(first[outside], region.rgba[outside])
     assert changed_box(first, region.rgba, (x0, y0, x1, y1)) == changed_box(first, region.rgba) is not None
+
+
+def test_changed_box_finds_every_changed_pixel():
+    from anycost.service.worker import changed_box
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 255, (64, 80, 4), dtype=np.uint8)
+    assert changed_box(a.copy(), a) is None
+    for y, x, c in [(0, 0, 0), (63, 79, 3), (10, 41, 2), (33, 7, 1)]:
+        b = a.copy()
+        b[y, x, c] ^= 1  # one bit of one channel of one pixel, alpha included
+        assert changed_box(b, a) == (x, y, 1, 1)
+        assert changed_box(b, a, (x, y, x + 1, y + 1)) == (x, y, 1, 1)
+        assert changed_box(np.asfortranarray(b), a) == (x, y, 1, 1), "any memory layout"
+    b = a.copy()
+    b[5:9, 20:31, 0] += 1
+    assert changed_box(b, a) == changed_box(b, a, (10, 0, 40, 64)) == (20, 5, 11, 4)

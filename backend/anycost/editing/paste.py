@@ -109,7 +109,7 @@ def paste_back(
     geometry = _geometry(region, alignment, feather, use_face_mask, sel_feather)
     if geometry is None:
         return out
-    box, grid, weight, keep = geometry
+    box, grid, weight = geometry
     x0, y0, x1, y1 = box
     size = alignment.size
 
@@ -128,7 +128,8 @@ def paste_back(
             change = warp.grid_sample(src, grid, "bilinear", "border")  # (3, bh, bw), signed
             check()
             blended = orig.add_(change.mul_(weight[None])).clamp_(0.0, 255.0).round_().to(torch.uint8)
-            np.copyto(patch, blended.permute(1, 2, 0).numpy(), where=~keep[..., None])
+            # where the weight is 0 this is the original exactly (x + 0 · finite), so no masked copy is needed
+            patch[...] = blended.permute(1, 2, 0).numpy()
             return out
         if color_match and color_strength > 0:
             correction = _colour_correction(src if ref is None else ref, grid, patch, weight, color_strength)
@@ -138,9 +139,10 @@ def paste_back(
                 src = torch.addmm(b[:, None], a, src.reshape(3, -1)).reshape(src.shape).clamp_(0.0, 255.0)
         new = warp.grid_sample(src, grid, "bicubic", "border").clamp_(0.0, 255.0)  # (3, bh, bw)
         check()
+        # lerp at weight 0 is the original exactly (x + 0 · finite), so no masked copy is needed
         blended = torch.lerp(orig, new, weight[None]).clamp_(0.0, 255.0).round_().to(torch.uint8)
 
-    np.copyto(patch, blended.permute(1, 2, 0).numpy(), where=~keep[..., None])
+    patch[...] = blended.permute(1, 2, 0).numpy()
     return out
 
 
@@ -150,7 +152,7 @@ def paste_bounds(region: Region, alignment: Alignment, *, use_face_mask: bool = 
     return _paste_box(region, alignment, use_face_mask)
 
 
-# The paste geometry (box, sampling grid, blend weight and where it is 0) depends only on the region, the
+# The paste geometry (box, sampling grid, blend weight) depends only on the region, the
 # alignment and the feathering, which stay the same for every preview of a session: kept for the few in
 # use. Callers only read it.
 _GEOMETRIES: OrderedDict[tuple, tuple[weakref.ref, weakref.ref, tuple]] = OrderedDict()
@@ -158,7 +160,7 @@ _GEOMETRIES_KEPT = 4
 
 
 def _geometry(region: Region, alignment: Alignment, feather: float, use_face_mask: bool, sel_feather: float
-              ) -> tuple[tuple[int, int, int, int], torch.Tensor, torch.Tensor, np.ndarray] | None:
+              ) -> tuple[tuple[int, int, int, int], torch.Tensor, torch.Tensor] | None:
     key = (id(region), id(alignment), feather, use_face_mask, sel_feather)
     hit = _GEOMETRIES.get(key)
     if hit is not None and hit[0]() is region and hit[1]() is alignment:  # not new objects at reused addresses
@@ -172,7 +174,7 @@ def _geometry(region: Region, alignment: Alignment, feather: float, use_face_mas
     with torch.inference_mode():
         grid = warp.normalized_grid(alignment.matrix, size, size, x0, y0, x1 - x0, y1 - y0)
         weight = _weight(region, alignment, grid, box, feather, use_face_mask, sel_feather)
-    value = (box, grid, weight, (weight <= 0).numpy())
+    value = (box, grid, weight)
     _GEOMETRIES[key] = (weakref.ref(region), weakref.ref(alignment), value)
     while len(_GEOMETRIES) > _GEOMETRIES_KEPT:
         _GEOMETRIES.popitem(last=False)

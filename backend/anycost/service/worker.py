@@ -75,7 +75,11 @@ def changed_box(rgba: np.ndarray, original: np.ndarray, within: tuple[int, int, 
     (x0, y0, x1, y1, half-open): only there can they differ (the paste-back's bounds), so only there is
     looked (a 1024 px region is compared in a fraction of the time)."""
     x0, y0, x1, y1 = within if within is not None else (0, 0, rgba.shape[1], rgba.shape[0])
-    diff = np.any(rgba[y0:y1, x0:x1] != original[y0:y1, x0:x1], axis=2)
+    if rgba.shape[2] == 4 and rgba.flags.c_contiguous and original.flags.c_contiguous:
+        # one 32-bit compare per pixel instead of four byte compares and a reduction (several times faster)
+        diff = rgba.view(np.uint32)[y0:y1, x0:x1, 0] != original.view(np.uint32)[y0:y1, x0:x1, 0]
+    else:
+        diff = np.any(rgba[y0:y1, x0:x1] != original[y0:y1, x0:x1], axis=2)
     rows = np.flatnonzero(diff.any(axis=1))
     if rows.size == 0:
         return None
