@@ -137,6 +137,7 @@ def detect_krita_python(krita: str | os.PathLike | None = None) -> tuple[str, st
 
     Without ``krita``, a folder counts only with evidence of Krita's own Python (its plugin library or
     bundled Python), so a system Python on a machine without Krita is never taken for Krita's."""
+    patterns: tuple[str, ...]
     if krita:
         p = Path(krita)
         roots, patterns = [p.parent.parent if p.is_file() else p], KRITA_EVIDENCE + EXPLICIT_ONLY
