@@ -18,7 +18,6 @@ out of the checkout.
 
 from __future__ import annotations
 
-import datetime
 import glob
 import json
 import os
@@ -28,44 +27,34 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .sources import client_package, host_folder, missing
-from .wheels import Target, WheelError, host_target, vendor, vendored_wheels
+from .sources import PLUGIN, PluginSources, plugin_sources
+from .staging import (
+    InstallError,
+    InstallReport,
+    Staging,
+    copy_sources,
+    default_backend_command,
+    finish_stage,
+    links_hint,
+    save_backend_command,
+)
+from .wheels import Target, WheelError, host_target
 
-PLUGIN = "anycost_face_edit"
 GIMP_VERSION_DIR = "3.0"
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
 EXECUTABLE = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
-class InstallError(Exception):
-    """The plug-in cannot be installed or removed; the message says why."""
-
-
-@dataclass
-class InstallReport:
-    plugin_dir: Path
-    linked: bool = False
-    vendored: list[str] = field(default_factory=list)  # wheel file names
-    python_version: str = ""
-    python_source: str = ""
-    backend_command: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+@dataclass(kw_only=True)
+class GimpInstallReport(InstallReport):
     gimp_python: GimpPython | None = None  # the Python GIMP runs the plug-in with, where it was checked
 
 
-def plugin_sources() -> tuple[Path, Path]:
-    """(plug-in folder, client package): from a checkout, or where the wheel put them."""
-    host = host_folder("gimp")
-    folder = host / PLUGIN if host else None
-    client = client_package()
-    if folder is None or not (folder / f"{PLUGIN}.py").is_file():
-        raise InstallError(missing("the GIMP plug-in"))
-    if client is None or not (client / "protocol.py").is_file():
-        raise InstallError(missing("the client package"))
-    return folder, client
+def sources() -> PluginSources:
+    """The plug-in folder and the client package: from a checkout, or where the wheel put them."""
+    return plugin_sources("gimp", "the GIMP plug-in", f"{PLUGIN}.py")
 
 
 # ------------------------------------------------------------------------------------ locations
@@ -254,61 +243,53 @@ def gimp_python_notes(found: GimpPython, plug_ins_dir: Path) -> list[str]:
             "(Flatpak, AppImage)"]
 
 
-def default_backend_command() -> list[str]:
-    """The backend as installed next to this installer: this Python running ``anycost serve``."""
-    return [sys.executable, "-m", "anycost", "serve"]
-
-
 # ------------------------------------------------------------------------------------ install
-def _build_plugin(dest: Path, folder: Path, client: Path, link: bool) -> list[str]:
-    """Fill the new folder ``dest`` with the plug-in and the client package: copies, or for ``link``
+def _build_plugin(dest: Path, src: PluginSources, link: bool) -> list[str]:
+    """Fill the new, empty folder ``dest`` with the plug-in and the client package: copies, or for ``link``
     symbolic links to the sources (the main file is copied when the source is not executable, as GIMP
     needs it executable). Returns notes for the user."""
     main = f"{PLUGIN}.py"
     if not link:
-        shutil.copytree(folder, dest, ignore=IGNORE)
-        shutil.copytree(client, dest / "anycost_client", ignore=IGNORE)
+        copy_sources(src.folder, src.client, dest, "anycost_client")
         (dest / main).chmod((dest / main).stat().st_mode | EXECUTABLE)
         return []
     notes = []
-    dest.mkdir()
     try:
-        for src in sorted(folder.iterdir()):
-            if src.name == "__pycache__" or src.name.endswith((".pyc", ".pyo")):
+        for item in sorted(src.folder.iterdir()):
+            if item.name == "__pycache__" or item.name.endswith((".pyc", ".pyo")):
                 continue
-            if src.name == main and not os.access(src, os.X_OK):
-                shutil.copy2(src, dest / main)
+            if item.name == main and not os.access(item, os.X_OK):
+                shutil.copy2(item, dest / main)
                 (dest / main).chmod((dest / main).stat().st_mode | EXECUTABLE)
-                notes.append(f"{src} is not executable, so it was copied rather than linked: re-run the install "
+                notes.append(f"{item} is not executable, so it was copied rather than linked: re-run the install "
                              f"after changing it, or make it executable (chmod +x) and re-run once")
                 continue
-            (dest / src.name).symlink_to(src.resolve(), target_is_directory=src.is_dir())
-        (dest / "anycost_client").symlink_to(client.resolve(), target_is_directory=True)
+            (dest / item.name).symlink_to(item.resolve(), target_is_directory=item.is_dir())
+        (dest / "anycost_client").symlink_to(src.client.resolve(), target_is_directory=True)
     except OSError as e:
-        hint = (" Windows allows symbolic links only with Developer Mode on or as administrator;"
-                if sys.platform == "win32" else "")
-        raise InstallError(f"cannot link the plug-in's sources into {dest.parent}: {e}.{hint} install without "
-                           "--link to copy them instead") from e
+        raise InstallError(f"cannot link the plug-in's sources into {dest.parent}: {e}.{links_hint()} install "
+                           "without --link to copy them instead") from e
     return notes
 
 
 def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False, vendor_wheels: bool | None = None,
             python_version: str | None = None, platform: str | None = None, gimp: str | os.PathLike | None = None,
             wheel_dir: str | os.PathLike | None = None, download: bool = True,
-            backend_command: list[str] | None = None, log: Callable[[str], None] = print) -> InstallReport:
+            backend_command: list[str] | None = None, log: Callable[[str], None] = print) -> GimpInstallReport:
     """Copy (or with ``link``, link) the plug-in and the client package into ``plug_ins_dir/anycost_face_edit``
-    (an earlier install is replaced in one rename, and put back if that fails; a folder there that is not
-    this plug-in is refused) and record the backend command the plug-in starts when no backend runs.
+    (built beside it and swapped in when complete, ``staging``: a failed install leaves the earlier one as it
+    was; a folder there that is not this plug-in is refused) and record the backend command the plug-in
+    starts when no backend runs.
 
     ``vendor_wheels`` (default: where GIMP bundles its Python, i.e. Windows and macOS) unpacks pyzmq
     and msgpack for ``python_version`` (default: detected from the GIMP at ``gimp`` or in the usual
     places) on ``platform`` (a wheel platform key such as ``win_amd64``; default: this machine's). Where
     nothing is vendored, the options that only choose wheels are refused. Every refusal comes before
     anything on disk changes."""
-    folder, client = plugin_sources()
+    src = sources()
     target_dir = Path(plug_ins_dir) if plug_ins_dir is not None else default_plug_ins_dir()
     dest = target_dir / PLUGIN
-    report = InstallReport(dest, linked=link)
+    report = GimpInstallReport(dest, linked=link)
     try:  # every check before anything on disk changes
         target = _vendor_target(report, vendor_wheels, python_version, platform, gimp)
     except WheelError as e:
@@ -321,48 +302,17 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False
                            "INSTALL.json in it); not replacing it: move it away, or install into another "
                            "--plug-ins-dir")
 
-    staging = target_dir / f".{PLUGIN}.installing"
-    old = target_dir / f".{PLUGIN}.old"
-    moved_aside = False
+    report.backend_command = list(backend_command or default_backend_command())
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in (staging, old):
-            shutil.rmtree(leftover, ignore_errors=True)
-        report.notes += _build_plugin(staging, folder, client, link)
-        if target is not None:
-            out = vendor(target, staging / "vendor", wheel_dir=Path(wheel_dir) if wheel_dir else None,
-                         download=download, log=log)
-            report.vendored = vendored_wheels(out)  # the wheel files, for the report
-        report.backend_command = list(backend_command or default_backend_command())
-        (staging / "INSTALL.json").write_text(json.dumps({
-            "installed": datetime.datetime.now().isoformat(timespec="seconds"),
-            "python": report.python_version or None, "vendor": target.key if target else None, "linked": link,
-            "backend_command": report.backend_command}, indent=2) + "\n", encoding="utf-8")
-        if dest.is_symlink() or dest.is_file():
-            dest.unlink()
-        elif dest.exists():
-            dest.rename(old)
-            moved_aside = True
-        staging.rename(dest)
-        moved_aside = False  # the new install is in place: the old one may go
-    except WheelError as e:
-        raise InstallError(str(e)) from e
+        with Staging(target_dir, PLUGIN) as staging:
+            stage = staging.folder()
+            report.notes += _build_plugin(stage, src, link)
+            finish_stage(stage, report, target, wheel_dir=wheel_dir, download=download, log=log)
+            staging.swap_in(stage, dest)
     except OSError as e:
         raise InstallError(f"cannot install the GIMP plug-in into {target_dir}: {e}") from e
-    finally:
-        if moved_aside:  # the new folder did not take its place: put the earlier install back
-            try:
-                old.rename(dest)
-                moved_aside = False
-            except OSError:
-                pass  # keep it as .anycost_face_edit.old rather than lose it
-        shutil.rmtree(staging, ignore_errors=True)
-        if not moved_aside:
-            shutil.rmtree(old, ignore_errors=True)
 
-    from anycost_client.backend_launcher import save_config
-
-    save_config({"backend_command": report.backend_command})
+    save_backend_command(report)
     if target is None and sys.platform.startswith("linux"):
         found = check_gimp_python(find_gimp_python(target_dir))
         report.gimp_python = found
@@ -370,7 +320,7 @@ def install(plug_ins_dir: str | os.PathLike | None = None, *, link: bool = False
     return report
 
 
-def _vendor_target(report: InstallReport, vendor_wheels: bool | None, python_version: str | None,
+def _vendor_target(report: GimpInstallReport, vendor_wheels: bool | None, python_version: str | None,
                    platform: str | None, gimp: str | os.PathLike | None) -> Target | None:
     """The wheels to vendor (None: none), noting GIMP's Python version and where it came from in ``report``;
     raises WheelError for a malformed version or an unknown platform."""

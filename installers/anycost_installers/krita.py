@@ -25,77 +25,44 @@ installed folder carries it inside.
 
 from __future__ import annotations
 
-import datetime
 import glob
-import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .sources import client_package, host_folder, missing
-from .wheels import PLATFORMS, Target, WheelError, host_target, vendor, vendored_wheels
+from .sources import PLUGIN, PluginSources, plugin_sources
+from .staging import (
+    InstallError,
+    InstallReport,
+    Staging,
+    check_writable_file,
+    copy_sources,
+    default_backend_command,
+    file_errors,
+    finish_stage,
+    links_hint,
+    remove,
+    replace_file,
+    save_backend_command,
+)
+from .wheels import PLATFORMS, Target, WheelError, host_target, vendor
 
-PLUGIN = "anycost_face_edit"
 SETTINGS_GROUP = PLUGIN  # the plugin's own settings in kritarc (plugin/krita/anycost_face_edit/settings.py)
 # Pythons Krita runs: official builds bundle 3.8 (5.0, 5.1), 3.10 (5.2) and 3.13 (later); distributions use theirs
 KRITA_BUNDLED_PYTHONS = ("3.8", "3.9", "3.10", "3.11", "3.12", "3.13")
 PACKAGE_PLATFORMS = ("win_amd64", "macosx_x86_64", "macosx_arm64", "linux_x86_64")
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+LINKED_SUFFIX = ".linked"  # the folder beside a linked plugin (vendor_paths.LINKED_SUFFIX)
 
 
-class InstallError(Exception):
-    """The plugin could not be installed; the message says what to do."""
+def sources() -> PluginSources:
+    """The plugin folder, its .desktop file and the client package: from a checkout, or where the wheel put them."""
+    return plugin_sources("krita", "the Krita plugin", "__init__.py", desktop=True)
 
-
-@contextmanager
-def _file_errors(what: str) -> Iterator[None]:
-    """An ``OSError`` (a folder that cannot be created, a file in the way, no permission) becomes an
-    ``InstallError`` naming the path, so the command says it in one line."""
-    try:
-        yield
-    except InstallError:
-        raise
-    except OSError as e:
-        where = e.filename if e.filename is not None else ""
-        also = f" → {e.filename2}" if getattr(e, "filename2", None) else ""
-        reason = e.strerror or str(e)
-        raise InstallError(f"cannot {what}: {where}{also}: {reason}" if where else f"cannot {what}: {reason}") from e
-
-
-def check_writable_file(path: Path, what: str) -> None:
-    """Raise ``InstallError`` unless ``path`` can be written: a regular file (or nothing yet) whose
-    nearest existing folder above it is a writable folder. Checked before anything changes, so an
-    install never stops halfway for want of it."""
-    if path.exists() and not path.is_file():
-        raise InstallError(f"cannot write {what} {path}: it is not a regular file")
-    if path.is_file() and not os.access(path, os.W_OK):
-        raise InstallError(f"cannot write {what} {path}: permission denied")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InstallError(f"cannot write {what} {path}: {parent} is a file, not a folder")
-    if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise InstallError(f"cannot write {what} {path}: {parent} is not writable")
-
-
-def plugin_sources() -> tuple[Path, Path, Path]:
-    """(plugin folder, .desktop file, client package): from a checkout, or where the wheel put them."""
-    host = host_folder("krita")
-    client = client_package()
-    folder = host / PLUGIN if host else None
-    desktop = host / f"{PLUGIN}.desktop" if host else None
-    for name, p in (("the Krita plugin", folder), ("its .desktop file", desktop), ("the client package", client)):
-        if p is None or not p.exists():
-            raise InstallError(missing(name))
-    return folder, desktop, client
 
 
 # ------------------------------------------------------------------------------------ locations
@@ -170,6 +137,7 @@ def detect_krita_python(krita: str | os.PathLike | None = None) -> tuple[str, st
 
     Without ``krita``, a folder counts only with evidence of Krita's own Python (its plugin library or
     bundled Python), so a system Python on a machine without Krita is never taken for Krita's."""
+    patterns: tuple[str, ...]
     if krita:
         p = Path(krita)
         roots, patterns = [p.parent.parent if p.is_file() else p], KRITA_EVIDENCE + EXPLICIT_ONLY
@@ -243,18 +211,13 @@ def get_ini_value(path: Path, group: str, key: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ install
-@dataclass
-class InstallReport:
-    plugin_dir: Path
+@dataclass(kw_only=True)
+class KritaInstallReport(InstallReport):
     desktop: Path
     action: Path
     kritarc: Path
-    vendored: list[str] = field(default_factory=list)
-    python_version: str = ""
-    python_source: str = ""
-    backend_command: list[str] = field(default_factory=list)
-    linked: bool = False
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what in this shell would break Krita started from it
+
 
 
 def venv_python_on_path(path: str | None = None) -> str | None:
@@ -289,80 +252,33 @@ def environment_warnings(environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
-def default_backend_command() -> list[str]:
-    """The backend as installed next to this installer: this Python running ``anycost serve``."""
-    return [sys.executable, "-m", "anycost", "serve"]
 
 
-LINKED_SUFFIX = ".linked"  # the folder beside a linked plugin (vendor_paths.LINKED_SUFFIX)
-
-
-def _symlink(link: Path, target: Path) -> None:
+def _symlink(link: Path, target: Path) -> Path:
     try:
         link.symlink_to(target.resolve(), target_is_directory=True)
     except OSError as e:
-        hint = (" Windows allows symbolic links only with Developer Mode on or as administrator;"
-                if sys.platform == "win32" else "")
-        raise InstallError(f"cannot link {link} to {target}: {e}.{hint} install without --link to copy the "
+        raise InstallError(f"cannot link {link} to {target}: {e}.{links_hint()} install without --link to copy the "
                            "plugin instead") from e
+    return link
 
 
-def _build_plugin(dest: Path, link: bool) -> None:
-    """Fill the empty folder ``dest``: the plugin and the client package, or for ``link`` only a link to
-    the client package (``dest`` becomes the folder beside the linked plugin)."""
-    folder, _, client = plugin_sources()
-    if link:
-        (dest / "lib").mkdir()
-        _symlink(dest / "lib" / "anycost_client", client)
-        return
-    shutil.copytree(folder, dest, ignore=IGNORE, dirs_exist_ok=True)
-    shutil.copytree(client, dest / "lib" / "anycost_client", ignore=IGNORE)
-
-
-def _remove(path: Path) -> bool:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-        return True
-    if path.exists():
-        shutil.rmtree(path)
-        return True
-    return False
-
-
-def _swap_in(stage: Path, dest: Path) -> None:
-    """Replace ``dest`` by the complete folder ``stage`` (same parent); the old one goes only once the new
-    one is in place, and comes back if the move fails."""
-    old = None
-    if dest.is_symlink() or dest.is_file():
-        dest.unlink()
-    elif dest.exists():
-        old = stage.with_name(stage.name.replace("-new-", "-old-"))
-        os.replace(dest, old)
+def _swap_in(staging: Staging, staged: Path, dest: Path) -> None:
     try:
-        os.replace(stage, dest)
+        staging.swap_in(staged, dest)
     except OSError as e:
-        if old is not None:
-            os.replace(old, dest)
         raise InstallError(f"cannot put the new plugin folder in place of {dest}: {e} (is a program using it? "
                            "close Krita and try again)") from e
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _replace_file(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.new")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
 
 
 def install(pykrita_dir: str | os.PathLike | None = None, *, link: bool = False, python_version: str | None = None,
             platform: str | None = None, wheel_dir: str | os.PathLike | None = None, krita: str | None = None,
             kritarc: str | os.PathLike | None = None, backend_command: list[str] | None = None,
-            vendor_wheels: bool = True, download: bool = True, log=print) -> InstallReport:
+            vendor_wheels: bool = True, download: bool = True, log=print) -> KritaInstallReport:
     """Install (or reinstall) the plugin. Everything is built in a folder beside the destination and
-    swapped in only when complete: a failed reinstall leaves the previous install as it was, and
-    ``kritarc`` is touched only after success."""
-    _, desktop_src, _ = plugin_sources()
+    swapped in only when complete (``staging``): a failed reinstall leaves the previous install as it
+    was, and ``kritarc`` is touched only after success."""
+    src = sources()
     pykrita = Path(pykrita_dir) if pykrita_dir else default_resource_dir() / "pykrita"
     rc = Path(kritarc) if kritarc else default_kritarc()
     source = "--python-version"
@@ -380,63 +296,45 @@ def install(pykrita_dir: str | os.PathLike | None = None, *, link: bool = False,
         raise InstallError(str(e)) from e
 
     check_writable_file(rc, "Krita's settings file")  # before anything is swapped in
-    with _file_errors("install the plugin"):
-        return _install(pykrita, rc, link=link, target=target, python_version=python_version, source=source,
-                        wheel_dir=wheel_dir, backend_command=backend_command, vendor_wheels=vendor_wheels,
-                        download=download, log=log, desktop_src=desktop_src)
-
-
-def _install(pykrita: Path, rc: Path, *, link: bool, target: Target, python_version: str, source: str,
-             wheel_dir: str | os.PathLike | None, backend_command: list[str] | None, vendor_wheels: bool,
-             download: bool, log, desktop_src: Path) -> InstallReport:
-    resources = pykrita.parent
-    pykrita.mkdir(parents=True, exist_ok=True)
     dest = pykrita / PLUGIN
-    for pattern in (f".{PLUGIN}-new-*", f".{PLUGIN}-old-*"):  # of an install that was killed midway
-        for leftover in pykrita.glob(pattern):
-            _remove(leftover)
-    sidecar = pykrita / f"{PLUGIN}{LINKED_SUFFIX}"
-    stage = Path(tempfile.mkdtemp(prefix=f".{PLUGIN}-new-", dir=pykrita))  # same file system: an atomic move
-    stage.chmod(0o755)  # mkdtemp's 0700 would hide the plugin from other accounts of a shared profile
-    staged_link = stage.with_name(stage.name + "-link")
-    report = InstallReport(dest, pykrita / f"{PLUGIN}.desktop", dest / f"{PLUGIN}.action", rc,
-                           python_version=python_version, python_source=source, linked=link)
-    report.backend_command = list(backend_command or default_backend_command())
-    try:
-        if link:  # first, so that a system refusing links fails before anything is changed
-            _symlink(staged_link, plugin_sources()[0])
-        _build_plugin(stage, link)
-        if vendor_wheels:
-            out = vendor(target, stage / "vendor", wheel_dir=Path(wheel_dir) if wheel_dir else None,
-                         download=download, log=log)
-            report.vendored = vendored_wheels(out)
-        (stage / "INSTALL.json").write_text(json.dumps({
-            "installed": datetime.datetime.now().isoformat(timespec="seconds"), "python": python_version,
-            "python_found_in": source, "vendor": target.key if vendor_wheels else None, "linked": link,
-            "wheels": report.vendored, "backend_command": report.backend_command}, indent=2) + "\n",
-            encoding="utf-8")
-        if link:
-            _swap_in(stage, sidecar)
-            _swap_in(staged_link, dest)
-        else:
-            _swap_in(stage, dest)
-            _remove(sidecar)  # of an earlier linked install
-    except WheelError as e:
-        raise InstallError(str(e)) from e
-    finally:
-        for leftover in (stage, staged_link):
-            _remove(leftover)
-    _replace_file(desktop_src, report.desktop)
-    stale = resources / "actions" / f"{PLUGIN}.action"  # from an earlier zip import: one copy only
-    if stale.exists():
-        stale.unlink()
-    set_ini_value(rc, "python", f"enable_{PLUGIN}", "true")
-
-    from anycost_client.backend_launcher import save_config
-
-    save_config({"backend_command": report.backend_command})
+    report = KritaInstallReport(plugin_dir=dest, desktop=pykrita / f"{PLUGIN}.desktop",
+                                action=dest / f"{PLUGIN}.action", kritarc=rc, python_version=python_version,
+                                python_source=source, linked=link,
+                                backend_command=list(backend_command or default_backend_command()))
+    with file_errors("install the plugin"):
+        _install(src, pykrita, report, target if vendor_wheels else None, wheel_dir=wheel_dir, download=download,
+                 log=log)
+    save_backend_command(report)
     report.warnings = environment_warnings()
     return report
+
+
+def _install(src: PluginSources, pykrita: Path, report: KritaInstallReport, target: Target | None, *,
+             wheel_dir: str | os.PathLike | None, download: bool, log) -> None:
+    """The plugin folder (or, linked, the folder beside the link) with the client package, the vendored
+    wheels and INSTALL.json, swapped in; then the .desktop file and kritarc."""
+    sidecar = pykrita / f"{PLUGIN}{LINKED_SUFFIX}"
+    with Staging(pykrita, PLUGIN) as staging:
+        stage = staging.folder()
+        if report.linked:  # the folder itself is a link (new files show up); the rest goes beside it
+            staged_link = _symlink(staging.path("-link"), src.folder)  # first: refused links change nothing
+            (stage / "lib").mkdir()
+            _symlink(stage / "lib" / "anycost_client", src.client)
+        else:
+            copy_sources(src.folder, src.client, stage, "lib/anycost_client")
+        finish_stage(stage, report, target, wheel_dir=wheel_dir, download=download, log=log)
+        if report.linked:
+            _swap_in(staging, stage, sidecar)
+            _swap_in(staging, staged_link, report.plugin_dir)
+        else:
+            _swap_in(staging, stage, report.plugin_dir)
+            remove(sidecar)  # of an earlier linked install
+    assert src.desktop is not None
+    replace_file(src.desktop, report.desktop)
+    stale = pykrita.parent / "actions" / f"{PLUGIN}.action"  # from an earlier zip import: one copy only
+    if stale.exists():
+        stale.unlink()
+    set_ini_value(report.kritarc, "python", f"enable_{PLUGIN}", "true")
 
 
 def uninstall(pykrita_dir: str | os.PathLike | None = None, *, kritarc: str | os.PathLike | None = None,
@@ -445,12 +343,12 @@ def uninstall(pykrita_dir: str | os.PathLike | None = None, *, kritarc: str | os
     (group ``[anycost_face_edit]``); returns what was changed."""
     pykrita = Path(pykrita_dir) if pykrita_dir else default_resource_dir() / "pykrita"
     rc = Path(kritarc) if kritarc else default_kritarc()
-    with _file_errors("uninstall the plugin"):
+    with file_errors("uninstall the plugin"):
         return _uninstall(pykrita, rc, purge)
 
 
 def _uninstall(pykrita: Path, rc: Path, purge: bool) -> list[Path]:
-    removed = [p for p in (pykrita / PLUGIN, pykrita / f"{PLUGIN}{LINKED_SUFFIX}") if _remove(p)]
+    removed = [p for p in (pykrita / PLUGIN, pykrita / f"{PLUGIN}{LINKED_SUFFIX}") if remove(p)]
     for p in (pykrita / f"{PLUGIN}.desktop", pykrita.parent / "actions" / f"{PLUGIN}.action"):
         if p.exists():
             p.unlink()
@@ -473,15 +371,16 @@ def package(output: str | os.PathLike, *, python_versions: tuple[str, ...] = KRI
     """The zip for Tools ▸ Scripts ▸ Import Python Plugin from File…: the ``.desktop`` file, the plugin
     folder with the client package and vendored wheels for every (Python, platform) pair, and the
     ``.action`` file (the importer copies it to Krita's actions folder)."""
-    folder, desktop_src, client = plugin_sources()
+    src = sources()
+    assert src.desktop is not None
     for plat in platforms:
         if plat not in PLATFORMS:
             raise InstallError(f"unknown platform {plat!r}; choose from {', '.join(PLATFORMS)}")
     out = Path(output)
-    with _file_errors("write the package"), tempfile.TemporaryDirectory() as tmp:
+    with file_errors("write the package"), tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / PLUGIN
-        shutil.copytree(folder, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", f"{PLUGIN}.action"))
-        shutil.copytree(client, stage / "lib" / "anycost_client", ignore=IGNORE)
+        copy_sources(src.folder, src.client, stage, "lib/anycost_client",
+                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", f"{PLUGIN}.action"))
         try:
             for version in python_versions:
                 for plat in platforms:
@@ -492,8 +391,8 @@ def package(output: str | os.PathLike, *, python_versions: tuple[str, ...] = KRI
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_zip = out.with_name(out.name + ".part")
         with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(desktop_src, f"{PLUGIN}.desktop")
-            z.write(folder / f"{PLUGIN}.action", f"{PLUGIN}.action")
+            z.write(src.desktop, f"{PLUGIN}.desktop")
+            z.write(src.folder / f"{PLUGIN}.action", f"{PLUGIN}.action")
             z.writestr(f"{PLUGIN}/", b"")  # Krita's importer looks for the folder's own entry
             for path in sorted(stage.rglob("*")):
                 rel = path.relative_to(Path(tmp)).as_posix()

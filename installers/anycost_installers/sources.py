@@ -5,8 +5,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 
+from .staging import InstallError
+
+PLUGIN = "anycost_face_edit"  # the plug-in's folder (and file) name in both hosts
 CHECKOUT = Path(__file__).resolve().parents[2] / "plugin"
 DATA_SUBDIR = Path("share") / "anycost-face-edit" / "plugins"  # matches [tool.setuptools.data-files]
 
@@ -45,3 +49,27 @@ def missing(what: str) -> str:
     looked = ", ".join(str(r) for r in plugin_roots())
     return (f"{what} is missing (looked in {looked}); reinstall the package (pip install anycost-face-edit) "
             "or run the installer from the project's checkout")
+
+
+@dataclass(frozen=True)
+class PluginSources:
+    folder: Path  # the host's plug-in folder
+    client: Path  # the anycost_client package, copied beside it
+    desktop: Path | None  # Krita's .desktop file beside the folder (None for GIMP)
+
+
+def plugin_sources(host: str, label: str, main: str, *, desktop: bool = False) -> PluginSources:
+    """The files to install for ``host`` (``krita``, ``gimp``): from a checkout, or where the wheel put them.
+    ``label`` names the plug-in in the error, ``main`` is a file it must hold; ``desktop``: it comes with a
+    ``.desktop`` file beside it."""
+    root = host_folder(host)
+    folder = root / PLUGIN if root else None
+    if folder is None or not (folder / main).is_file():
+        raise InstallError(missing(label))
+    desktop_file = folder.with_name(f"{PLUGIN}.desktop") if desktop else None
+    if desktop_file is not None and not desktop_file.is_file():
+        raise InstallError(missing("its .desktop file"))
+    client = client_package()
+    if client is None or not (client / "protocol.py").is_file():
+        raise InstallError(missing("the client package"))
+    return PluginSources(folder, client, desktop_file)

@@ -8,11 +8,13 @@ dependencies unpacked from wheels, one folder per target::
 
 A target is a CPython version (``3.11``) and a platform key (``linux_x86_64``, ``linux_aarch64``,
 ``win_amd64``, ``macosx_x86_64``, ``macosx_arm64``). Wheels come from a local folder (offline) or are
-fetched with ``pip download`` into a cache.
+fetched with ``pip download`` into a cache. Wheel names, tags and versions are read with ``packaging``,
+by the rules pip follows.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -21,6 +23,15 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+try:  # a dependency of the backend; a host's own Python that imports the installers (to check itself) may lack it
+    from packaging.tags import Tag, compatible_tags, cpython_tags, mac_platforms
+    from packaging.utils import BuildTag, InvalidWheelFilename, NormalizedName, canonicalize_name, parse_wheel_filename
+    from packaging.version import InvalidVersion, Version
+
+    HAVE_PACKAGING = True
+except ImportError:
+    HAVE_PACKAGING = False
 
 __all__ = [
     "PACKAGES",
@@ -32,6 +43,8 @@ __all__ = [
     "download_wheels",
     "find_wheel",
     "host_target",
+    "platform_tags",
+    "supported_tags",
     "unpack_wheel",
     "vendor",
     "vendored_wheels",
@@ -101,59 +114,87 @@ def cache_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------ tags
-_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
-                    r"-(?P<plat>[^-]+)\.whl$")
+# glibc versions that the legacy manylinux names stand for (PEP 600)
+LEGACY_MANYLINUX = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
 
 
-def _parse(filename: str) -> dict | None:
-    m = _WHEEL.match(filename)
-    return m.groupdict() if m else None
+def _require_packaging() -> None:
+    if not HAVE_PACKAGING:
+        raise WheelError(f"choosing wheels needs the 'packaging' library, which {sys.executable} lacks: run the "
+                         "installer from the backend's environment (anycost install), or pip install packaging")
 
 
-def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.+-]", version))
+def platform_tags(platform: str) -> list[str]:
+    """The wheel platform tags that run on a platform key, best first: what pip is asked for
+    (``PIP_PLATFORMS``), where a ``manylinux_2_X`` also takes every older glibc (with its legacy name)
+    and a ``macosx_X_Y`` every older macOS, as pip's own rules do for the machine it runs on."""
+    _require_packaging()
+    out: list[str] = []
+    for plat in PIP_PLATFORMS[platform]:
+        kind, _, rest = plat.partition("_")
+        if kind in ("manylinux", "macosx"):
+            major, minor, arch = rest.split("_", 2)
+            if kind == "macosx":
+                out += mac_platforms((int(major), int(minor)), arch)
+                continue
+            for glibc in range(int(minor), 4, -1):
+                out.append(f"manylinux_{major}_{glibc}_{arch}")
+                legacy = LEGACY_MANYLINUX.get((int(major), glibc))
+                if legacy and (legacy == "manylinux2014" or arch in ("x86_64", "i686")):
+                    out.append(f"{legacy}_{arch}")
+        else:
+            out.append(plat)
+    return list(dict.fromkeys(out))
 
 
-def _platform_ok(plat_tags: set[str], target: Target) -> bool:
-    if "any" in plat_tags:
-        return True
-    arch = target.platform.split("_", 1)[1]
-    for tag in plat_tags:
-        if target.platform.startswith("linux") and (re.fullmatch(rf"manylinux(1|2010|2014|_\d+_\d+)_{arch}", tag)
-                                                    or tag == target.platform):
-            return True
-        if target.platform.startswith("macosx") and (re.fullmatch(rf"macosx_\d+_\d+_({arch}|universal2)", tag)):
-            return True
-        if target.platform.startswith("win") and tag == target.platform:
-            return True
-    return False
+@functools.lru_cache(maxsize=64)
+def supported_tags(target: Target) -> dict[Tag, int]:
+    """Every tag a wheel for ``target`` may carry, with its rank (0 is the best): CPython's own ABI,
+    the stable ABI of this and every earlier CPython 3, then pure-Python wheels."""
+    _require_packaging()
+    version = (3, target.minor)
+    interpreter = f"cp3{target.minor}"
+    abi = interpreter + ("m" if target.minor < 8 else "")  # pymalloc's "m" left the ABI tag in 3.8
+    plats = platform_tags(target.platform)
+    tags = [*cpython_tags(version, abis=[abi], platforms=plats), *compatible_tags(version, interpreter, plats)]
+    return {tag: rank for rank, tag in reversed(list(enumerate(tags)))}
+
+
+def _parse(filename: str) -> tuple[NormalizedName, Version, BuildTag, frozenset[Tag]] | None:
+    try:
+        return parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):  # packaging before 23.2 raises the latter for the version
+        return None
+
+
+def _rank(tags: frozenset[Tag], target: Target) -> int | None:
+    """The best rank among a wheel's tags for ``target``; None when none fits."""
+    ranks = supported_tags(target)
+    return min((ranks[t] for t in tags if t in ranks), default=None)
 
 
 def compatible(filename: str, target: Target) -> bool:
     """Whether a wheel file name fits the target's CPython version and platform."""
-    w = _parse(filename)
-    if w is None:
-        return False
-    py_tags, abi_tags = set(w["py"].split(".")), set(w["abi"].split("."))
-    cp = f"cp3{target.minor}"
-    if cp in py_tags and (cp in abi_tags or "none" in abi_tags or "abi3" in abi_tags):
-        ok_py = True
-    elif "abi3" in abi_tags:  # stable ABI: built for cp3Y, runs on any later CPython
-        ok_py = any(re.fullmatch(r"cp3(\d+)", t) and int(t[3:]) <= target.minor for t in py_tags)
-    else:
-        ok_py = bool({"py3", f"py3{target.minor}"} & py_tags) and "none" in abi_tags
-    return ok_py and _platform_ok(set(w["plat"].split(".")), target)
+    _require_packaging()
+    parsed = _parse(filename)
+    return parsed is not None and _rank(parsed[3], target) is not None
 
 
 def find_wheel(folder: Path, package: str, target: Target) -> Path | None:
-    """The newest wheel of ``package`` in ``folder`` that fits ``target``."""
+    """The wheel of ``package`` in ``folder`` that pip would take for ``target``: the newest final
+    release (a pre-release only where there is none), then the best tag, then the highest build."""
+    _require_packaging()
     best: tuple | None = None
-    norm = package.replace("-", "_").lower()
+    want = canonicalize_name(package)
     for p in Path(folder).glob("*.whl"):
-        w = _parse(p.name)
-        if w is None or w["name"].replace("-", "_").lower() != norm or not compatible(p.name, target):
+        parsed = _parse(p.name)
+        if parsed is None or parsed[0] != want:
             continue
-        key = (_version_key(w["version"]), p.name)
+        _, version, build, tags = parsed
+        rank = _rank(tags, target)
+        if rank is None:
+            continue
+        key = (not version.is_prerelease, version, -rank, build, p.name)
         if best is None or key > best[0]:
             best = (key, p)
     return best[1] if best else None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..errors import AnycostError
 
@@ -73,6 +76,15 @@ def _installer(host: str):
         raise AnycostError(f"the {host} installer is not available: {e}") from e
 
 
+@contextmanager
+def _installer_errors(mod) -> Iterator[None]:
+    """The installers' errors (one ``InstallError`` for both hosts) are the command's one-line errors."""
+    try:
+        yield
+    except mod.InstallError as e:
+        raise AnycostError(str(e)) from e
+
+
 def _check_options(args: argparse.Namespace) -> None:
     """Another host's options and contradictory flags are errors, never silently ignored."""
     for dest, host in HOST_ONLY_OPTIONS.items():
@@ -84,21 +96,25 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    _check_options(args)
-    mod = _installer(args.host)
-    if args.host == "gimp":
-        return _install_gimp(mod, args)
-    import shlex
-
     from anycost_client.backend_launcher import parse_command
 
-    try:
-        report = mod.install(args.pykrita_dir, link=args.link, python_version=args.python_version,
-                             platform=args.platform, wheel_dir=args.wheel_dir, krita=args.krita, kritarc=args.kritarc,
-                             backend_command=parse_command(args.backend_command) or None,
-                             vendor_wheels=not args.no_vendor, download=not args.offline)
-    except mod.InstallError as e:
-        raise AnycostError(str(e)) from e
+    _check_options(args)
+    mod = _installer(args.host)
+    command = parse_command(args.backend_command) or None
+    common = dict(link=args.link, python_version=args.python_version, platform=args.platform,
+                  wheel_dir=args.wheel_dir, download=not args.offline, backend_command=command)
+    with _installer_errors(mod):
+        if args.host == "gimp":
+            report = mod.install(args.plug_ins_dir, gimp=args.gimp, **common,
+                                 vendor_wheels=False if args.no_vendor else (True if args.vendor else None))
+        else:
+            report = mod.install(args.pykrita_dir, krita=args.krita, kritarc=args.kritarc, **common,
+                                 vendor_wheels=not args.no_vendor)
+    (_tell_gimp if args.host == "gimp" else _tell_krita)(report)
+    return 0
+
+
+def _tell_krita(report) -> None:
     print(f"installed the Krita plugin {'(linked) ' if report.linked else ''}into {report.plugin_dir}")
     print(f"  Krita's Python: {report.python_version} (from {report.python_source})")
     if report.vendored:
@@ -108,22 +124,9 @@ def run_install(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"  warning: {warning}")
     print("Restart Krita, then use Filter ▸ Anycost Face Edit… (Ctrl+Alt+Shift+F).")
-    return 0
 
 
-def _install_gimp(mod, args: argparse.Namespace) -> int:
-    import shlex
-
-    from anycost_client.backend_launcher import parse_command
-
-    try:
-        report = mod.install(args.plug_ins_dir, link=args.link,
-                             vendor_wheels=False if args.no_vendor else (True if args.vendor else None),
-                             python_version=args.python_version, platform=args.platform, gimp=args.gimp,
-                             wheel_dir=args.wheel_dir, download=not args.offline,
-                             backend_command=parse_command(args.backend_command) or None)
-    except mod.InstallError as e:
-        raise AnycostError(str(e)) from e
+def _tell_gimp(report) -> None:
     print(f"installed the GIMP plug-in {'(linked) ' if report.linked else ''}into {report.plugin_dir}")
     if report.vendored:
         print(f"  vendored for GIMP's Python {report.python_version} (from {report.python_source}): "
@@ -135,22 +138,16 @@ def _install_gimp(mod, args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"  note: {note}")
     print("Restart GIMP, then select a face and use Filters ▸ Anycost Face Edit…")
-    return 0
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
     _check_options(args)
     mod = _installer(args.host)
-    if args.host == "gimp":
-        try:
+    with _installer_errors(mod):
+        if args.host == "gimp":
             removed = mod.uninstall(args.plug_ins_dir)
-        except mod.InstallError as e:
-            raise AnycostError(str(e)) from e
-    else:
-        try:
+        else:
             removed = mod.uninstall(args.pykrita_dir, kritarc=args.kritarc, purge=args.purge)
-        except mod.InstallError as e:
-            raise AnycostError(str(e)) from e
     if not removed:
         print("nothing to remove: the plugin is not installed there")
     for p in removed:  # a settings file that stays only lost the plugin's entries
@@ -165,10 +162,8 @@ def run_package(args: argparse.Namespace) -> int:
         kw["python_versions"] = tuple(args.python_versions)
     if args.platforms:
         kw["platforms"] = tuple(args.platforms)
-    try:
+    with _installer_errors(mod):
         out = mod.package(args.output, wheel_dir=args.wheel_dir, download=not args.offline, **kw)
-    except mod.InstallError as e:
-        raise AnycostError(str(e)) from e
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): import it in Krita with Tools ▸ Scripts ▸ "
           "Import Python Plugin from File…")
     return 0
