@@ -28,7 +28,7 @@ from .log import log
 from .sessions import CommitRequest, EditRequest, OpenRequest, Scheduler, Session
 from .worker import RenderWorker, cost_spec, preview_fields
 
-CAPABILITIES = ["open", "edit", "commit", "cancel", "close", "ping", "progress-frames", "latest-wins",
+CAPABILITIES = ["open", "edit", "commit", "check", "cancel", "close", "ping", "progress-frames", "latest-wins",
                 "channel-order-bgra", "mask"]
 QUALITIES = ("preview", "full")
 
@@ -508,6 +508,14 @@ class Server:
         old = self.scheduler.submit_commit(s, req)
         if old is not None:
             self._cancelled(s, old, "superseded by a newer commit")
+
+    def _on_check(self, peer: bytes, msg: Message) -> None:
+        """Whether a commit with these sliders and this cost would be taken, asked before a region is sent:
+        a one-shot edit learns of a wrong slider or cost at once, not after the projection."""
+        sliders = msg.get("sliders")
+        self.editor.check_sliders({} if sliders is None else sliders)
+        self.editor.cost(msg.get("cost", "full"))
+        self._send(peer, Message("done", {"what": "check"}, request_id=msg.request_id))
 
     def _cancelled(self, s: Session, req: CommitRequest, why: str) -> None:
         self._error(s.peer, P.E_CANCELLED, f"commit cancelled: {why}", req.request_id, s.sid, req.seq)
