@@ -62,7 +62,7 @@ def moves_a_slider(sliders: dict[str, float]) -> bool:
 
 def check_cost(cost: str) -> str:
     """``full``, ``preview`` or ``RES:RATIO`` (digits, e.g. ``256:0.5``): the argument's form only. Whether
-    the model renders at RES and RATIO is a channel ratio it has is the backend's to say (``bad_input``)."""
+    the model renders at that resolution and channel ratio is for the backend to say (``bad_input``)."""
     cost = (cost or "full").strip()
     if cost in ("full", "preview") or _COST.match(cost):
         return cost
