@@ -104,6 +104,16 @@ def test_bad_sliders_and_latents(model_path, directions_file, canvas, tmp_path):
         s.set(smile=0.5)
     with pytest.raises(InputError, match=r"must be in \[-1, 1\]"):
         s.set(sefa_0=3)
+    # the one check the service answers with too: numbers only (numpy's included), finite, in range
+    for bad in ("0.5", True, float("inf"), None, [0.5]):
+        with pytest.raises(InputError, match=r"slider 'sefa_1' must be a finite number in \[-1, 1\], got"):
+            s.set(sefa_1=bad)
+    with pytest.raises(InputError, match="sliders must be a map"):
+        ed.check_sliders([("sefa_0", 0.5)])
+    assert ed.check_sliders({"sefa_0": np.float32(0.5), "sefa_1": -1}) == {"sefa_0": 0.5, "sefa_1": -1.0}
+    assert s.sliders == {}, "a refused value changes nothing"
+    with pytest.raises(InputError, match="a cost must be 'full', 'preview' or RES:RATIO"):
+        ed.cost(64)
     lat = tmp_path / "w.npy"
     s.save_latent(lat)
     s2 = ed.open(canvas)

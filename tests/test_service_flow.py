@@ -332,6 +332,53 @@ while True:
 """
 
 
+def test_sliders_and_costs_are_checked_by_the_backend_and_refused_as_bad_input(backend, client):
+    """One check of sliders, ranges and costs (``Editor.check_sliders``, ``Editor.cost``), answered over a
+    real socket as 'bad_input' with a message that names the slider and its range, or what a cost may be:
+    to a 'check' before any region is sent, and to an edit or commit of an open session, whose state a
+    refusal leaves as it was. The backend lives on."""
+    assert "check" in client.welcome["capabilities"]
+    key = backend.key
+    s = raw_socket(backend.endpoint, key)
+    ok = request(s, key, P.Message("check", {"sliders": {"sefa_0": 0.5, "sefa_2": -1}, "cost": "32:0.5"},
+                                   request_id=1))
+    assert (ok.type, ok.get("what"), ok.request_id) == ("done", "check", 1)
+    refusals = [
+        ({"sliders": {"smile": 0.5}}, "unknown slider 'smile'; valid sliders: sefa_0, sefa_1, sefa_2"),
+        ({"sliders": {"x" * 5000: 0.5}}, f"unknown slider '{'x' * 40}'; valid"),
+        ({"sliders": {"sefa_0": 5.0}}, "slider 'sefa_0' must be in [-1, 1], got 5"),
+        ({"sliders": {"sefa_1": -1.01}}, "slider 'sefa_1' must be in [-1, 1], got -1.01"),
+        ({"sliders": {"sefa_0": float("nan")}}, "slider 'sefa_0' must be a finite number in [-1, 1], got nan"),
+        ({"sliders": {"sefa_0": "0.5"}}, "slider 'sefa_0' must be a finite number in [-1, 1], got '0.5'"),
+        ({"sliders": {"sefa_0": True}}, "slider 'sefa_0' must be a finite number in [-1, 1], got True"),
+        ({"sliders": [0.5]}, "sliders must be a map of name → number"),
+        ({"cost": "300:0.5"}, "cost resolution 300 is not one of [8, 16, 32, 64]"),
+        ({"cost": "64:2"}, "channel ratio must be in (0, 1], got 2.0"),
+        ({"cost": "fast"}, "cost must be 'full', 'preview', RES, RATIO or RES:RATIO (e.g. 256:0.5), got 'fast'"),
+        ({"cost": 64}, "a cost must be 'full', 'preview' or RES:RATIO (e.g. 256:0.5), got 64"),
+    ]
+    for rid, (fields, message) in enumerate(refusals, start=10):
+        err = request(s, key, P.Message("check", fields, request_id=rid))
+        assert (err.type, err.get("code"), err.get("fatal"), err.request_id) == ("error", P.E_INPUT, False, rid), err
+        assert message in err.get("message"), (fields, err.get("message"))
+    s.close()
+
+    with client.open(noise_rgba(64, 64), 64, 64, align=False) as session:
+        session.edit(sefa_0=0.5)
+        for call, kwargs, message in [
+            (session.commit, {"sefa_2": 2.0}, "slider 'sefa_2' must be in [-1, 1], got 2"),
+            (session.commit, {"cost": "16:0"}, "channel ratio must be in (0, 1], got 0.0"),
+            (session.edit, {"quality": "300:0.5"}, "cost resolution 300 is not one of [8, 16, 32, 64]"),
+            (session.edit, {"glasses": 0.5}, "unknown slider 'glasses'; valid sliders: sefa_0, sefa_1, sefa_2"),
+        ]:
+            with pytest.raises(BackendError) as e:
+                call(**kwargs)
+            assert e.value.code == P.E_INPUT and message in e.value.message, (kwargs, e.value)
+        result = session.commit(cost="32:0.5")  # the session's sliders are still the last ones taken
+        assert result.cost == "32:0.5" and result.box is not None
+    assert client.ping()["sessions"] == 0
+
+
 def test_killed_client_is_collected(backend, client):
     proc = subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(backend.conn)], stdout=subprocess.PIPE,
                             text=True, cwd=REPO)

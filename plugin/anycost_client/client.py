@@ -187,6 +187,17 @@ class Client:
         _raise_if_error(m)
         return dict(m.fields)
 
+    def check(self, sliders: dict[str, float], cost: str | None = None, timeout: float = 10.0) -> None:
+        """Ask whether the backend would commit these slider values at this cost, before sending a region
+        (backends whose welcome lists the ``check`` capability). A refusal is ``BackendError`` with code
+        ``bad_input`` and a message naming the slider and its range, or what a cost may be."""
+        fields: dict[str, Any] = {"sliders": dict(sliders)}
+        if cost:
+            fields["cost"] = cost
+        rid = self.conn.send(Message("check", fields))
+        m = self._wait(lambda m: m.request_id == rid and m.type in ("done", "error"), timeout, what="check")
+        _raise_if_error(m)
+
     # ------------------------------------------------------------------ sessions
     def open(self, rgba: bytes | memoryview, width: int, height: int, *, mask: bytes | None = None,
              channel_order: str = "RGBA", stride: int = 0, progress: Callable[[Message], None] | None = None,

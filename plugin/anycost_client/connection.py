@@ -31,7 +31,7 @@ from .protocol import Message, ProtocolError, ReplayGuard, decode, encode
 
 # Requests sent again when the backend answers 'rate_limited'. Not edits: the backend coalesces those
 # (latest wins) instead of refusing them, and a stale edit sent again would only be superseded.
-RETRIED = frozenset({"hello", "ping", "open", "commit", "cancel", "close"})
+RETRIED = frozenset({"hello", "ping", "open", "commit", "check", "cancel", "close"})
 MAX_UNANSWERED = 256
 
 

@@ -41,6 +41,7 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "open": frozenset({"model", "options", "region"}),
     "edit": frozenset({"sliders", "quality"}),
     "commit": frozenset({"sliders", "options"}),
+    "check": frozenset({"sliders", "cost"}),
     "cancel": frozenset({"target"}),
     "close": frozenset(),
     "ping": frozenset(),
@@ -55,7 +56,7 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
     "pong": frozenset({"server_time", "sessions"}),
     "error": frozenset({"code", "message", "fatal"}),
 }
-CLIENT_TYPES = frozenset({"hello", "open", "edit", "commit", "cancel", "close", "ping"})
+CLIENT_TYPES = frozenset({"hello", "open", "edit", "commit", "check", "cancel", "close", "ping"})
 SERVER_TYPES = frozenset(MESSAGE_FIELDS) - CLIENT_TYPES
 COMMON_FIELDS = frozenset({"t", "v", "id", "ts", "nonce", "sid", "seq", "frames"})
 

@@ -13,6 +13,7 @@ Everything the service and the CLI do goes through these two classes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -129,23 +130,26 @@ class Editor:
         return loaded
 
     def check_sliders(self, values: Mapping[str, float]) -> dict[str, float]:
-        """Slider values as floats, or an InputError: no directions, an unknown name (the message lists
-        the valid ones) or a value outside the direction's slider range."""
+        """Slider values as floats, or an InputError naming the slider and what it takes: not a map, no
+        directions, an unknown name (the message lists the valid ones), a value that is not a finite number
+        (bools and strings are not) or one outside the direction's slider range. The one check of slider
+        values: the service answers its refusals to clients as ``bad_input``."""
+        if not isinstance(values, Mapping):
+            raise InputError("sliders must be a map of name → number")
         dirs = self.directions
         if values and not len(dirs):
             raise InputError(f"model {self.name!r} has no edit directions; load a direction file")
         checked = {}
         for name, v in values.items():
-            if name not in dirs:
-                raise InputError(f"unknown slider {name!r}; valid sliders: {', '.join(dirs)}")
-            try:
-                v = float(v)
-            except (TypeError, ValueError):
-                raise InputError(f"slider {name!r} needs a number, got {v!r}") from None
+            if not isinstance(name, str) or name not in dirs:  # names from a client may be anything
+                raise InputError(f"unknown slider {str(name)[:40]!r}; valid sliders: {', '.join(dirs)}")
             lo, hi = dirs[name].slider_range
-            if not (np.isfinite(v) and lo <= v <= hi):
-                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {v!r}")
-            checked[name] = v
+            number = _finite(v)
+            if number is None:
+                raise InputError(f"slider {name!r} must be a finite number in [{lo:g}, {hi:g}], got {repr(v)[:40]}")
+            if not lo <= number <= hi:
+                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {number:g}")
+            checked[name] = number
         return checked
 
     def check_latent(self, w_plus: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -253,6 +257,11 @@ class Editor:
         self._preview = choice
 
     def cost(self, spec: str | Cost | None) -> Cost:
+        """The render cost ``spec`` names (``full``, ``preview``, RES, RATIO or RES:RATIO, or a ``Cost``) for
+        this model, or an InputError saying what it accepts. The one check of costs: the service answers
+        its refusals to clients as ``bad_input``."""
+        if spec is not None and not isinstance(spec, str | Cost):
+            raise InputError(f"a cost must be 'full', 'preview' or RES:RATIO (e.g. 256:0.5), got {repr(spec)[:40]}")
         if spec is None or spec == "full":
             return FULL
         if isinstance(spec, Cost):
@@ -441,3 +450,13 @@ class EditSession:
         return self.composite(self.render(c), color_match=color_match, reference=ref, blend=mode,
                               selection_feather=selection_feather)
 
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float when it is a number (numpy and torch scalars included), else None."""
+    if isinstance(value, bool | str | bytes):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]  # whatever float() takes
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -28,7 +28,7 @@ from .log import log
 from .sessions import CommitRequest, EditRequest, OpenRequest, Scheduler, Session
 from .worker import RenderWorker, cost_spec, preview_fields
 
-CAPABILITIES = ["open", "edit", "commit", "cancel", "close", "ping", "progress-frames", "latest-wins",
+CAPABILITIES = ["open", "edit", "commit", "check", "cancel", "close", "ping", "progress-frames", "latest-wins",
                 "channel-order-bgra", "mask"]
 QUALITIES = ("preview", "full")
 
@@ -478,32 +478,10 @@ class Server:
         return s
 
     def _sliders(self, s: Session, raw) -> dict[str, float]:
-        """Validate and merge slider values into the session's state; returns a snapshot."""
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise InputError("sliders must be a map of name → number")
-        dirs = self.editor.directions
-        merged = dict(s.sliders)
-        for name, v in raw.items():
-            if not isinstance(name, str) or name not in dirs:
-                raise InputError(f"unknown slider {str(name)[:40]!r}; valid sliders: {', '.join(dirs) or 'none'}")
-            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
-                raise InputError(f"slider {name!r} needs a finite number")
-            lo, hi = dirs[name].slider_range
-            if not lo <= v <= hi:
-                raise InputError(f"slider {name!r} must be in [{lo:g}, {hi:g}], got {v!r}")
-            merged[name] = float(v)
-        s.sliders = merged
-        return dict(merged)
-
-    def _quality(self, q) -> str:
-        if q is None:
-            return "preview"
-        if not isinstance(q, str):
-            raise InputError("quality must be 'preview', 'full' or a cost like '256:0.5'")
-        self.editor.cost(q)  # validates (InputError on nonsense)
-        return q
+        """Check slider values (``Editor.check_sliders``) and merge them into the session's state; returns a
+        snapshot. A refusal changes nothing."""
+        s.sliders = {**s.sliders, **self.editor.check_sliders({} if raw is None else raw)}
+        return dict(s.sliders)
 
     def _on_edit(self, peer: bytes, msg: Message) -> None:
         s = self._session(peer, msg)
@@ -511,7 +489,9 @@ class Server:
             return
         if msg.seq is None:
             raise InputError("edit needs a 'seq' (increasing per session)")
-        quality = self._quality(msg.get("quality"))
+        quality = msg.get("quality")
+        quality = "preview" if quality is None else quality
+        self.editor.cost(quality)  # refused here, as bad_input, rather than by the worker
         req = EditRequest(msg.request_id, msg.seq, self._sliders(s, msg.get("sliders")), quality)
         old = self.scheduler.submit_edit(s, req)
         if old is not None:
@@ -525,11 +505,19 @@ class Server:
         if not isinstance(options, dict):
             raise InputError("commit options must be a map")
         cost = options.get("cost", "full")
-        self._quality(cost)
+        self.editor.cost(cost)
         req = CommitRequest(msg.request_id, msg.seq, self._sliders(s, msg.get("sliders")), cost)
         old = self.scheduler.submit_commit(s, req)
         if old is not None:
             self._cancelled(s, old, "superseded by a newer commit")
+
+    def _on_check(self, peer: bytes, msg: Message) -> None:
+        """Whether a commit with these sliders and this cost would be taken, asked before a region is sent:
+        a one-shot edit learns of a wrong slider or cost at once, not after the projection."""
+        sliders = msg.get("sliders")
+        self.editor.check_sliders({} if sliders is None else sliders)
+        self.editor.cost(msg.get("cost", "full"))
+        self._send(peer, Message("done", {"what": "check"}, request_id=msg.request_id))
 
     def _cancelled(self, s: Session, req: CommitRequest, why: str) -> None:
         self._error(s.peer, P.E_CANCELLED, f"commit cancelled: {why}", req.request_id, s.sid, req.seq)

@@ -5,12 +5,14 @@ No GIMP imports: the caller passes a ``progress(text, fraction)`` callback and g
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from face_edit_backend import BackendUnavailable, connect_backend, served_model
-from face_edit_options import EditOptions, OptionsError, check_sliders
+from face_edit_options import EditOptions
 
 from anycost_client.client import GONE, BackendError
+from anycost_client.protocol import E_INPUT
 
 Progress = Callable[[str, "float | None"], None]
 
@@ -22,8 +24,20 @@ class EditError(Exception):
 
 
 class ArgumentError(EditError):
-    """An argument the backend's model cannot take (an unknown slider, a value out of its range): the
-    caller's mistake, found once the backend names its directions."""
+    """An argument the backend's model cannot take (an unknown slider, a value out of its range, a cost it
+    does not render at): the caller's mistake, refused by the backend (``bad_input``) with a message
+    naming the slider and its range, or the costs it takes."""
+
+
+@contextmanager
+def _refused_arguments() -> Iterator[None]:
+    """The backend's ``bad_input`` to the call's sliders or cost, as ``ArgumentError`` with its message."""
+    try:
+        yield
+    except BackendError as e:
+        if e.code == E_INPUT:
+            raise ArgumentError(e.message) from None
+        raise
 
 
 def progress_text(stage: str | None, step: int | None, steps: int | None) -> tuple[str, float | None]:
@@ -43,10 +57,9 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
     except BackendUnavailable as e:
         raise EditError(str(e)) from None
     try:
-        try:
-            check_sliders(opts.sliders, client.welcome.get("directions") or {})
-        except OptionsError as e:
-            raise ArgumentError(str(e)) from None
+        if "check" in (client.welcome.get("capabilities") or []):  # at once, before the region is sent
+            with _refused_arguments():
+                client.check(opts.sliders, opts.cost)
 
         def on_progress(msg) -> None:
             progress(*progress_text(msg.get("stage"), msg.get("step"), msg.get("steps")))
@@ -58,7 +71,8 @@ def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float
                               refine_steps=opts.refine_steps, progress=on_progress)
         try:
             progress("Rendering the result…", None)
-            result = session.commit(cost=opts.cost, **opts.sliders)
+            with _refused_arguments():  # an older backend checks them only here
+                result = session.commit(cost=opts.cost, **opts.sliders)
         finally:
             session.close()
         if (result.width, result.height) != (region.width, region.height):
