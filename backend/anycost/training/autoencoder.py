@@ -38,7 +38,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
 from .harness import Every, postfix_of
 from .perceptual import load_lpips, lpips_distance
-from .run_state import RunFolderTrainer
+from .run_state import RunFolderTrainer, settings_from
 from .subnets import SubnetSampler
 
 CKPT_KIND = "autoencoder"
@@ -117,11 +117,6 @@ class AutoencoderConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AutoencoderConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -490,7 +485,7 @@ def finish_from_checkpoint(out: str | Path, device: str = "cpu", quiet: bool = T
     state = load_checkpoint(path)
     if state.get("kind") != CKPT_KIND:
         raise InputError(f"{path} is not from autoencoder training")
-    cfg = AutoencoderConfig.from_dict(state["config"])
+    cfg = settings_from(AutoencoderConfig, state["config"])
     cfg.out, cfg.device = str(out), str(device)
     trainer = AutoencoderTrainer(cfg, quiet=quiet)
     trainer.load_state_dict(state)

@@ -13,8 +13,9 @@ import json
 import random
 import warnings
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import InputError
 from . import distributed as ddp
@@ -30,6 +31,7 @@ from .checkpoint import (
 from .harness import Logs, Timing, run_steps
 
 CKPT_FORMAT = "anycost-train-checkpoint"
+T = TypeVar("T")
 
 
 class RunFolderTrainer:
@@ -151,6 +153,12 @@ class RunFolderTrainer:
                            resume_hint=self.resume_hint, **loop)
         self.seconds = start + timing.seconds
         return timing
+
+
+def settings_from(cls: type[T], saved: dict) -> T:
+    """A checkpoint's settings as the dataclass ``cls``, leaving out keys this version no longer has."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in saved.items() if k in known})
 
 
 def _per_rank(x: Any) -> list:
