@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import AnycostError
 from . import distributed as ddp
@@ -135,17 +135,17 @@ def stop_requests(enabled: bool) -> Iterator[Callable[[], bool]]:
     ask for a stop; the yielded function says whether any process was asked. The first signal puts the
     previous handler back, so a second one acts as before."""
     asked = threading.Event()
-    previous: dict[int, object] = {}
+    previous: dict[int, Any] = {}
 
-    def handle(signum, frame) -> None:
+    def handle(signum: int, frame: object) -> None:
         asked.set()
-        signal.signal(signum, previous[signum])  # type: ignore[arg-type]
+        signal.signal(signum, previous[signum])
 
     if enabled and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (int(signal.SIGINT), int(signal.SIGTERM)):
             previous[sig] = signal.signal(sig, handle)
     try:
         yield (lambda: ddp.any_rank(asked.is_set())) if enabled else (lambda: False)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)

@@ -61,6 +61,10 @@ class RunFolderTrainer:
         self.seconds = 0.0
 
     # ------------------------------------------------------------------ what a trainer adds
+    def train_step(self) -> Logs:
+        """One optimisation step: advances ``step``, returns the step's losses."""
+        raise NotImplementedError
+
     def parts(self) -> dict[str, Any]:
         """Modules and optimisers by checkpoint key (None: not in this run)."""
         raise NotImplementedError
