@@ -21,7 +21,6 @@ import contextlib
 import copy
 import random
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,35 +29,24 @@ import torch
 from ..errors import InputError
 from ..models.generator import Generator, GeneratorConfig
 from . import distributed as ddp
+from . import losses
 from .channel_sort import apply_permutations, permute_optimizer, sort_channels
-from .checkpoint import (
-    capture_rng,
-    load_checkpoint,
-    restore_rng,
-    resume_path,
-    save_checkpoint_in,
-)
 from .config import TrainConfig
 from .data import open_data
 from .diffaugment import DiffAugment
 from .discriminator import Discriminator
 from .fewshot import FewShotDiscriminator, reconstruction_loss, sle_pairs
-from .losses import (
-    consistency_loss,
-    d_hinge_loss,
-    d_logistic_loss,
-    g_hinge_loss,
-    g_nonsaturating_loss,
-    lazy_r1_loss,
-    path_length_penalty,
-)
+from .harness import Every, postfix_of
 from .perceptual import load_lpips
+from .run_state import RunFolderTrainer
 from .subnets import SubnetSampler
 
-CKPT_FORMAT = "anycost-train-checkpoint"
 
+class AnycostTrainer(RunFolderTrainer):
+    kind = "anycost"
+    what = "`anycost train`"
+    untagged_ok = True  # its checkpoints carried no kind at first
 
-class AnycostTrainer:
     def __init__(self, cfg: TrainConfig, data=None, *, rank: int = 0, world: int = 1, quiet: bool = False):
         cfg.validate()
         self.cfg = cfg
@@ -92,7 +80,7 @@ class AnycostTrainer:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.lr * g_c, betas=(0.0, 0.99 ** g_c))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr * d_c, betas=(0.0, 0.99 ** d_c))
 
-        self.step = 0
+        self.start_run_state()
         self.sorted = False
         self.teacher: Generator | None = None
         self.mean_path_length = torch.zeros((), device=self.device)
@@ -107,7 +95,6 @@ class AnycostTrainer:
         self.amp = bool(cfg.amp) and self.device.type == "cuda"
         self.data = data if data is not None else open_data(cfg.data, cfg.res, self.G.resolutions, cfg.batch,
                                                             cfg.seed, rank, world)
-        self._log = None
 
     # ------------------------------------------------------------------ setup
     def generator_config(self) -> GeneratorConfig:
@@ -154,10 +141,10 @@ class AnycostTrainer:
         return self.augment(x) if self.augment is not None else x
 
     def _d_loss(self, real_pred, fake_pred):
-        return (d_hinge_loss if self.cfg.loss == "hinge" else d_logistic_loss)(real_pred, fake_pred)
+        return (losses.d_hinge_loss if self.cfg.loss == "hinge" else losses.d_logistic_loss)(real_pred, fake_pred)
 
     def _g_loss(self, fake_pred):
-        return (g_hinge_loss if self.cfg.loss == "hinge" else g_nonsaturating_loss)(fake_pred)
+        return (losses.g_hinge_loss if self.cfg.loss == "hinge" else losses.g_nonsaturating_loss)(fake_pred)
 
     def _finish(self, module: torch.nn.Module) -> None:
         ddp.average_gradients(module.parameters())
@@ -211,7 +198,7 @@ class AnycostTrainer:
         if cfg.r1_gamma > 0 and self.step % cfg.d_reg_every == 0:
             real_r = real.detach().requires_grad_(True)
             pred = self.D(self._aug(real_r), cond)  # full precision: the penalty is a gradient norm
-            r1 = lazy_r1_loss(pred, real_r, cfg.r1_gamma, cfg.d_reg_every)
+            r1 = losses.lazy_r1_loss(pred, real_r, cfg.r1_gamma, cfg.d_reg_every)
             self.opt_D.zero_grad(set_to_none=True)
             r1.backward()
             self._finish(self.D)
@@ -233,7 +220,7 @@ class AnycostTrainer:
                     with torch.no_grad():
                         target = teacher.synthesize(self._w_plus(teacher, latents), res=res, noise=noise,
                                                     impl="reference")
-                    cons = consistency_loss(fake, target, self.lpips, cfg.lpips_weight)
+                    cons = losses.consistency_loss(fake, target, self.lpips, cfg.lpips_weight)
                     cons_total += float(cons.detach())
                     g_loss = g_loss + cfg.consistency_weight * cons
             (g_loss / len(g_chans)).backward()
@@ -248,7 +235,7 @@ class AnycostTrainer:
             m = max(1, n // 2)
             w = self._w_plus(self.G, self._latents(m))
             img = self.G.synthesize(w, res=res, noise=self._noise(m))
-            pen, self.mean_path_length, _ = path_length_penalty(img, w, self.mean_path_length)
+            pen, self.mean_path_length, _ = losses.path_length_penalty(img, w, self.mean_path_length)
             loss = cfg.pl_weight * cfg.g_reg_every * pen + 0 * img.float().sum()
             self.opt_G.zero_grad(set_to_none=True)
             loss.backward()
@@ -275,53 +262,20 @@ class AnycostTrainer:
             be.copy_(b)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly (gathers every rank's RNG and data position)."""
-        rng = ddp.all_gather_object(capture_rng())
-        data_state = ddp.all_gather_object(self.data.state_dict())
-        return {
-            "format": CKPT_FORMAT, "version": 1, "config": self.cfg.to_dict(), "step": self.step,
-            "stage": self.stage_at(self.step), "sorted": self.sorted, "world": self.world,
-            "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
-            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
-            "mean_path_length": self.mean_path_length.detach().cpu(),
-            "sched_rng": self.sched.getstate(), "rng": rng, "data": data_state,
-        }
+    def parts(self) -> dict:
+        return {"G": self.G, "G_ema": self.G_ema, "D": self.D, "opt_G": self.opt_G, "opt_D": self.opt_D}
 
-    def load_state_dict(self, state: dict) -> None:
-        try:
-            self.G.load_state_dict(state["G"])
-            self.G_ema.load_state_dict(state["G_ema"])
-            self.D.load_state_dict(state["D"])
-            self.opt_G.load_state_dict(state["opt_G"])
-            self.opt_D.load_state_dict(state["opt_D"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise InputError(f"the checkpoint does not fit these model settings: {e}") from e
-        self.step = int(state["step"])
+    def own_state(self) -> dict:
+        return {"stage": self.stage_at(self.step), "sorted": self.sorted,
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "mean_path_length": self.mean_path_length.detach().cpu()}
+
+    def load_own_state(self, state: dict) -> None:
         self.sorted = bool(state["sorted"])
         if state.get("teacher") is not None:
             self.teacher = copy.deepcopy(self.G_ema).eval().requires_grad_(False)
             self.teacher.load_state_dict(state["teacher"])
         self.mean_path_length = state["mean_path_length"].to(self.device)
-        self.sched.setstate(_tuple(state["sched_rng"]))
-        ranks = len(state["rng"])
-        if ranks != self.world:
-            warnings.warn(f"checkpoint was written by {ranks} process(es), resuming with {self.world}: "
-                          "the run continues but not bit-for-bit", RuntimeWarning, stacklevel=2)
-        restore_rng(state["rng"][self.rank % ranks])
-        self.data.load_state_dict(state["data"][self.rank % ranks])
-
-    def save_checkpoint(self) -> Path | None:
-        state = self.state_dict()  # every rank takes part in the gather
-        if self.rank != 0:
-            return None
-        return save_checkpoint_in(self.out, state, self.step, self.cfg.keep_last)
-
-    def resume(self, path: str | Path | None = None) -> Path:
-        path = resume_path(self.out, path)
-        self.load_state_dict(load_checkpoint(path))
-        return path
 
     # ------------------------------------------------------------------ outputs
     def export(self, path: str | Path | None = None) -> Path:
@@ -345,57 +299,25 @@ class AnycostTrainer:
 
     def run(self, progress: bool = True) -> Path | None:
         """Train to the end, with logs, samples, metrics and checkpoints; returns the model file (rank 0)."""
-        from tqdm import tqdm
-
         from .metrics import consistency_metrics
-        from .reporting import LossLog, sample_grids
+        from .reporting import sample_grids
 
         cfg = self.cfg
-        main = self.rank == 0
-        log = LossLog(self.out, cfg.tensorboard) if main else None
+        log = self.open_log(tensorboard=cfg.tensorboard)
+        every = []
         if log is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
-            log.truncate(self.step)
-            (self.out / "config.json").write_text(_json(cfg.to_dict()))
-        bar = tqdm(total=self.total, initial=self.step, disable=not (main and progress and not self.quiet),
-                   dynamic_ncols=True)
-        t_last, imgs = time.perf_counter(), 0
-        while self.step < self.total:
-            logs = self.train_step()
-            imgs += cfg.batch * self.world
-            s = self.step
-            if cfg.log_every and s % cfg.log_every == 0:
-                now = time.perf_counter()
-                logs["img_per_s"] = imgs / max(now - t_last, 1e-9)
-                t_last, imgs = now, 0
-                if log is not None:
-                    log.append({"step": s, "stage": self.stage_at(s - 1), "kimg": s * cfg.batch * self.world / 1000,
-                                **logs})
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()
-                                 if k.startswith("loss/") or k == "img_per_s"})
-            if main and cfg.sample_every and s % cfg.sample_every == 0:
-                sample_grids(self.G_ema, self.out, s, cfg.ratios)
-            if main and cfg.metrics_every and s % cfg.metrics_every == 0:
+            def metrics(s: int, _) -> None:
                 m = consistency_metrics(self.G_ema, cfg.ratios, n_seeds=cfg.metrics_seeds, lpips_model=self.lpips)
                 log.append({"step": s, "stage": self.stage_at(s - 1), **m})
-            if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-            bar.update(1)
-        bar.close()
-        if not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-            self.save_checkpoint()
-        if not main:
+
+            every = [Every(cfg.sample_every, lambda s, _: sample_grids(self.G_ema, self.out, s, cfg.ratios)),
+                     Every(cfg.metrics_every, metrics)]
+        self.train(self.total, log=log, every=every, images_per_step=cfg.batch * self.world,
+                   columns=lambda s: {"stage": self.stage_at(s - 1), "kimg": s * cfg.batch * self.world / 1000},
+                   postfix=lambda logs: postfix_of(logs, lambda k: k.startswith("loss/") or k == "img_per_s"),
+                   progress=self.rank == 0 and progress and not self.quiet)
+        if log is None:
             return None
         sample_grids(self.G_ema, self.out, self.step, cfg.ratios)
         log.plot()
         return self.export()
-
-
-def _tuple(x):
-    return tuple(_tuple(v) for v in x) if isinstance(x, list | tuple) else x
-
-
-def _json(d: dict) -> str:
-    import json
-
-    return json.dumps(d, indent=2, sort_keys=True)

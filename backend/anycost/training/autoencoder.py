@@ -34,19 +34,13 @@ from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
 from ..models.layers import EqualLinear
 from ..registry import resolve_model
-from .checkpoint import (
-    capture_rng,
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng,
-    resume_path,
-    save_checkpoint_in,
-)
+from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
+from .harness import Every, postfix_of
 from .perceptual import load_lpips, lpips_distance
+from .run_state import RunFolderTrainer, settings_from
 from .subnets import SubnetSampler
 
-CKPT_FORMAT = "anycost-train-checkpoint"
 CKPT_KIND = "autoencoder"
 HELDOUT_START = 10 ** 9  # synthetic-face indices from here on are never used for training
 
@@ -124,11 +118,6 @@ class AutoencoderConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> AutoencoderConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of images in [-1, 1]."""
@@ -136,7 +125,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-class AutoencoderTrainer:
+class AutoencoderTrainer(RunFolderTrainer):
+    kind = CKPT_KIND
+    what = "autoencoder training"
+
     def __init__(self, cfg: AutoencoderConfig, data=None, *, quiet: bool = False):
         cfg.validate()
         self.cfg = cfg
@@ -165,7 +157,7 @@ class AutoencoderTrainer:
             {"params": self.E.parameters(), "lr": cfg.enc_lr},
         ], betas=(0.5, 0.99))
         self.resolutions = [r for r in self.G.resolutions if r >= cfg.min_res]
-        self.step = 0
+        self.start_run_state()
         # Running statistics of the shared latent, for monitoring and in-training samples.
         self.w_mean = torch.zeros(cfg.style_dim, device=self.device)
         self.w_var = torch.ones(cfg.style_dim, device=self.device)
@@ -385,37 +377,15 @@ class AutoencoderTrainer:
         return {"mapping/rel_err_before": before, "mapping/rel_err_after": after, "mapping/mean_err": mean_err}
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        return {
-            "format": CKPT_FORMAT, "kind": CKPT_KIND, "version": 1, "config": self.cfg.to_dict(),
-            "step": self.step, "G": self.G.state_dict(), "E": self.E.state_dict(), "opt": self.opt.state_dict(),
-            "w_mean": self.w_mean.cpu(), "w_var": self.w_var.cpu(), "sched_rng": self.sched.getstate(),
-            "rng": capture_rng(), "data": self.data.state_dict(),
-        }
+    def parts(self) -> dict:
+        return {"G": self.G, "E": self.E, "opt": self.opt}
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != CKPT_KIND:
-            raise InputError("the checkpoint is not from autoencoder training")
-        try:
-            self.G.load_state_dict(state["G"])
-            self.E.load_state_dict(state["E"])
-            self.opt.load_state_dict(state["opt"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise InputError(f"the checkpoint does not fit these model settings: {e}") from e
-        self.step = int(state["step"])
+    def own_state(self) -> dict:
+        return {"w_mean": self.w_mean.cpu(), "w_var": self.w_var.cpu()}
+
+    def load_own_state(self, state: dict) -> None:
         self.w_mean.copy_(state["w_mean"])
         self.w_var.copy_(state["w_var"])
-        self.sched.setstate(_tuple(state["sched_rng"]))
-        restore_rng(state["rng"])
-        self.data.load_state_dict(state["data"])
-
-    def save_checkpoint(self) -> Path:
-        return save_checkpoint_in(self.out, self.state_dict(), self.step, self.cfg.keep_last)
-
-    def resume(self, path: str | Path | None = None) -> Path:
-        path = resume_path(self.out, path)
-        self.load_state_dict(load_checkpoint(path))
-        return path
 
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
@@ -475,46 +445,21 @@ class AutoencoderTrainer:
 
     def run(self, progress: bool = True) -> dict:
         """Train to ``steps``, fit the prior and the mapping, write grids and the model file."""
-        from tqdm import tqdm
-
-        from .reporting import LossLog, sample_grids
-
         cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        log = LossLog(self.out)
-        log.truncate(self.step)
+        log = self.open_log()
         if self.lpips is None and cfg.lpips_weight > 0:
             warnings.warn("training with pixel MSE only (no LPIPS)", RuntimeWarning, stacklevel=2)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress or self.quiet, dynamic_ncols=True)
-        t_last, imgs = time.perf_counter(), 0
-        t0, n0 = time.perf_counter(), self.step
-        while self.step < cfg.steps:
-            logs = self.train_step()
-            imgs += cfg.batch
-            s = self.step
-            if cfg.log_every and s % cfg.log_every == 0:
-                now = time.perf_counter()
-                logs["img_per_s"] = imgs / max(now - t_last, 1e-9)
-                t_last, imgs = now, 0
-                log.append({"step": s, "kimg": s * cfg.batch / 1000, **logs})
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in logs.items()
-                                 if k in ("loss/recon", "loss/recon_smallest", "res", "img_per_s")})
-            if cfg.sample_every and s % cfg.sample_every == 0:
-                self.recon_grid()
-            if cfg.checkpoint_every and s % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-            bar.update(1)
-        bar.close()
-        img_per_s = (self.step - n0) * cfg.batch / max(time.perf_counter() - t0, 1e-9)
-        if not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-            self.save_checkpoint()
-        return self.finish(log, img_per_s, sample_grids)
+        shown = ("loss/recon", "loss/recon_smallest", "res", "img_per_s")
+        timing = self.train(cfg.steps, log=log, columns=lambda s: {"kimg": s * cfg.batch / 1000},
+                            images_per_step=cfg.batch, every=[Every(cfg.sample_every, lambda s, _: self.recon_grid())],
+                            postfix=lambda logs: postfix_of(logs, shown.__contains__),
+                            progress=progress and not self.quiet)
+        return self.finish(log, timing.per_second(cfg.batch))
 
-    def finish(self, log=None, img_per_s: float | None = None, sample_grids=None) -> dict:
+    def finish(self, log=None, img_per_s: float | None = None) -> dict:
         """Prior + mapping fit, evaluation, grids and the model file (also for a stopped run)."""
-        if sample_grids is None:
-            from .reporting import sample_grids
+        from .reporting import sample_grids
+
         self.fit_prior()
         mapping = self.fit_mapping()
         metrics = {**self.evaluate(), **mapping}
@@ -540,7 +485,7 @@ def finish_from_checkpoint(out: str | Path, device: str = "cpu", quiet: bool = T
     state = load_checkpoint(path)
     if state.get("kind") != CKPT_KIND:
         raise InputError(f"{path} is not from autoencoder training")
-    cfg = AutoencoderConfig.from_dict(state["config"])
+    cfg = settings_from(AutoencoderConfig, state["config"])
     cfg.out, cfg.device = str(out), str(device)
     trainer = AutoencoderTrainer(cfg, quiet=quiet)
     trainer.load_state_dict(state)
@@ -612,6 +557,3 @@ def set_affine_mapping(style: torch.nn.Sequential, mu: torch.Tensor, chol: torch
         m.weight.copy_(a / m.scale)
         m.bias.copy_(b / m.lr_mul)
 
-
-def _tuple(x):
-    return tuple(_tuple(v) for v in x) if isinstance(x, list | tuple) else x

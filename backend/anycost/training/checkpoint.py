@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import AnycostError, InputError
 from ..fsutil import atomic_write
 
 CKPT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
@@ -35,7 +36,7 @@ def capture_rng() -> dict:
 
 
 def restore_rng(state: dict) -> None:
-    random.setstate(_as_tuple(state["python"]))
+    random.setstate(as_tuple(state["python"]))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
@@ -43,13 +44,23 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _as_tuple(x):
+def as_tuple(x):
     # Pickled tuples come back as tuples, but be lenient with lists from other writers.
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
+    return tuple(as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".tmp")
+
+
+def write_or_explain(write: Callable[[], Path], what: str, resume_hint: str) -> Path:
+    """Run ``write`` (an atomic checkpoint write); a full disk, say, becomes one sentence saying that the
+    previous checkpoint is intact, since the write never touched it."""
+    try:
+        return write()
+    except OSError as e:
+        raise AnycostError(f"could not write {what}: {e.strerror or e}. The previous checkpoint is intact: "
+                           f"make room and {resume_hint}") from None
 
 
 def checkpoint_path(out_dir: str | os.PathLike, step: int) -> Path:

@@ -209,45 +209,61 @@ def random_blur(x: torch.Tensor, max_sigma: float, gen: torch.Generator) -> torc
     return flat.reshape_as(x)
 
 
+class _ClassifierSteps:
+    """One classifier step at a time: a shuffled batch, flips and blur, binary cross-entropy."""
+
+    def __init__(self, clf: AttributeClassifier, data: LabelledData, cfg: ClassifierTrainConfig):
+        self.clf, self.labels, self.cfg = clf, data.labels, cfg
+        self.device = torch.device(cfg.device)
+        self.opt = torch.optim.AdamW(clf.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(1, cfg.steps))))
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        # Resize once to the classifier's input size: cheaper than resizing every batch.
+        s = clf.config.input_size
+        images = data.images
+        if images.shape[-1] != s:
+            images = torch.cat([F.interpolate(c, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+                                for c in images.split(256)])
+        self.images = images
+        self.batches = _batches(images.shape[0], min(cfg.batch, images.shape[0]), self.gen)
+        self.mirror = torch.tensor([a in cfg.mirrored for a in data.attributes], device=self.device)
+        self.step = 0
+
+    def train_step(self) -> dict[str, float]:
+        cfg, gen = self.cfg, self.gen
+        idx = next(self.batches)
+        x, y = self.images[idx].to(self.device), self.labels[idx].to(self.device)
+        if cfg.flip:
+            flip = torch.rand(x.shape[0], generator=gen) < 0.5
+            flip = flip.to(self.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            y = torch.where(flip[:, None] & self.mirror[None], 1.0 - y, y)
+        if cfg.blur > 0:
+            x = random_blur(x, cfg.blur, gen)
+        loss = F.binary_cross_entropy_with_logits(self.clf(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return {"loss": float(loss.detach())}
+
+
 def train_classifier(data: LabelledData, cfg: ClassifierTrainConfig, *, input_size: int = 64, width: int = 32,
                      model: AttributeClassifier | None = None,
                      progress: Callable[[int, float], None] | None = None) -> AttributeClassifier:
-    """Fit a classifier to soft labels with binary cross-entropy; returns it in eval mode."""
+    """Fit a classifier to soft labels with binary cross-entropy; returns it in eval mode.
+    ``progress(step, loss)`` follows every step (counted from 0)."""
+    from .harness import run_steps
+
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
     clf = model or AttributeClassifier(ClassifierConfig(list(data.attributes), input_size, width))
     if clf.attributes != list(data.attributes):
         raise InputError(f"classifier attributes {clf.attributes} differ from the data's {data.attributes}")
-    clf = clf.to(device).train()
-    opt = torch.optim.AdamW(clf.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / max(1, cfg.steps))))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    # Resize once to the classifier's input size: cheaper than resizing every batch.
-    s = clf.config.input_size
-    images = data.images
-    if images.shape[-1] != s:
-        images = torch.cat([F.interpolate(c, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-                            for c in images.split(256)])
-    it = _batches(images.shape[0], min(cfg.batch, images.shape[0]), gen)
-    mirror = torch.tensor([a in cfg.mirrored for a in data.attributes], device=device)
-    for step in range(cfg.steps):
-        idx = next(it)
-        x, y = images[idx].to(device), data.labels[idx].to(device)
-        if cfg.flip:
-            flip = torch.rand(x.shape[0], generator=gen) < 0.5
-            flip = flip.to(device)
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            y = torch.where(flip[:, None] & mirror[None], 1.0 - y, y)
-        if cfg.blur > 0:
-            x = random_blur(x, cfg.blur, gen)
-        loss = F.binary_cross_entropy_with_logits(clf(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress is not None:
-            progress(step, float(loss))
+    clf = clf.to(torch.device(cfg.device)).train()
+    run_steps(_ClassifierSteps(clf, data, cfg), cfg.steps, progress=False,
+              on_step=(lambda s, logs: progress(s - 1, logs["loss"])) if progress is not None else None)
     return clf.eval()
 
 

@@ -33,18 +33,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import AnycostError, InputError
+from ..errors import InputError
 from ..io.checkpoint import file_sha256
 from ..models.generator import Generator
 from . import distributed as ddp
 from .channel_sort import sort_channels
-from .checkpoint import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint_in
+from .checkpoint import latest_checkpoint, load_checkpoint
 from .distill_config import PERCEPTUAL_CHOICES, DistillConfig  # noqa: F401 - part of this module's API
 from .metrics import psnr
 from .perceptual import lpips_distance
+from .run_state import RunFolderTrainer
 from .subnets import SubnetSampler
-
-CKPT_FORMAT = "anycost-train-checkpoint"
 
 
 def resolutions_trained(G: Generator, min_res: int = 0) -> list[int]:
@@ -153,8 +152,12 @@ def format_consistency(before: dict[str, float], after: dict[str, float] | None,
 
 
 # ---------------------------------------------------------------------------- the trainer
-class Distiller:
+class Distiller(RunFolderTrainer):
     """Distils ``student`` (a copy of the source generator) towards the frozen source generator."""
+
+    kind = "distill"
+    what = "`anycost distill`"
+    resume_hint = "run the same command again to resume"
 
     def __init__(self, G: Generator, cfg: DistillConfig, *, discriminator: torch.nn.Module | None = None,
                  source: Path | None = None, rank: int = 0, world: int = 1, data=None):
@@ -175,11 +178,11 @@ class Distiller:
         self.resolutions = resolutions_trained(self.G, cfg.min_res)
         self.perceptual_kind, self.perceptual = choose_perceptual(cfg.perceptual, discriminator, self.device)
         self.amp = bool(cfg.amp) and self.device.type == "cuda"
-        self.step = 0
+        self.start_run_state()
         self.sched = random.Random(cfg.seed)
         torch.manual_seed(cfg.seed * 7919 + 17 + rank)
         self.before: dict[str, float] | None = None
-        self.seconds = 0.0
+        self.out = Path("distill-run")  # run() sets the run folder
         self.D = self.opt_D = self.data = None
         if cfg.data:
             self._setup_adversarial(discriminator, data)
@@ -314,92 +317,31 @@ class Distiller:
             self.G.train()
 
     # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict:
-        rng = ddp.all_gather_object(capture_rng())
-        data = ddp.all_gather_object(self.data.state_dict()) if self.data is not None else None
-        return {
-            "format": CKPT_FORMAT, "kind": "distill", "version": 1, "config": self.cfg.to_dict(),
-            "source_sha256": self.source_sha256, "step": self.step, "world": self.world,
-            "G": self.G.state_dict(), "opt": self.opt.state_dict(),
-            "D": self.D.state_dict() if self.D is not None else None,
-            "opt_D": self.opt_D.state_dict() if self.opt_D is not None else None,
-            "sched_rng": self.sched.getstate(), "rng": rng, "data": data,
-            "before": self.before, "seconds": self.seconds, "perceptual": self.perceptual_kind,
-        }
+    def parts(self) -> dict:
+        return {"G": self.G, "opt": self.opt, "D": self.D, "opt_D": self.opt_D}
 
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("kind") != "distill":
-            raise InputError("the checkpoint is not one of `anycost distill`")
+    def own_state(self) -> dict:
+        return {"source_sha256": self.source_sha256, "before": self.before, "perceptual": self.perceptual_kind}
+
+    def load_own_state(self, state: dict) -> None:
         if self.source_sha256 and state.get("source_sha256") not in (None, self.source_sha256):
             raise InputError("the checkpoint was made from another model file (its SHA-256 differs); "
                              "start afresh with --restart")
-        try:
-            self.G.load_state_dict(state["G"])
-            self.opt.load_state_dict(state["opt"])
-            if self.D is not None and state.get("D") is not None:
-                self.D.load_state_dict(state["D"])
-                self.opt_D.load_state_dict(state["opt_D"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise InputError(f"the checkpoint does not fit this model and these settings: {e}") from e
-        self.step = int(state["step"])
-        self.sched.setstate(_tuple(state["sched_rng"]))
-        ranks = len(state["rng"])
-        restore_rng(state["rng"][self.rank % ranks])
-        if self.data is not None and state.get("data"):
-            self.data.load_state_dict(state["data"][self.rank % ranks])
         self.before = state.get("before")
-        self.seconds = float(state.get("seconds") or 0.0)
-
-    def save_checkpoint(self, run_dir: Path) -> Path | None:
-        state = self.state_dict()
-        if self.rank != 0:
-            return None
-        try:
-            return save_checkpoint_in(run_dir, state, self.step, self.cfg.keep_last)
-        except OSError as e:  # disk full, say: the write was atomic, the last checkpoint is untouched
-            raise AnycostError(f"could not write the step-{self.step} checkpoint in {run_dir}: "
-                               f"{e.strerror or e}. The previous checkpoint is intact: make room and run the "
-                               "same command again to resume") from None
 
     # ------------------------------------------------------------------ the loop
     def run(self, run_dir: Path, *, progress: bool = True, on_step: Callable[[int, int], None] | None = None
             ) -> dict[str, float]:
         """Train to ``cfg.steps`` with logs and checkpoints in ``run_dir``; returns the final report."""
-        from tqdm import tqdm
-
-        from .reporting import LossLog
-
         cfg = self.cfg
-        main = self.rank == 0
+        self.out = Path(run_dir)
         lpips_model = _lpips_for_report(self)
         if self.before is None:
             self.before = self.consistency(lpips_model)
-        log = LossLog(run_dir) if main else None
-        if log is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            log.truncate(self.step)
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", unit="step", dynamic_ncols=True,
-                   disable=not (main and progress))
-        t0 = time.perf_counter()
-        try:
-            while self.step < cfg.steps:
-                logs = self.train_step()
-                if cfg.log_every and self.step % cfg.log_every == 0:
-                    bar.set_postfix(mse=f"{logs['mse/sub']:.4f}", full=f"{logs.get('mse/full', 0):.5f}")
-                    if log is not None:
-                        log.append({"step": self.step, **logs})
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.seconds += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    self.save_checkpoint(run_dir)
-                bar.update(1)
-                if on_step is not None:
-                    on_step(self.step, cfg.steps)
-        finally:
-            bar.close()
-        self.seconds += time.perf_counter() - t0
-        if not (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-            self.save_checkpoint(run_dir)
+        self.train(cfg.steps, log=self.open_log(write_config=False), progress=self.rank == 0 and progress,
+                   desc="distill", unit="step",
+                   postfix=lambda logs: {"mse": f"{logs['mse/sub']:.4f}", "full": f"{logs.get('mse/full', 0):.5f}"},
+                   on_step=(lambda s, _: on_step(s, cfg.steps)) if on_step is not None else None)
         return self.consistency(lpips_model)
 
     def export_info(self, after: dict[str, float]) -> dict:
@@ -431,10 +373,6 @@ def _lpips_for_report(d: Distiller) -> torch.nn.Module | None:
     from .perceptual import load_lpips
 
     return load_lpips("alex", d.device) if d.perceptual_kind == "lpips" else None
-
-
-def _tuple(x):
-    return tuple(_tuple(v) for v in x) if isinstance(x, list | tuple) else x
 
 
 def find_resume(run_dir: Path) -> Path | None:

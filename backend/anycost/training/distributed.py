@@ -75,3 +75,13 @@ def all_gather_object(obj):
 def barrier() -> None:
     if is_active():
         dist.barrier()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any (so all of them stop at the same step)."""
+    if not is_active():
+        return flag
+    on_gpu = dist.get_backend() == "nccl"
+    t = torch.tensor([int(flag)], device=torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

@@ -31,7 +31,8 @@ from ..errors import AnycostError, InputError
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator
-from .checkpoint import save_atomic
+from .checkpoint import save_atomic, write_or_explain
+from .harness import Logs, run_steps
 from .perceptual import load_lpips
 
 
@@ -180,6 +181,77 @@ class _RealImages:
         return torch.stack([load_image(rng.choice(self.paths), self.size) for _ in range(n)])
 
 
+class _EncoderSteps:
+    """One encoder training step at a time; batches are seeded by the step, so a resumed run draws the
+    same data as an uninterrupted one and no RNG state needs keeping."""
+
+    def __init__(self, G: Generator, E: Encoder, cfg: EncoderTrainConfig, opt: torch.optim.Optimizer,
+                 state: TrainState):
+        self.G, self.E, self.cfg, self.opt, self.state = G, E, cfg, opt, state
+        self.device = torch.device(cfg.device)
+        self.loss_res = cfg.loss_res or min(G.resolution, 256)
+        if self.loss_res not in G.resolutions:
+            raise InputError(f"loss resolution must be one of {G.resolutions}, got {self.loss_res}")
+        self.input_res = [r for r in G.resolutions if cfg.min_input_res <= r <= self.loss_res] or [self.loss_res]
+        self.sub_res = [r for r in G.resolutions if r <= self.loss_res]
+        self.lpips = load_lpips("alex", self.device) if cfg.lpips_weight > 0 else None
+        self.real = (_RealImages(cfg.real_folder, self.loss_res) if cfg.real_folder and cfg.real_ratio > 0
+                     else None)
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def image_loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, Logs]:
+        mse = F.mse_loss(pred, target)
+        parts = {"img_mse": float(mse.detach())}
+        loss = self.cfg.image_weight * mse
+        if self.lpips is not None and pred.shape[-1] >= 32:
+            lp = self.lpips(pred, target).mean()
+            parts["lpips"] = float(lp.detach())
+            loss = loss + self.cfg.lpips_weight * lp
+        return loss, parts
+
+    def train_step(self) -> Logs:
+        cfg, G, E, step = self.cfg, self.G, self.E, self.state.step
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        rng = random.Random(cfg.seed * 1_000_003 + step)
+        parts: Logs = {}
+        if self.real is not None and rng.random() < cfg.real_ratio:
+            target = self.real.batch(cfg.batch, rng).to(self.device)
+            pred = E(_resize(target, rng.choice(self.input_res)))
+            loss, parts = self.image_loss(G.synthesize(pred, res=self.loss_res), target)
+            parts["real"] = 1.0
+        else:
+            with torch.no_grad():
+                w_plus = sample_w_plus(G, cfg.batch, gen, cfg.truncation, cfg.mix_prob)
+                target = G.synthesize(w_plus, res=self.loss_res)
+            pred = E(_resize(augment(target, gen, cfg.augment), rng.choice(self.input_res)))
+            lat = F.mse_loss(pred, w_plus)
+            loss = cfg.latent_weight * lat
+            parts["latent"] = float(lat.detach())
+            if cfg.image_weight > 0 or self.lpips is not None:
+                il, ip = self.image_loss(G.synthesize(pred, res=self.loss_res), target)
+                loss, parts = loss + il, {**parts, **ip}
+            if cfg.consistency_weight > 0:
+                r = rng.choice(self.sub_res)
+                ratio = rng.choice([q for q in cfg.ratios if q < 1] or [1.0])
+                sub = G.synthesize(pred, res=r, channels=None if ratio == 1.0 else ratio)
+                cons = F.mse_loss(sub, _resize(target, r))
+                loss = loss + cfg.consistency_weight * cons
+                parts["consistency"] = float(cons.detach())
+        if not math.isfinite(float(loss.detach())):
+            raise AnycostError(f"encoder training diverged at step {step} (loss {float(loss)}); "
+                               "lower the learning rate")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        parts["loss"] = float(loss.detach())
+        self.state.history.append({"step": step, **{k: round(v, 6) for k, v in parts.items()}})
+        self.state.step += 1
+        return parts
+
+
 def train_encoder(G: Generator, E: Encoder, cfg: EncoderTrainConfig, *, resume: bool = False,
                   progress: bool = True, log: Callable[[int, dict], None] | None = None,
                   log_every: int = 50) -> TrainState:
@@ -200,77 +272,18 @@ def train_encoder(G: Generator, E: Encoder, cfg: EncoderTrainConfig, *, resume: 
         E.load_state_dict(ck["encoder"])
         opt.load_state_dict(ck["optimizer"])
         state = TrainState(int(ck["step"]), list(ck.get("history", [])))
-    loss_res = cfg.loss_res or min(G.resolution, 256)
-    if loss_res not in G.resolutions:
-        raise InputError(f"loss resolution must be one of {G.resolutions}, got {loss_res}")
-    input_res = [r for r in G.resolutions if cfg.min_input_res <= r <= loss_res] or [loss_res]
-    sub_res = [r for r in G.resolutions if r <= loss_res]
-    lpips_fn = load_lpips("alex", device) if cfg.lpips_weight > 0 else None
-    real = _RealImages(cfg.real_folder, loss_res) if cfg.real_folder and cfg.real_ratio > 0 else None
+    steps = _EncoderSteps(G, E, cfg, opt, state)
+    path = cfg.checkpoint
 
-    def image_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        mse = F.mse_loss(pred, target)
-        parts = {"img_mse": float(mse.detach())}
-        loss = cfg.image_weight * mse
-        if lpips_fn is not None and pred.shape[-1] >= 32:
-            lp = lpips_fn(pred, target).mean()
-            parts["lpips"] = float(lp.detach())
-            loss = loss + cfg.lpips_weight * lp
-        return loss, parts
+    def checkpoint(_seconds: float) -> None:
+        if path:
+            write_or_explain(lambda: save_atomic(_checkpoint_payload(E, opt, state, cfg), path),
+                             f"the step-{state.step} encoder checkpoint {path}", "run it again with --resume")
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=state.step, desc="encoder", unit="step", dynamic_ncols=True)
-    try:
-        while state.step < cfg.steps:
-            # Per-step seeding makes a resumed run draw the same batches as an uninterrupted one.
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
-            rng = random.Random(cfg.seed * 1_000_003 + state.step)
-            parts: dict[str, float] = {}
-            if real is not None and rng.random() < cfg.real_ratio:
-                target = real.batch(cfg.batch, rng).to(device)
-                pred = E(_resize(target, rng.choice(input_res)))
-                loss, parts = image_loss(G.synthesize(pred, res=loss_res), target)
-                parts["real"] = 1.0
-            else:
-                with torch.no_grad():
-                    w_plus = sample_w_plus(G, cfg.batch, gen, cfg.truncation, cfg.mix_prob)
-                    target = G.synthesize(w_plus, res=loss_res)
-                pred = E(_resize(augment(target, gen, cfg.augment), rng.choice(input_res)))
-                lat = F.mse_loss(pred, w_plus)
-                loss = cfg.latent_weight * lat
-                parts["latent"] = float(lat.detach())
-                if cfg.image_weight > 0 or lpips_fn is not None:
-                    il, ip = image_loss(G.synthesize(pred, res=loss_res), target)
-                    loss, parts = loss + il, {**parts, **ip}
-                if cfg.consistency_weight > 0:
-                    r = rng.choice(sub_res)
-                    ratio = rng.choice([q for q in cfg.ratios if q < 1] or [1.0])
-                    sub = G.synthesize(pred, res=r, channels=None if ratio == 1.0 else ratio)
-                    cons = F.mse_loss(sub, _resize(target, r))
-                    loss = loss + cfg.consistency_weight * cons
-                    parts["consistency"] = float(cons.detach())
-            if not math.isfinite(float(loss.detach())):
-                raise AnycostError(f"encoder training diverged at step {state.step} (loss {float(loss)}); "
-                                   "lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            parts["loss"] = float(loss.detach())
-            state.history.append({"step": state.step, **{k: round(v, 6) for k, v in parts.items()}})
-            state.step += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.4f}")
-            if log is not None and (state.step % log_every == 0 or state.step == cfg.steps):
-                log(state.step, parts)
-            if cfg.checkpoint and (state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps):
-                save_checkpoint(cfg.checkpoint, _checkpoint_payload(E, opt, state, cfg))
-    finally:
-        if bar is not None:
-            bar.close()
+    run_steps(steps, cfg.steps, log=log, log_every=log_every, log_last=True, postfix_every=1,
+              postfix=lambda parts: {"loss": f"{parts['loss']:.4f}"}, checkpoint=checkpoint if path else None,
+              checkpoint_every=cfg.checkpoint_every, progress=progress, desc="encoder", unit="step",
+              resume_hint="run it again with --resume")
     E.eval()
     return state
 
