@@ -22,13 +22,11 @@ from krita_fake import FakeDocument, FakeKrita
 from service_support import Backend, make_directions
 
 from anycost_client import backend_launcher as BL
-from anycost_client.controller import (
+from anycost_client.backend_link import BackendLink, LinkSettings, LinkState
+from anycost_client.edit_controller import (
     AUTO,
     PREVIEW_SOURCES,
-    BackendLink,
     EditController,
-    LinkSettings,
-    LinkState,
     Phase,
     PreviewFrame,
     edit_layer_name,
@@ -711,8 +709,8 @@ def test_plugin_imports_only_qt_krita_and_the_client():
                 top = name.split(".")[0]
                 assert top in allowed or top in sys.stdlib_module_names, f"{path.name} imports {name}"
     code = ("import sys; sys.path.insert(0, 'plugin/krita'); import anycost_face_edit.krita_canvas, "
-            "anycost_face_edit.settings, anycost_client.controller, anycost_client.regions, "
-            "anycost_client.backend_launcher\n"
+            "anycost_face_edit.settings, anycost_client.backend_link, anycost_client.edit_controller, "
+            "anycost_client.regions, anycost_client.backend_launcher\n"
             "print(','.join(sorted(m for m in ('numpy', 'torch', 'PIL', 'anycost') if m in sys.modules)))")
     import subprocess
 

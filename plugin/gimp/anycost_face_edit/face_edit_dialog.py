@@ -30,7 +30,8 @@ from face_edit_ui import (  # noqa: E402
 )
 from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
-from anycost_client.controller import AUTO, BackendLink, EditController, LinkSettings, LinkState, Phase  # noqa: E402
+from anycost_client.backend_link import BackendLink, LinkSettings, LinkState  # noqa: E402
+from anycost_client.edit_controller import AUTO, EditController, Phase  # noqa: E402
 from anycost_client.regions import Rect  # noqa: E402
 from anycost_client.regions import Region as WireRegion  # noqa: E402
 
