@@ -35,8 +35,9 @@ from anycost.directions.sheet import LINE, SheetLayout
 from anycost.errors import InputError
 from anycost.io.modelfile import read_model, save_model
 from anycost.registry import PACKAGE_MODELS
+from anycost_client.backend_link import LinkState
 from anycost_client.client import Client
-from anycost_client.controller import EditController, LinkState
+from anycost_client.edit_controller import EditController
 from anycost_client.regions import Rect, Region
 
 REPO = Path(__file__).resolve().parents[1]

@@ -572,8 +572,8 @@ def test_the_dialogs_two_timings_say_what_each_measures():
     """'Preview: … 820 ms measured (budget 80 ms)' beside 'Preview latency 18 ms' read as a contradiction: the
     first is the backend's timing when it chose the Fast sub-generator, the second the newest preview as shown.
     Both dialogs take these texts from the shared controller."""
-    from anycost_client.controller import last_preview_text
-    from anycost_client.controller import preview_choice_text as fast_preview_text
+    from anycost_client.edit_controller import last_preview_text
+    from anycost_client.edit_controller import preview_choice_text as fast_preview_text
 
     choice = {"preview": "128:flexible", "preview_flops": 3.2e9, "preview_ms": 820.4, "preview_predicted_ms": 37,
               "preview_source": "search", "preview_budget_ms": 80, "preview_fits": False}

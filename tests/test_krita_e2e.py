@@ -128,7 +128,7 @@ def run(krita_run):
 def test_installed_and_krita_exits_cleanly(krita_run):
     pykrita = krita_run["pykrita"]
     assert (pykrita / f"{PLUGIN}.desktop").is_file()
-    assert (pykrita / PLUGIN / "lib" / "anycost_client" / "controller.py").is_file()
+    assert (pykrita / PLUGIN / "lib" / "anycost_client" / "edit_controller.py").is_file()
     info = json.loads((pykrita / PLUGIN / "INSTALL.json").read_text())
     assert "kritapykrita" in info["python_found_in"], "Krita's Python was detected from Krita itself"
     vendored = [v.name for v in (pykrita / PLUGIN / "vendor").iterdir()]

@@ -129,7 +129,7 @@ def test_install_and_uninstall(tmp_path, wheel_dir):
     plugin = pykrita / PLUGIN
     assert (pykrita / f"{PLUGIN}.desktop").is_file() and (plugin / "__init__.py").is_file()
     assert (plugin / f"{PLUGIN}.action").is_file() and not (pykrita.parent / "actions").exists(), "one action file"
-    assert (plugin / "lib" / "anycost_client" / "controller.py").is_file()
+    assert (plugin / "lib" / "anycost_client" / "edit_controller.py").is_file()
     assert "cp310-win_amd64" in (plugin / "vendor" / "cp310-win_amd64" / "zmq" / "__init__.py").read_text()
     assert get_ini_value(rc, "python", f"enable_{PLUGIN}") == "true"
     cfg = json.loads((tmp_path / "config" / "anycost" / "plugin.json").read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from model_support import tiny_generator
+from render_times import RenderTimes, given_render_times
 
 from anycost.commands.serve import needs_search
 from anycost.editing.session import Editor
@@ -18,6 +19,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 QUARTER = [32, 32, 16, 16, 8, 8, 32, 32]  # 16 px, narrow
 MID = [32, 32, 32, 32, 24, 16, 16, 8]  # 32 px, per-layer widths
+# Times for the tests that choose between table entries by whether they fit, whatever this machine's
+# speed: the full generator 400 ms, MID about 110 ms and QUARTER about 17 ms (each fits 150 ms)
+TIMES = RenderTimes(full_ms=400.0)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +55,10 @@ def test_the_fit_rule():
     assert fits_budget(104.0, 100.0, tolerance=0.05) and not fits_budget(106.0, 100.0, tolerance=0.05)
 
 
-def test_cached_entry_searched_for_a_smaller_budget_is_used(model):
+def test_cached_entry_searched_for_a_smaller_budget_is_used(model, monkeypatch):
     """From a cached 40/80/160 table a 150 ms preview takes the 80 ms entry (the table's best that fits)."""
     _, G = model
+    given_render_times(monkeypatch, TIMES)
     choice = pick_from_table(G, _issue_table(G), 150.0)
     assert choice.source == "search" and choice.cost.channels == tuple(MID) and choice.psnr == 30.0
     assert choice.fits is True and 0 < choice.measured_ms <= budget_limit(150)
@@ -84,10 +89,11 @@ def test_the_cache_is_read_again_when_it_changes(model):
     assert ed.preview_choice(recheck=True) is again, "an unchanged file is not timed again"
 
 
-def test_entries_flagged_over_budget_here_are_skipped(model):
+def test_entries_flagged_over_budget_here_are_skipped(model, monkeypatch):
     """An entry the search timed over its budget on this machine is never used here; the same entry
     from another machine's table is timed here and used when it fits."""
     _, G = model
+    given_render_times(monkeypatch, TIMES)
     entries = {
         "80ms": TableEntry(res=32, channels=MID, budget_ms=80.0, psnr=40.0, score=40.0, fits=False,
                            measured_ms=500.0),

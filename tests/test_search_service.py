@@ -15,9 +15,10 @@ import time
 import pytest
 import torch
 from model_support import tiny_generator
+from render_times import RenderTimes
 from service_support import Backend, make_directions, noise_rgba
 
-from anycost.editing.render import Cost, measure_cost_ms
+from anycost.editing.render import Cost, measure_cost_ms, parse_cost
 from anycost.io.modelfile import save_model
 from anycost.models.generator import Generator
 from anycost.search.budget import budget_limit
@@ -89,26 +90,32 @@ CHEAP = [128, 128, 64, 32, 32, 16, 128, 128, 128, 128, 128, 128]  # 16 px, narro
 
 def _between(G) -> float:
     """A budget between the full generator's and a cheap sub-generator's render times as measured here now
-    (about 20x apart): the full generator misses it and the cheap one fits, however fast or busy this machine is."""
+    (about 20x apart): the full generator misses it and the cheap one fits, however fast or busy this machine is.
+    For the background search, which times its candidates for real; choices alone take ``RenderTimes``."""
     full_ms = measure_cost_ms(G, Cost(None, None))
     cheap_ms = measure_cost_ms(G, Cost(16, tuple(CHEAP)))
     assert full_ms > 4 * cheap_ms, f"the test model's renders are too close: {full_ms:.1f} / {cheap_ms:.1f} ms"
     return round((full_ms * cheap_ms) ** 0.5, 1)
 
 
-@pytest.mark.usefixtures("one_torch_thread")  # timed as the backend renders: one thread
 def test_a_cached_entry_better_than_the_uniform_pick_takes_over(wide_model, tmp_path, monkeypatch):
     """A table cached while the service runs ('anycost search'): the next session previews with its best
     entry within the budget that fits here (an entry that misses is refused), because the search recorded
     it as more faithful than the uniform ratio in use; the reported cost is accepted back as a quality."""
     path, dirs, G = wide_model
     monkeypatch.setenv("ANYCOST_CACHE_DIR", str(tmp_path / "cache"))
-    budget = _between(G)
-    b = Backend(tmp_path, path, dirs, "--preview-budget-ms", f"{budget:g}", "--no-background-search")
+    # the backend's choice reads these times, not this machine's: the full generator misses the budget
+    # and CHEAP fits it (about 1 ms), on any machine, however busy
+    times, budget = RenderTimes(full_ms=40.0), 8.0
+    assert times.measure_cost_ms(G, Cost(None, None)) > budget > times.measure_cost_ms(G, Cost(16, tuple(CHEAP)))
+    b = Backend(tmp_path, path, dirs, "--preview-budget-ms", f"{budget:g}", "--no-background-search",
+                env=times.env())
     try:
         first, _ = _preview_of_an_edit(b)
         uniform = first["costs"]["preview"]
         assert first["costs"]["preview_source"] == "uniform" and first["costs"]["preview_fits"] is True
+        given = times.measure_cost_ms(G, parse_cost(uniform, G))
+        assert first["costs"]["preview_ms"] == pytest.approx(given, abs=1e-3), "the given times decided"
         table = SearchTable({
             # the most faithful, but it misses the budget when timed: refused
             "1ms": TableEntry(res=128, channels=list(G.full_channels), budget_ms=1.0, psnr=100.0, score=100.0),

@@ -16,7 +16,8 @@ from anycost_face_edit import qt_compat as Q  # noqa: E402
 from anycost_face_edit.dialog import EDGE_MARGIN, FRAME_ALLOWANCE, FaceEditDialog, QtEventLoop  # noqa: E402
 from anycost_face_edit.settings import Settings  # noqa: E402
 
-from anycost_client.controller import BackendLink, EditController, LinkSettings, Phase  # noqa: E402
+from anycost_client.backend_link import BackendLink, LinkSettings  # noqa: E402
+from anycost_client.edit_controller import EditController, Phase  # noqa: E402
 from anycost_client.regions import Rect, Region  # noqa: E402
 
 app = Q.QApplication([])

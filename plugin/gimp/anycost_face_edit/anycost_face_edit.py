@@ -64,7 +64,7 @@ def run(procedure, run_mode, image, drawables, config, _data):
         import face_edit_options as options
         from face_edit_session import ArgumentError, EditError, edit_region
 
-        from anycost_client.controller import edit_layer_name
+        from anycost_client.edit_controller import edit_layer_name
     except ImportError as e:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         return _fail(procedure, f"Anycost Face Edit cannot start: {e}. GIMP runs it with Python {version} "

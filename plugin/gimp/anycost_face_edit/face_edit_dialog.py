@@ -1,6 +1,6 @@
 """The interactive dialog: sliders, preview quality, live previews, projection progress, Apply/Cancel.
 
-All decisions live in ``anycost_client.controller`` (``BackendLink`` finds or starts the backend and
+All decisions live in ``anycost_client.backend_link`` and ``anycost_client.edit_controller`` (``BackendLink`` finds or starts the backend and
 keeps the connection, ``EditController`` holds the edit); this module draws their state with GTK and
 forwards what the user does. GLib's main loop drives the connection: a watch on the socket's file
 descriptor and a 250 ms timer. Previews are shown in the dialog, so the image is touched only by
@@ -30,7 +30,8 @@ from face_edit_ui import (  # noqa: E402
 )
 from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
-from anycost_client.controller import AUTO, BackendLink, EditController, LinkSettings, LinkState, Phase  # noqa: E402
+from anycost_client.backend_link import BackendLink, LinkSettings, LinkState  # noqa: E402
+from anycost_client.edit_controller import AUTO, EditController, Phase  # noqa: E402
 from anycost_client.regions import Rect  # noqa: E402
 from anycost_client.regions import Region as WireRegion  # noqa: E402
 
@@ -77,7 +78,7 @@ def set_label_text(label: Gtk.Label, text: str, markup: str | None = None) -> No
 
 
 class GLibEventLoop:
-    """``anycost_client.controller.EventLoop`` on GLib."""
+    """``anycost_client.backend_link.EventLoop`` on GLib."""
 
     def watch(self, fd: int, callback: Callable[[], None]) -> Any:
         def ready(*_):
@@ -98,7 +99,7 @@ class GLibEventLoop:
 
 
 class DialogCanvas:
-    """``anycost_client.controller.Canvas`` for GIMP: previews live in the dialog (the image is never
+    """``anycost_client.edit_controller.Canvas`` for GIMP: previews live in the dialog (the image is never
     touched before Apply), the result becomes a new layer."""
 
     def __init__(self, region: Region):

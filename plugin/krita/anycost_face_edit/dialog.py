@@ -1,7 +1,7 @@
 """The Qt dialog: sliders, preview quality, latency, projection progress, thumbnail, Apply/Cancel.
 
-All decisions live in ``anycost_client.controller.EditController``; this module only draws its state
-and forwards what the user does. Also the Qt implementation of the controller's ``EventLoop`` and the
+All decisions live in ``anycost_client.edit_controller.EditController``; this module only draws its state
+and forwards what the user does. Also the Qt implementation of the link's ``EventLoop`` and the
 settings dialog.
 """
 
@@ -11,7 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from anycost_client.controller import AUTO, EditController, LinkState, Phase
+from anycost_client.backend_link import LinkState
+from anycost_client.edit_controller import AUTO, EditController, Phase
 
 from . import qt_compat as Q
 from .placement import EDGE_MARGIN, Rect, parse_position, place
@@ -115,7 +116,7 @@ def _retain_when_hidden(widget: Any) -> None:
 
 
 class QtEventLoop:
-    """``anycost_client.controller.EventLoop`` on Qt: socket notifiers and single-shot timers."""
+    """``anycost_client.backend_link.EventLoop`` on Qt: socket notifiers and single-shot timers."""
 
     def __init__(self, parent: Any = None):
         self.parent = parent

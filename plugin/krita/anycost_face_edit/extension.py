@@ -10,7 +10,8 @@ from typing import Any
 from krita import Extension, Krita
 
 from anycost_client.backend_launcher import default_log_dir
-from anycost_client.controller import BackendLink, EditController
+from anycost_client.backend_link import BackendLink
+from anycost_client.edit_controller import EditController
 from anycost_client.regions import FormatError
 
 from . import qt_compat as Q

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from anycost_client.controller import PreviewFrame
+from anycost_client.edit_controller import PreviewFrame
 from anycost_client.regions import (
     FormatError,
     PixelFormat,
@@ -96,7 +96,7 @@ def _contains(outer: tuple[int, int, int, int] | None, inner: tuple[int, int, in
 
 
 class KritaCanvas:
-    """Implements ``anycost_client.controller.Canvas`` on a Krita document."""
+    """Implements ``anycost_client.edit_controller.Canvas`` on a Krita document."""
 
     def __init__(self, app: Any, doc: Any, source: Any, region: Region):
         self.app = app

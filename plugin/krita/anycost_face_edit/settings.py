@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 from anycost_client.backend_launcher import parse_command
-from anycost_client.controller import AUTO, LinkSettings
+from anycost_client.backend_link import LinkSettings
+from anycost_client.edit_controller import AUTO
 
 GROUP = "anycost_face_edit"
 

@@ -145,7 +145,7 @@ class Driver(Extension):
                                                                      dialog.quality, dialog.latency)}}
 
     def wait_ready(self, dialog, timeout):
-        from anycost_client.controller import Phase
+        from anycost_client.edit_controller import Phase
 
         c = dialog.controller
         yield from wait_for(lambda: c.phase == Phase.READY or c.finished, timeout, "the session to be ready")
