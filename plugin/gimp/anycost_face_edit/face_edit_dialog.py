@@ -1,10 +1,11 @@
 """The interactive dialog: sliders, preview quality, live previews, projection progress, Apply/Cancel.
 
-All decisions live in ``anycost_client.backend_link`` and ``anycost_client.edit_controller`` (``BackendLink`` finds or starts the backend and
-keeps the connection, ``EditController`` holds the edit); this module draws their state with GTK and
-forwards what the user does. GLib's main loop drives the connection: a watch on the socket's file
-descriptor and a 250 ms timer. Previews are shown in the dialog, so the image is touched only by
-Apply (one undo step); Cancel, Escape or closing the window leaves no trace.
+All decisions live in ``anycost_client.backend_link`` (``BackendLink`` finds or starts the backend and
+keeps the connection) and ``anycost_client.edit_controller`` (``EditController`` holds the edit); this
+module draws their state with GTK and forwards what the user does. GLib's main loop drives the
+connection: a watch on the socket's file descriptor and a 250 ms timer. Previews are shown in the
+dialog, so the image is touched only by Apply (one undo step); Cancel, Escape or closing the window
+leaves no trace.
 """
 
 from __future__ import annotations
