@@ -567,7 +567,8 @@ def test_plugin_starts_the_backend_edits_applies_cancels_and_stops_it(monkeypatc
 
         for v in (0.1, 0.3, 0.5, 0.7, 0.9):  # a drag: latest wins, the last position is shown
             c.set_slider("sefa_0", v)
-        loop.run_until(lambda: c.previews_shown and c._state.last_shown_seq == c._state.last_sent_seq, 60, "preview")
+        loop.run_until(lambda: c.previews_shown and c._state.last_shown_seq == c._state.last_sent_seq
+                       and not c._state.last_shown_draft, 60, "the full preview of the last position")
         assert canvas.previews[-1].box is not None and c.latency_ms is not None and c.latency_ms > 0
         assert c.preview_rgba != bytearray(c.region.rgba), "the thumbnail shows the preview"
         c.set_slider("sefa_0", 5.0)
