@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..errors import InputError
-from .common import resolve_device
+from .common import model_output, resolve_device
 from .config_flags import add_config_flags, config_from_flags
 
 # Settings without a flag: the weight decay is fixed by the recipe.
@@ -46,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
         train_classifier,
     )
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    out = model_output(args.output)
     if not 0 < args.val_fraction < 1:
         raise InputError("--val-fraction must be between 0 and 1")
     cfg = config_from_flags(ClassifierTrainConfig, args)

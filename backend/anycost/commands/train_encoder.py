@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
-from .common import resolve_device
+from .common import model_output, resolve_device
 from .config_flags import add_config_flags, config_from_flags
 
 # Settings without a flag: the consistency term's ratios are the model's own, the smallest input
@@ -45,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..training.model_update import model_parts, update_model
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    out = model_output(args.output)
     source = resolve_model(args.model)
     G, _, info = model_parts(source)
     if G is None:
