@@ -162,3 +162,23 @@ def test_init_from_a_model_file_continues_where_it_left_off(trained, tmp_path):
     gen_only = save_model(tmp_path / "gen_only.safetensors", generator=G0)
     with pytest.raises(InputError, match="generator and an encoder"):
         AutoencoderTrainer(tiny_config(tmp_path / "x", init=str(gen_only)), quiet=True)
+
+
+def test_cli_resume_keeps_the_runs_settings(tmp_path):
+    """`--resume` needs only --out: the run's own settings (here a tiny architecture) come from its checkpoint,
+    and a flag given with it (--steps) overrides them."""
+    from anycost.cli import main
+    from anycost.training.checkpoint import load_checkpoint
+
+    torch.set_num_threads(2)
+    out = tmp_path / "run"
+    tiny = ["--data", "synth:faces:8", "--res", "32", "--min-res", "16", "--batch", "2", "--style-dim", "16",
+            "--n-mlp", "2", "--channel-multiplier", "0.25", "--channel-max", "32", "--enc-width", "8",
+            "--enc-input", "32", "--lpips-weight", "0", "--prior-samples", "8", "--mapping-steps", "2",
+            "--sample-every", "0", "--checkpoint-every", "1"]
+    assert main(["train-autoencoder", "--out", str(out), *tiny, "--steps", "2", "--quiet"]) == 0
+    assert main(["train-autoencoder", "--out", str(out), "--resume", "--steps", "3", "--quiet"]) == 0
+    ckpt = load_checkpoint(latest_checkpoint(out))
+    assert ckpt["step"] == 3
+    assert {k: ckpt["config"][k] for k in ("steps", "res", "style_dim", "enc_width", "batch", "checkpoint_every")} \
+        == {"steps": 3, "res": 32, "style_dim": 16, "enc_width": 8, "batch": 2, "checkpoint_every": 1}

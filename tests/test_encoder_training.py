@@ -171,3 +171,21 @@ def test_cli_train_encoder(G, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "anycost", "train-encoder", "--model", str(src), "-o",
                           str(tmp_path / "x.pt")], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "safetensors" in bad.stderr
+
+
+def test_cli_resume_keeps_the_checkpoints_settings(G, tmp_path):
+    """`--resume` keeps the settings the run was started with; a flag given with it (--steps) overrides them."""
+    from anycost.cli import main
+
+    src = tmp_path / "m.safetensors"
+    save_model(src, generator=G)
+    out = tmp_path / "m-enc.safetensors"
+    common = ["train-encoder", "--model", str(src), "-o", str(out), "--depth", "10", "--width", "8",
+              "--eval-samples", "2", "--quiet"]
+    assert main([*common, "--steps", "2", "--batch", "2", "--lr", "5e-4", "--lpips-weight", "0",
+                 "--checkpoint-every", "1"]) == 0
+    assert main([*common, "--resume", "--steps", "3"]) == 0
+    ck = load_checkpoint(str(out) + ".ckpt.pt")
+    assert ck["step"] == 3
+    assert {k: ck["train_config"][k] for k in ("steps", "batch", "lr", "lpips_weight", "checkpoint_every")} \
+        == {"steps": 3, "batch": 2, "lr": 5e-4, "lpips_weight": 0.0, "checkpoint_every": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -18,6 +19,14 @@ def parse_channels(text: str | None) -> float | list[int] | None:
     except ValueError as e:
         raise InputError(f"--channels must be a ratio like 0.5 or a comma-separated list of widths, "
                          f"got {text!r}") from e
+
+
+def model_output(path: str) -> Path:
+    """``-o/--output`` of a command that writes a model file."""
+    out = Path(path)
+    if out.suffix != ".safetensors":
+        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    return out
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from .common import add_device, resolve_device
+from .common import add_device, model_output, resolve_device
 
 
 def _slots(text: str | None) -> list[int] | None:
@@ -80,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import resolve_model
     from ..training.model_update import model_parts, update_model
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    out = model_output(args.output)
     device = resolve_device(args.device)
     source = resolve_model(args.model)
     G, comps, _ = model_parts(source)

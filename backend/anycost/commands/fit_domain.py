@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from .common import model_output
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import resolve_model
     from ..training.model_update import update_model
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    out = model_output(args.output)
     if args.n < 8:
         raise InputError("--n must be at least 8")
     editor = Editor(args.model, use_lpips=False)

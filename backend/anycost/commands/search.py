@@ -9,9 +9,18 @@ import sys
 from ..errors import InputError
 from ..search.budget import TOLERANCE
 from .common import add_device, resolve_device
+from .config_flags import add_config_flags, config_from_flags
+
+# Settings without a flag, by class: the evolution's moves and the final choice's rules are the recipe's.
+NOT_FLAGS = {
+    "EvolutionSettings": ("mutation_share", "layer_prob", "res_prob"),
+    "SearchSettings": ("evolution", "finalists", "truncation", "tolerance", "min_gain", "measure_passes"),
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..search.settings import EvolutionSettings, SearchSettings
+
     p = sub.add_parser(
         "search", help="search sub-generators for latency budgets measured on this machine",
         description="Time every layer of the model on this machine (cached per model and machine), then run an "
@@ -33,14 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-res", type=int, default=None, help="lowest output resolution searched "
                                                                "(default: max(32, resolution/8))")
     p.add_argument("--max-res", type=int, default=None, help="highest output resolution searched (default: full)")
-    p.add_argument("--population", type=int, default=24)
-    p.add_argument("--generations", type=int, default=10)
-    p.add_argument("--parents", type=int, default=8)
-    p.add_argument("--latents", type=int, default=8, help="latents scored during the search (default 8)")
-    p.add_argument("--validation-latents", type=int, default=16,
-                   help="latents the best few are scored on before one is chosen (default 16)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=None, help="seconds; the best found so far is kept")
+    add_config_flags(p, EvolutionSettings, skip=NOT_FLAGS[EvolutionSettings.__name__])
+    add_config_flags(p, SearchSettings, skip=NOT_FLAGS[SearchSettings.__name__])
     p.add_argument("--remeasure", action="store_true", help="time the layers again instead of using the cache")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--no-lpips", action="store_true", help="score by PSNR only")
@@ -59,17 +62,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..search.evolution import EvolutionSettings, SearchSettings
     from ..search.run import load_model, run_search
+    from ..search.settings import EvolutionSettings, SearchSettings
     from ..search.table import parse_budgets
 
     budgets = parse_budgets(args.budget_ms)
-    for name in ("population", "generations", "parents", "latents", "validation_latents"):
-        if getattr(args, name) < 1:
+    settings = config_from_flags(SearchSettings, args, evolution=config_from_flags(EvolutionSettings, args))
+    evo = settings.evolution
+    for name, value in (("population", evo.population), ("generations", evo.generations), ("parents", evo.parents),
+                        ("latents", settings.latents), ("validation_latents", settings.validation_latents)):
+        if value < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.parents > args.population:
+    if evo.parents > evo.population:
         raise InputError("--parents cannot exceed --population")
-    if args.time_limit is not None and args.time_limit <= 0:
+    if settings.time_limit is not None and settings.time_limit <= 0:
         raise InputError("--time-limit must be positive")
     if args.nice < 0:
         raise InputError("--nice must be 0 or more (it only lowers the priority)")
@@ -92,10 +98,6 @@ def run(args: argparse.Namespace) -> int:
     for r in (args.min_res, args.max_res):
         if r is not None and r not in m.G.resolutions:
             raise InputError(f"--min-res/--max-res must be one of {m.G.resolutions} for this model")
-    settings = SearchSettings(
-        evolution=EvolutionSettings(population=args.population, generations=args.generations, parents=args.parents,
-                                    seed=args.seed),
-        latents=args.latents, validation_latents=args.validation_latents, time_limit=args.time_limit)
     say = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         result, latency, check = run_search(m, budgets, settings=settings,

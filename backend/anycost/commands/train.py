@@ -6,44 +6,31 @@ import argparse
 import json
 
 from ..errors import InputError
+from .config_flags import add_config_flags, flags_given
+
+# Settings without a flag of their own: they are set with --set KEY=VALUE, --config or a preset.
+SET_ONLY = ("style_dim", "n_mlp", "channel_multiplier", "channel_max", "sle", "d_channel_multiplier",
+            "d_channel_max", "fewshot", "loss", "r1_gamma", "d_reg_every", "pl_weight", "g_reg_every", "diffaug",
+            "recon_weight", "consistency_weight", "lpips_weight", "distill", "lr", "ema_kimg", "ema_rampup",
+            "mixing_prob", "amp", "ratios", "flexible_prob", "n_random_subnets", "metrics_seeds")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..training.config import TrainConfig
+
     p = sub.add_parser(
         "train", help="train an Anycost generator",
         description="Train an Anycost generator: staged StyleGAN2/Anycost training or few-shot training "
                     "on ~100 images. Launch with torchrun for several GPUs or machines. See docs/training.md.")
-    p.add_argument("--data", help="image folder, synth:faces (rendered on the fly) or synth:faces:N (N fixed faces)")
-    p.add_argument("--preset", choices=["anycost", "fewshot", "tiny"], help="settings bundle (default anycost)")
+    add_config_flags(p, TrainConfig, skip=SET_ONLY)
     p.add_argument("--config", help="JSON or TOML file with the same keys as these flags")
-    p.add_argument("--res", type=int, help="output resolution (power of two)")
-    p.add_argument("--out", help="output folder (checkpoints, samples, logs, model.safetensors)")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="training steps")
-    length.add_argument("--kimg", type=float, help="training length in thousands of real images")
-    p.add_argument("--batch", type=int, help="batch size per process")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (under torchrun: the local GPU)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="PATH",
                    help="continue from a checkpoint (default: the newest in --out)")
-    p.add_argument("--keep-last", type=int, dest="keep_last", help="checkpoints to keep (default 3)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--stages", help="stage plan, e.g. plain:0.4,multires:0.3,adaptive:0.3")
-    p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard if installed")
-    p.add_argument("--log-every", type=int, dest="log_every", help="steps between loss log rows")
-    p.add_argument("--sample-every", type=int, dest="sample_every", help="steps between sample grids (0: end only)")
-    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
-                   help="steps between checkpoints (0: end only)")
-    p.add_argument("--metrics-every", type=int, dest="metrics_every",
-                   help="steps between consistency metrics (0: never)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting (value read as JSON, else a string), e.g. --set r1_gamma=5 "
                         "--set diffaug=color,cutout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-FLAG_KEYS = ("data", "preset", "res", "out", "steps", "kimg", "batch", "device", "keep_last", "seed", "stages",
-             "tensorboard", "log_every", "sample_every", "checkpoint_every", "metrics_every")
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -65,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training import distributed as ddp
     from ..training.anycost_trainer import AnycostTrainer
     from ..training.checkpoint import latest_checkpoint, load_checkpoint
-    from ..training.config import build_config
+    from ..training.config import TrainConfig, build_config
 
     overrides = parse_sets(args.set)
-    overrides.update({k: getattr(args, k) for k in FLAG_KEYS if getattr(args, k) is not None})
+    overrides.update(flags_given(TrainConfig, args))
 
     ckpt_path = None
     base = None

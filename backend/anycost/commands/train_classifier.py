@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..errors import InputError
-from .common import add_device, resolve_device
+from .common import model_output, resolve_device
+from .config_flags import add_config_flags, config_from_flags
+
+# Settings without a flag: the weight decay is fixed by the recipe.
+NOT_FLAGS = ("weight_decay",)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..training.classifier_training_config import ClassifierTrainConfig
+
     p = sub.add_parser("train-classifier", help="train the multi-label attribute classifier",
                        description="Train a small CNN that scores every attribute in [0, 1], on an image "
                                    "folder with a label table or on freshly rendered synthetic faces, and "
@@ -21,21 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", default=None, help="label table (default: found in --data)")
     p.add_argument("--res", type=int, default=64, help="render size for --synthetic (default 64)")
     p.add_argument("--input-size", type=int, default=64, help="classifier input size (default 64)")
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--width", type=int, default=32, help="stem width (default 32)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="held-out share (default 0.15)")
-    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--mirrored", default="yaw,roll,lighting",
-                   help="attributes a horizontal flip mirrors (label → 1 − label); default yaw,roll,lighting")
-    p.add_argument("--blur", type=float, default=0.0,
-                   help="random Gaussian blur up to this sigma (input pixels) on half the samples (default 0)")
-    p.add_argument("--seed", type=int, default=0)
+    add_config_flags(p, ClassifierTrainConfig, skip=NOT_FLAGS)
     p.add_argument("--into", default=None, help="model file whose parts the output also keeps")
     p.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--quiet", action="store_true")
-    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -49,35 +45,30 @@ def run(args: argparse.Namespace) -> int:
         train_classifier,
     )
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"--output must be a .safetensors model file, got {out}")
+    out = model_output(args.output)
     if not 0 < args.val_fraction < 1:
         raise InputError("--val-fraction must be between 0 and 1")
-    if args.steps < 1 or args.batch < 1:
+    cfg = config_from_flags(ClassifierTrainConfig, args)
+    if cfg.steps < 1 or cfg.batch < 1:
         raise InputError("--steps and --batch must be at least 1")
-    device = resolve_device(args.device)
+    cfg.device = str(resolve_device(cfg.device))
     if args.synthetic is not None:
         if args.synthetic < 4:
             raise InputError("--synthetic needs at least 4 images")
-        data = synthetic_data(args.synthetic, args.res, seed=args.seed)
+        data = synthetic_data(args.synthetic, args.res, seed=cfg.seed)
     else:
         data = load_labelled_folder(args.data, args.labels, size=args.input_size)
-    train, val = data.split(args.val_fraction, seed=args.seed)
+    train, val = data.split(args.val_fraction, seed=cfg.seed)
     progress = None
     if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=args.steps, desc="classifier", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, desc="classifier", unit="step", dynamic_ncols=True)
 
         def progress(step: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-    mirrored = tuple(a.strip() for a in args.mirrored.split(",") if a.strip())
-    cfg = ClassifierTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                                device=str(device), flip=not args.no_flip, mirrored=mirrored,
-                                blur=args.blur)
     try:
         clf = train_classifier(train, cfg, input_size=args.input_size, width=args.width, progress=progress)
     finally:

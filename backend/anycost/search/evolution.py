@@ -23,44 +23,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 from ..models.flops import count_flops, count_published_macs
 from ..models.generator import Generator
-from .budget import FIT_RENDERS, TOLERANCE, fits_budget
+from .budget import fits_budget
 from .consistency import Consistency, ConsistencyEvaluator, consistency_latents
 from .latency import LatencyTable, measure_configs
+from .settings import EvolutionSettings, SearchSettings
 from .space import SearchSpace, SubConfig
 from .table import SearchTable, TableEntry, budget_label, scoring_settings
 
 Progress = Callable[[str], None] | None
-
-
-@dataclass
-class EvolutionSettings:
-    population: int = 24
-    generations: int = 10
-    parents: int = 8
-    mutation_share: float = 0.5  # of the children; the others come from crossover
-    layer_prob: float = 0.3
-    res_prob: float = 0.2
-    seed: int = 0
-
-
-@dataclass
-class SearchSettings:
-    evolution: EvolutionSettings = field(default_factory=EvolutionSettings)
-    latents: int = 8  # scored during the evolution
-    validation_latents: int = 16  # the final choice among the best few
-    finalists: int = 4
-    truncation: float = 0.8
-    tolerance: float = TOLERANCE  # of the fit rule (budget.py) applied to the finalists' measured times
-    min_gain: float = 0.05  # score (≈ dB) by which a finalist must beat the best uniform ratio on validation
-    measure_passes: int = FIT_RENDERS
-    time_limit: float | None = None  # seconds for the whole search; the best so far is kept
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

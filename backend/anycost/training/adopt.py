@@ -20,31 +20,36 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import InputError
 from ..fsutil import atomic_write
+from ..settings_field import setting
 
 STAGES = ("import", "distill", "encoder", "directions", "search")
 
 
 @dataclass
 class AdoptSettings:
-    device: str = "cpu"
-    distill_steps: int = 2000
-    distill_batch: int = 4
-    encoder_steps: int = 2000
-    encoder_batch: int = 8
+    """Settings of ``anycost adopt``; each field's metadata holds its flag's help."""
+
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    distill_steps: int = setting(2000, "distillation steps (0: skip)")
+    distill_batch: int = setting(4, "latents per distillation step")
+    encoder_steps: int = setting(2000, "encoder training steps (0: skip)")
+    encoder_batch: int = setting(8, "latents per encoder training step")
     encoder_depth: int = 18
     encoder_width: int = 32
-    sefa: int = 10  # SeFa directions fitted (named sefa_0 …; rename them with `anycost directions set`)
-    pca: int = 10  # PCA directions fitted in the GANSpace manner (pca_0 …)
-    budgets_ms: list[float] = field(default_factory=lambda: [40.0, 80.0, 160.0])
-    search_generations: int = 8
+    # SeFa directions fitted (named sefa_0 …; rename them with `anycost directions set`)
+    sefa: int = setting(10, "SeFa directions to fit")
+    pca: int = setting(10, "PCA (GANSpace) directions to fit")  # named pca_0 …
+    budgets_ms: list[float] = setting([40.0, 80.0, 160.0], "preview latency budgets to search (milliseconds)",
+                                      flag="--budget-ms", metavar="MS[,MS…]")
+    search_generations: int = setting(8, "generations of the evolutionary search per budget")
     search_population: int = 24
-    seed: int = 0
-    force: bool = False  # distil a model that is already Anycost-trained
+    seed: int = setting(0, "random seed")
+    force: bool = setting(False, "distil even a model that is already Anycost-trained")
     name: str = ""  # the model's name in its file (default: the output's file name)
 
     def validate(self) -> None:

@@ -20,7 +20,6 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +28,11 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.modelfile import build_and_load, read_model
-from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
 from ..models.layers import EqualLinear
 from ..registry import resolve_model
+from .autoencoder_config import AutoencoderConfig
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
 from .harness import Every, postfix_of
@@ -43,80 +42,6 @@ from .subnets import SubnetSampler
 
 CKPT_KIND = "autoencoder"
 HELDOUT_START = 10 ** 9  # synthetic-face indices from here on are never used for training
-
-
-@dataclass
-class AutoencoderConfig:
-    data: str = "synth:faces"
-    out: str = "runs/autoencoder"
-    res: int = 128
-    min_res: int = 32
-    steps: int = 3000
-    batch: int = 8
-    # generator
-    style_dim: int = 256
-    n_mlp: int = 4
-    channel_multiplier: float = 0.5
-    channel_max: int = 128
-    ratios: list[float] = field(default_factory=lambda: list(STANDARD_RATIOS))
-    flexible_prob: float = 0.5
-    # encoder
-    enc_depth: int = 10
-    enc_width: int = 32
-    enc_input: int = 64
-    # optimisation
-    lr: float = 2e-3
-    enc_lr: float = 1e-3
-    lpips_weight: float = 0.5
-    sandwich: bool = True
-    # latent regularisation
-    noise_std: float = 0.2
-    kl_weight: float = 5e-4
-    # strong: otherwise the per-slot residuals carry the face and samples of w alone are not faces
-    residual_weight: float = 1.0
-    # noise and KL ramp up from zero over this fraction of steps, so the decoder learns to use w
-    # before noise hides it (otherwise the latent collapses, as in a VAE without KL annealing)
-    warmup: float = 0.25
-    # multi-resolution curriculum: the largest output resolution grows over this fraction of steps
-    curriculum: float = 0.3
-    top_prob: float = 0.5
-    # prior fit
-    prior_samples: int = 2000
-    mapping_steps: int = 100
-    # start from a model file's generator and encoder (fine-tuning); its architecture replaces the above
-    init: str | None = None
-    # bookkeeping
-    seed: int = 0
-    device: str = "cpu"
-    log_every: int = 10
-    sample_every: int = 500
-    checkpoint_every: int = 250
-    keep_last: int = 2
-
-    def validate(self) -> None:
-        if self.res < 8 or self.res & (self.res - 1) or self.res > 1024:
-            raise InputError(f"--res must be a power of two in 8..1024, got {self.res}")
-        if self.min_res > self.res or self.min_res < 8 or self.min_res & (self.min_res - 1):
-            raise InputError(f"--min-res must be a power of two in 8..{self.res}, got {self.min_res}")
-        for name in ("steps", "batch", "style_dim", "n_mlp", "channel_max", "enc_width", "enc_input",
-                     "prior_samples"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be positive")
-        if self.batch < 2:
-            raise InputError("--batch must be at least 2 (the encoder uses batch normalisation)")
-        if self.enc_depth not in (10, 18, 34, 50):
-            raise InputError("--enc-depth must be one of 10, 18, 34, 50")
-        if not self.ratios or any(not 0 < float(r) <= 1 for r in self.ratios):
-            raise InputError("channel ratios must lie in (0, 1]")
-        if self.noise_std < 0 or self.kl_weight < 0 or self.residual_weight < 0 or self.lpips_weight < 0:
-            raise InputError("noise and loss weights must be non-negative")
-        if not 0 <= self.warmup < 1:
-            raise InputError("--warmup must be in [0, 1)")
-        if not 0 <= self.curriculum < 1 or not 0 < self.top_prob <= 1:
-            raise InputError("--curriculum must be in [0, 1) and --top-prob in (0, 1]")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import InputError, ModelFileError
 from ..io.modelfile import Component, build_and_load, read_model, save_model
+from .classifier_training_config import ClassifierTrainConfig
 
 COMPONENT = "classifier"
 
@@ -166,23 +167,6 @@ def synthetic_data(n: int, res: int, seed: int = 0) -> LabelledData:
 
 
 # ---------------------------------------------------------------------- training
-@dataclass
-class ClassifierTrainConfig:
-    steps: int = 500
-    batch: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    flip: bool = True  # random horizontal flips
-    # Attributes a horizontal flip mirrors around 0.5 (left ↔ right): their label becomes 1 − label.
-    # Names the data does not have are ignored.
-    mirrored: tuple[str, ...] = ("yaw", "roll", "lighting")
-    # Random Gaussian blur (sigma up to this many input pixels) on half the samples, so the
-    # classifier judges softer generated images the same as sharp training images.
-    blur: float = 0.0
-    seed: int = 0
-    device: str = "cpu"
-
-
 def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
     while True:
         perm = torch.randperm(n, generator=gen)

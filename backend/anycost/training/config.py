@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InputError
+from ..settings_field import setting
 
 STAGE_NAMES = ("plain", "multires", "adaptive")
 
@@ -18,17 +19,19 @@ STAGE_NAMES = ("plain", "multires", "adaptive")
 @dataclass
 class TrainConfig:
     # data / run
-    data: str = ""
-    res: int = 256
-    out: str = "runs/anycost"
-    steps: int | None = None
-    kimg: float | None = None
-    batch: int = 16
-    device: str = "cpu"
-    seed: int = 0
-    keep_last: int = 3
-    tensorboard: bool = False
-    preset: str = "anycost"
+    data: str = setting("", "image folder, synth:faces (rendered on the fly) or synth:faces:N (N fixed faces)")
+    res: int = setting(256, "output resolution (power of two)")
+    out: str = setting("runs/anycost", "output folder (checkpoints, samples, logs, model.safetensors)")
+    steps: int | None = setting(None, "training steps", exclusive="length")
+    kimg: float | None = setting(None, "training length in thousands of real images", exclusive="length")
+    batch: int = setting(16, "batch size per process")
+    device: str = setting("cpu", "cpu, cuda or cuda:N (under torchrun: the local GPU)")
+    seed: int = setting(0, "random seed")
+    keep_last: int = setting(3, "checkpoints to keep")
+    tensorboard: bool = setting(False, "also log to TensorBoard if installed")
+    # the presets' names are the keys of PRESETS (below)
+    preset: str = setting("anycost", "settings bundle; it replaces the defaults of the other settings",
+                          choices=("anycost", "fewshot", "tiny"))
     # generator
     style_dim: int = 512
     n_mlp: int = 8
@@ -40,7 +43,7 @@ class TrainConfig:
     d_channel_max: int = 512
     fewshot: bool = False  # FastGAN discriminator with reconstruction decoders
     # stages: "name:weight,…" — weights are shares of the total steps
-    stages: str = "plain:0.4,multires:0.3,adaptive:0.3"
+    stages: str = setting("plain:0.4,multires:0.3,adaptive:0.3", "stage plan: stage:share of the steps, …")
     # losses
     loss: str = "logistic"  # or "hinge"
     r1_gamma: float = 10.0
@@ -63,10 +66,10 @@ class TrainConfig:
     flexible_prob: float = 0.5
     n_random_subnets: int = 2
     # intervals (steps; 0 = never)
-    log_every: int = 10
-    sample_every: int = 500
-    checkpoint_every: int = 1000
-    metrics_every: int = 1000
+    log_every: int = setting(10, "steps between loss log rows")
+    sample_every: int = setting(500, "steps between sample grids (0: end only)")
+    checkpoint_every: int = setting(1000, "steps between checkpoints (0: end only)")
+    metrics_every: int = setting(1000, "steps between consistency metrics (0: never)")
     metrics_seeds: int = 8
 
     def to_dict(self) -> dict:

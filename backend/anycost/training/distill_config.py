@@ -2,47 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import InputError
+from ..settings_field import setting
 
 PERCEPTUAL_CHOICES = ("auto", "lpips", "discriminator", "none")
-
-
-def _opt(default, help: str, **kw):
-    """A config field with its flag's help text (commands.config_flags turns fields into flags)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
 class DistillConfig:
     """Settings of ``anycost distill``; every field is also its command-line flag."""
 
-    steps: int = _opt(2000, "training steps")
-    batch: int = _opt(4, "latents per step (per process)")
-    lr: float = _opt(0.0005, "Adam learning rate of the synthesis network")
-    ratios: list[float] = _opt([0.25, 0.5, 0.75, 1.0], "uniform channel ratios trained (comma-separated)")
-    flexible_prob: float = _opt(0.5, "chance a random sub-generator gets per-layer widths (0: uniform only)")
-    n_random_subnets: int = _opt(2, "random sub-generators per step, beside the widest and the narrowest")
-    min_res: int = _opt(0, "lowest output resolution trained (0: the model's resolution / 16, at least 16)")
-    perceptual: str = _opt("auto", "perceptual term: auto (LPIPS if cached, else the model's discriminator, "
-                                   "else none), lpips, discriminator or none", choices=PERCEPTUAL_CHOICES)
-    perceptual_weight: float = _opt(1.0, "weight of the perceptual term")
-    full_weight: float = _opt(4.0, "weight of the full generator's own match to the teacher (limits its drift)")
-    mixing_prob: float = _opt(0.5, "chance a sample mixes two latents at a random style slot")
-    data: str = _opt("", "a folder of real images: adds an adversarial term (default: data-free)")
-    adversarial_weight: float = _opt(0.1, "weight of the adversarial term (with --data)")
-    r1_gamma: float = _opt(10.0, "R1 penalty of the discriminator (with --data)")
-    d_reg_every: int = _opt(16, "steps between R1 penalties (with --data)")
-    device: str = _opt("cpu", "cpu, cuda or cuda:N")
-    amp: bool = _opt(True, "bf16 autocast on CUDA")
-    seed: int = _opt(0, "random seed")
-    log_every: int = _opt(10, "steps between log rows")
-    checkpoint_every: int = _opt(200, "steps between checkpoints (0: at the end only)")
-    keep_last: int = _opt(2, "checkpoints kept")
-    eval_seeds: int = _opt(8, "latents of the before/after consistency report")
+    steps: int = setting(2000, "training steps")
+    batch: int = setting(4, "latents per step (per process)")
+    lr: float = setting(0.0005, "Adam learning rate of the synthesis network")
+    ratios: list[float] = setting([0.25, 0.5, 0.75, 1.0], "uniform channel ratios trained (comma-separated)")
+    flexible_prob: float = setting(0.5, "chance a random sub-generator gets per-layer widths (0: uniform only)")
+    n_random_subnets: int = setting(2, "random sub-generators per step, beside the widest and the narrowest")
+    min_res: int = setting(0, "lowest output resolution trained (0: the model's resolution / 16, at least 16)")
+    perceptual: str = setting("auto", "perceptual term: auto (LPIPS if cached, else the model's discriminator, "
+                                      "else none), lpips, discriminator or none", choices=PERCEPTUAL_CHOICES)
+    perceptual_weight: float = setting(1.0, "weight of the perceptual term")
+    full_weight: float = setting(4.0, "weight of the full generator's own match to the teacher (limits its drift)")
+    mixing_prob: float = setting(0.5, "chance a sample mixes two latents at a random style slot")
+    data: str = setting("", "a folder of real images: adds an adversarial term", default_text="data-free")
+    adversarial_weight: float = setting(0.1, "weight of the adversarial term (with --data)")
+    r1_gamma: float = setting(10.0, "R1 penalty of the discriminator (with --data)")
+    d_reg_every: int = setting(16, "steps between R1 penalties (with --data)")
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    amp: bool = setting(True, "bf16 autocast on CUDA")
+    seed: int = setting(0, "random seed")
+    log_every: int = setting(10, "steps between log rows")
+    checkpoint_every: int = setting(200, "steps between checkpoints (0: at the end only)")
+    keep_last: int = setting(2, "checkpoints kept")
+    eval_seeds: int = setting(8, "latents of the before/after consistency report")
 
     def validate(self) -> None:
         if self.steps < 0 or self.batch < 1 or not self.lr > 0:

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AnycostError, InputError
-from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator
 from .checkpoint import save_atomic, write_or_explain
+from .encoder_training_config import EncoderTrainConfig
 from .harness import Logs, run_steps
 from .perceptual import load_lpips
 
@@ -79,48 +79,6 @@ def build_encoder(G: Generator, *, depth: int = 18, width: int = 32, input_size:
     with torch.no_grad():
         E.mean_latent.copy_(G.truncation_center.reshape(-1).to(E.mean_latent))
     return E
-
-
-@dataclass
-class EncoderTrainConfig:
-    steps: int = 2000
-    batch: int = 8
-    lr: float = 1e-4
-    latent_weight: float = 1.0
-    image_weight: float = 1.0
-    lpips_weight: float = 0.8
-    consistency_weight: float = 0.5
-    truncation: tuple[float, float] = (0.5, 1.0)  # psi drawn uniformly per sample
-    mix_prob: float = 0.5  # chance a sample mixes two latents at a random slot
-    loss_res: int | None = None  # resolution of the image losses (default: min(G's, 256))
-    min_input_res: int = 16  # smallest resolution the encoder is shown a target at
-    augment: float = 0.5  # chance a rendered target reaches the encoder as a real crop might look (see augment)
-    # Channel ratios of the consistency term: the model's trained ones (a plain StyleGAN2 has only 1.0,
-    # its sub-generators being its intermediate resolutions).
-    ratios: tuple[float, ...] = STANDARD_RATIOS
-    real_folder: str | None = None
-    real_ratio: float = 0.0  # fraction of steps that use real images (image losses only)
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint: str | None = None
-    checkpoint_every: int = 200
-
-    def __post_init__(self) -> None:
-        lo, hi = (float(t) for t in self.truncation)
-        if not 0 <= lo <= hi <= 1:
-            raise InputError(f"truncation range must satisfy 0 ≤ lo ≤ hi ≤ 1, got {self.truncation}")
-        self.truncation = (lo, hi)
-        if self.steps < 0 or self.batch < 1 or self.lr <= 0:
-            raise InputError("steps must be ≥ 0, batch ≥ 1 and lr > 0")
-        if not 0 <= self.real_ratio <= 1 or not 0 <= self.mix_prob <= 1:
-            raise InputError("real_ratio and mix_prob must be in [0, 1]")
-        if self.real_ratio > 0 and not self.real_folder:
-            raise InputError("real_ratio > 0 needs a folder of real images")
-        if not 0 <= self.augment <= 1:
-            raise InputError("augment must be in [0, 1]")
-        self.ratios = tuple(float(r) for r in self.ratios)
-        if not self.ratios or any(not 0 < r <= 1 for r in self.ratios):
-            raise InputError("ratios must lie in (0, 1]")
 
 
 @dataclass
