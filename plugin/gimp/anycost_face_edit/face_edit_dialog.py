@@ -19,7 +19,6 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 gi.require_version("Gdk", "3.0")
 gi.require_version("Pango", "1.0")
-from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 from face_edit_canvas import LayerRegion, add_result_layer  # noqa: E402
 from face_edit_ui import (  # noqa: E402
     cost_label,
@@ -31,6 +30,7 @@ from face_edit_ui import (  # noqa: E402
 from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
 from anycost_client.controller import AUTO, BackendLink, EditController, LinkSettings, LinkState, Phase  # noqa: E402
+from anycost_client.oneshot import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 
 PREVIEW_SIZE = 360
 TICK_MS = 250
