@@ -67,10 +67,12 @@ def reserved_label(lines: int, chars: int, selectable: bool = False) -> Gtk.Labe
 
 
 def set_label_text(label: Gtk.Label, text: str, markup: str | None = None) -> None:
+    # Pango limits an ellipsized label's lines per paragraph, so each line break would start another
+    # ``lines`` lines; a line separator (U+2028) breaks the line within one paragraph, and the cut holds.
     if markup is None:
-        label.set_text(text)
+        label.set_text(text.replace("\n", "\u2028"))
     else:
-        label.set_markup(markup)
+        label.set_markup(markup.replace("\n", "\u2028"))
     label.set_tooltip_text(text or None)
 
 
