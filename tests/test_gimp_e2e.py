@@ -38,6 +38,7 @@ from service_support import Backend
 
 from anycost.registry import DEFAULT_MODEL
 from anycost_client.client import Client
+from anycost_client.regions import DEFAULT_PADDING
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +52,7 @@ FACE_AT = (61, 37)  # where the face sits on it
 ELLIPSE = [52, 29, 149, 157]  # x, y, w, h of the elliptical selection around the face
 COPY = [70, 50, 110, 120]  # the part of the face copied into a layer of its own …
 COPY_TO = [183, 101]  # … placed here
+OFFSET_ELLIPSE = [170, 95, 80, 90]  # a selection on that layer reaching past its top-left corner
 HIGH_PRECISION, HIGH_FORMAT = "U16_LINEAR", "RGBA u16"  # a copy of the image converted to this, read as this
 
 
@@ -106,6 +108,21 @@ def _expected(client: Client, region: np.ndarray, mask: np.ndarray | None, slide
     finally:
         session.close()
     return np.frombuffer(result.rgba, np.uint8).reshape(h, w, 4)
+
+
+def _grown(bounds: list[int]) -> list[int]:
+    """The region the plug-in edits for a selection with these bounds: grown by the padding × the longer side
+    and clipped to the image (the rule Krita's plug-in follows; written out here, not asked of the plug-in)."""
+    x, y, w, h = bounds
+    pad = round(DEFAULT_PADDING * max(w, h))
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    return [x0, y0, min(x + w + pad, CANVAS[0]) - x0, min(y + h + pad, CANVAS[1]) - y0]
+
+
+def _mask(path: Path, rect: list[int]) -> np.ndarray:
+    """The selection's coverage (saved over the whole image) in ``rect``."""
+    x, y, w, h = rect
+    return np.frombuffer(path.read_bytes(), np.uint8).reshape(CANVAS[1], CANVAS[0])[y:y + h, x:x + w]
 
 
 def _read_layer(out: Path, layer: dict) -> np.ndarray:
@@ -241,7 +258,8 @@ def test_batch_edit_in_real_gimp(setup):
     sliders = {name: round(lo + 0.85 * (hi - lo), 3)}
     steps = 1
     script = setup.script(BATCH_SCRIPT, {"refine_steps": steps, "ellipse": ELLIPSE, "copy": COPY,
-                                         "copy_to": COPY_TO, "precision": HIGH_PRECISION,
+                                         "copy_to": COPY_TO, "offset_ellipse": OFFSET_ELLIPSE,
+                                         "precision": HIGH_PRECISION,
                                          "precision_format": HIGH_FORMAT,
                                          "sliders": ",".join(f"{k}={v}" for k, v in sliders.items())})
     gimp = run_gimp_batch(setup.chroot, script, setup.env)
@@ -282,13 +300,15 @@ def test_batch_edit_in_real_gimp(setup):
     assert background["offsets"] == [0, 0] and background["size"] == list(CANVAS)
     np.testing.assert_array_equal(_read_layer(out, background), rgba)
 
-    # The selection's result: at the selection's bounds, the same pixels as the client's edit of that
-    # region and mask; unselected pixels keep the original.
-    sx, sy, sw, sh = report["selection_bounds"]
-    assert (sx, sy) == (ELLIPSE[0], ELLIPSE[1]) and (sw, sh) == (ELLIPSE[2], ELLIPSE[3])
+    # The selection's result: at the selection's bounds grown by the padding (clipped to the image: the
+    # ellipse is near the top), the same pixels as the client's edit of that region with the selection as
+    # its mask; unselected pixels keep the original.
+    assert report["selection_bounds"] == ELLIPSE
+    sx, sy, sw, sh = _grown(ELLIPSE)
+    assert sy == 0 and sw > ELLIPSE[2] and sh > ELLIPSE[3], (sx, sy, sw, sh)
     assert new_a["offsets"] == [sx, sy] and new_a["size"] == [sw, sh]
-    mask = np.frombuffer((out / "selection.a8").read_bytes(), np.uint8).reshape(sh, sw)
-    assert mask[0, 0] == 0 and mask[sh // 2, sw // 2] == 255
+    mask = _mask(out / "selection.a8", [sx, sy, sw, sh])
+    assert mask[0, 0] == 0 and mask[ELLIPSE[1] - sy + ELLIPSE[3] // 2, ELLIPSE[0] - sx + ELLIPSE[2] // 2] == 255
     region = rgba[sy:sy + sh, sx:sx + sw]
     got_a = _read_layer(out, new_a)
     want_a = _expected(client, np.ascontiguousarray(region), mask, sliders, steps)
@@ -316,6 +336,7 @@ def test_batch_edit_in_real_gimp(setup):
     free[max(0, COPY_TO[1] - sy):COPY_TO[1] + ch - sy, max(0, COPY_TO[0] - sx):COPY_TO[0] + cw - sx] = False
     np.testing.assert_array_equal(composite[sy:sy + sh, sx:sx + sw][free], want_a[free])
 
+    _check_offset_layer(setup, report["offset"], sliders, steps)
     _check_high_precision(setup, report["precision"], sliders, steps)
     print(f"GIMP batch e2e: gimp-console run {t_gimp:.1f} s")
 
@@ -330,16 +351,39 @@ def _assert_result_layer(got: np.ndarray, want: np.ndarray, region: np.ndarray, 
     np.testing.assert_array_equal(got[..., 3], np.where(unchanged, 0, want[..., 3]))
 
 
+def _check_offset_layer(setup: Setup, rep: dict, sliders: dict, steps: int) -> None:
+    """A selection on a layer at an offset, its region reaching past the layer: the region lies in image
+    coordinates, the layer's pixels are read at its offsets and as transparent beyond it, and the result layer
+    sits at the region, right above the layer."""
+    (cx, cy, cw, ch), (tx, ty) = COPY, COPY_TO
+    assert rep["selection_bounds"] == OFFSET_ELLIPSE, rep
+    rx, ry, rw, rh = _grown(OFFSET_ELLIPSE)
+    assert rx < tx and ry < ty and rx + rw <= CANVAS[0], "the region reaches past the layer's top-left corner"
+    assert rep["layers"] == [rep["layer"]["name"], "face2", "Background"], rep
+    assert rep["layer"]["offsets"] == [rx, ry] and rep["layer"]["size"] == [rw, rh], rep
+    layer = np.zeros((CANVAS[1], CANVAS[0], 4), np.uint8)  # face2 in image coordinates, transparent elsewhere
+    layer[ty:ty + ch, tx:tx + cw] = setup.rgba[cy:cy + ch, cx:cx + cw]
+    region = np.ascontiguousarray(layer[ry:ry + rh, rx:rx + rw])
+    mask = _mask(setup.out / "offset-selection.a8", [rx, ry, rw, rh])
+    want = _expected(setup.client, region, mask, sliders, steps)
+    got = np.frombuffer((setup.out / "offset-layer.rgba").read_bytes(), np.uint8).reshape(rh, rw, 4)
+    _assert_result_layer(got, want, region, mask)
+    assert (got[..., 3] > 0).mean() > 0.01, "the edit changed (almost) nothing inside the selection"
+
+
 def _check_high_precision(setup: Setup, rep: dict, sliders: dict, steps: int) -> None:
-    """The ellipse on the image converted to 16-bit linear: the layer at the selection's bounds holds the
-    edit (8-bit), and every pixel the edit did not change is exactly the image's own 16-bit value."""
+    """The ellipse on the image converted to 16-bit linear: the layer at the region (the selection's bounds
+    grown by the padding) holds the edit (8-bit), and every pixel the edit did not change is exactly the
+    image's own 16-bit value."""
     out, (w, h) = setup.out, CANVAS
     assert rep["precision"] == f"GIMP_PRECISION_{HIGH_PRECISION}", rep
     assert rep["layers"] == [rep["layer"]["name"], "Background"], rep
-    sx, sy, sw, sh = rep["selection_bounds"]
-    assert [sx, sy, sw, sh] == ELLIPSE and rep["layer"]["offsets"] == ELLIPSE[:2] and rep["layer"]["size"] == [sw, sh]
-    mask = np.frombuffer((out / "selection.a8").read_bytes(), np.uint8).reshape(sh, sw)
-    region = np.frombuffer((out / "hi-region.rgba").read_bytes(), np.uint8).reshape(sh, sw, 4)
+    assert rep["selection_bounds"] == ELLIPSE, rep
+    sx, sy, sw, sh = _grown(ELLIPSE)
+    assert rep["layer"]["offsets"] == [sx, sy] and rep["layer"]["size"] == [sw, sh], rep
+    mask = _mask(out / "selection.a8", [sx, sy, sw, sh])
+    image8 = np.frombuffer((out / "hi-image.rgba").read_bytes(), np.uint8).reshape(h, w, 4)
+    region = np.ascontiguousarray(image8[sy:sy + sh, sx:sx + sw])
     assert np.abs(region.astype(int) - setup.rgba[sy:sy + sh, sx:sx + sw]).max() <= 2, "the face, 8-bit"
     want = _expected(setup.client, np.ascontiguousarray(region), mask, sliders, steps)
     layer = np.frombuffer((out / "hi-layer.rgba").read_bytes(), np.uint8).reshape(sh, sw, 4)
@@ -518,19 +562,20 @@ def test_dialog_previews_applies_and_cancels_in_real_gimp(setup):
     # the layout is fixed from the first frame: text arriving later neither widens nor lengthens the dialog
     assert sizes["opened"] == sizes["previewing"], sizes
 
-    # Apply: a new layer at the selection's bounds holding the edit of the moved slider; previews were shown.
+    # Apply: a new layer at the region (the selection's bounds grown by the padding) holding the edit of the
+    # moved slider; previews were shown.
     name = next(iter(setup.directions))  # the dialog lists sliders in the backend's order; the first has focus
     apply = report["apply"]
     assert apply["status"] == "GIMP_PDB_SUCCESS", report
     new, background = apply["layers"]
     assert new["name"] == f"Anycost Face Edit ({name} +0.05)", new
-    assert new["offsets"] == ELLIPSE[:2] and new["size"] == ELLIPSE[2:]
+    x, y, w, h = _grown(ELLIPSE)
+    assert new["offsets"] == [x, y] and new["size"] == [w, h]
     assert apply["selected"] == ["Background"], "the face's layer stays selected after Apply"
     closed = backend.events("session_closed")[closed0:]
     assert closed[0]["previews"] >= 1, closed
     assert len(backend.events("commit")) == commits0 + 2, "Apply's commit and the repeat's"
-    x, y, w, h = ELLIPSE
-    mask = np.frombuffer((setup.out / "dialog-selection.a8").read_bytes(), np.uint8).reshape(h, w)
+    mask = _mask(setup.out / "dialog-selection.a8", [x, y, w, h])
     region = np.ascontiguousarray(setup.rgba[y:y + h, x:x + w])
     got = np.frombuffer((setup.out / "dialog-layer.rgba").read_bytes(), np.uint8).reshape(h, w, 4)
     want = _expected(setup.client, region, mask, {name: 0.05}, 0)

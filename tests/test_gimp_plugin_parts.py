@@ -20,18 +20,17 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = REPO / "plugin" / "gimp" / "anycost_face_edit"
 sys.path.insert(0, str(PLUGIN_DIR))
 
-import face_edit_backend  # noqa: E402
 import face_edit_options as opts  # noqa: E402
 import face_edit_paths  # noqa: E402
 from anycost_installers import gimp as gimp_installer  # noqa: E402
 from anycost_installers import wheels  # noqa: E402
-from face_edit_session import progress_text  # noqa: E402
+from face_edit_session import CLIENT_NAME, HOST, progress_text  # noqa: E402
 from face_edit_ui import cost_label, fit_size, sliders_text  # noqa: E402
 from service_support import make_directions  # noqa: E402
 from test_krita_installer import PLAT_TAGS, _wheel  # noqa: E402
 
-from anycost_client import backend_launcher  # noqa: E402
-from anycost_client.regions import result_layer_pixels  # noqa: E402
+from anycost_client import backend_launcher, oneshot  # noqa: E402
+from anycost_client.regions import Rect, Region, result_layer_pixels  # noqa: E402
 
 
 def test_sliders_parse_from_a_string():
@@ -107,8 +106,9 @@ def test_no_backend_gives_a_message_that_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.delenv("ANYCOST_CONNECTION_FILE", raising=False)
     monkeypatch.delenv("ANYCOST_BACKEND_COMMAND", raising=False)
-    with pytest.raises(face_edit_backend.BackendUnavailable, match=r"anycost serve.*no backend command"):
-        face_edit_backend.connect_backend(timeout=5)
+    with pytest.raises(oneshot.BackendUnavailable,
+                       match=r"anycost serve.*no backend command.*run 'anycost install gimp' from the backend's"):
+        oneshot.connect_backend(HOST, CLIENT_NAME, timeout=5)
 
 
 def test_a_configured_backend_is_started_with_the_model_and_left_running_for_the_next_call(tmp_path, monkeypatch,
@@ -123,23 +123,23 @@ def test_a_configured_backend_is_started_with_the_model_and_left_running_for_the
     monkeypatch.delenv("ANYCOST_CONNECTION_FILE", raising=False)
     # no --model in the configured command: the plug-in's model argument must reach the backend
     monkeypatch.setenv("ANYCOST_BACKEND_COMMAND", f"{sys.executable} -m anycost serve --directions {dirs} --no-lpips")
-    client = face_edit_backend.connect_backend(timeout=30, model=str(model))
+    client = oneshot.connect_backend(HOST, CLIENT_NAME, timeout=30, model=str(model))
     conn_file = tmp_path / "anycost" / "backend-gimp.json"
     pid = json.loads(conn_file.read_text())["pid"]
     try:
-        served = face_edit_backend.served_model(client.welcome)
-        assert served and face_edit_backend.model_matches(str(model), served)
+        served = oneshot.served_model(client.welcome)
+        assert served and oneshot.model_matches(str(model), served)
         assert set(client.welcome["directions"]) == {"sefa_0", "sefa_1", "sefa_2"}
         log = (tmp_path / "state" / "anycost" / "backend-gimp.log").read_text()
         assert f"--model {model}" in log
         client.close()
-        client = face_edit_backend.connect_backend(timeout=30, model=served)  # the next call: the same backend
+        client = oneshot.connect_backend(HOST, CLIENT_NAME, timeout=30, model=served)  # the next call: the same one
         assert client.ping()["server_time"] > 0 and json.loads(conn_file.read_text())["pid"] == pid
         client.close()
-        with pytest.raises(face_edit_backend.BackendUnavailable,
+        with pytest.raises(oneshot.BackendUnavailable,
                            match=rf"pid {pid}\) serves model '{served}', not 'other-model'.*--model other-model"):
-            face_edit_backend.connect_backend(timeout=30, model="other-model")
-        client = face_edit_backend.connect_backend(timeout=30)  # no model asked for: any will do
+            oneshot.connect_backend(HOST, CLIENT_NAME, timeout=30, model="other-model")
+        client = oneshot.connect_backend(HOST, CLIENT_NAME, timeout=30)  # no model asked for: any will do
     finally:
         client.close()
         os.kill(pid, signal.SIGTERM)
@@ -163,9 +163,9 @@ def test_a_silent_backend_is_reported_with_its_connection_file(tmp_path, monkeyp
                                 "process": process_tag(os.getpid())}))
     os.chmod(conn, 0o600)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    monkeypatch.setattr(face_edit_backend, "CONNECT_TIMEOUT", 0.5)
-    with pytest.raises(face_edit_backend.BackendUnavailable, match=rf"did not answer.*{conn.name}"):
-        face_edit_backend.connect_backend(timeout=5)
+    monkeypatch.setattr(oneshot, "CONNECT_TIMEOUT", 0.5)
+    with pytest.raises(oneshot.BackendUnavailable, match=rf"did not answer.*{conn.name}"):
+        oneshot.connect_backend(HOST, CLIENT_NAME, timeout=5)
 
 
 # ---------------------------------------------------------------------- installer
@@ -438,8 +438,6 @@ def test_a_backend_that_dies_mid_call_ends_the_call_within_seconds_naming_its_lo
     """A one-shot call waits up to 300 s for an answer; a backend killed (or stopped) by its pid while the
     call waits must end the call within seconds, with a message that says it died or stopped and names its
     log, not 'no answer within 300 s'. A real backend, killed while it refines the projection."""
-    from types import SimpleNamespace
-
     from face_edit_session import EditError, edit_region
     from service_support import Backend
 
@@ -448,8 +446,7 @@ def test_a_backend_that_dies_mid_call_ends_the_call_within_seconds_naming_its_lo
     monkeypatch.setenv("ANYCOST_CONNECTION_FILE", str(backend.conn))
     pid = backend.proc.pid
     rng = np.random.default_rng(3)
-    region = SimpleNamespace(rgba=rng.integers(0, 256, (48, 40, 4), dtype=np.uint8).tobytes(), width=40, height=48,
-                             mask=None)
+    region = Region(Rect(0, 0, 40, 48), rng.integers(0, 256, (48, 40, 4), dtype=np.uint8).tobytes())
     killed: list[float] = []
 
     def progress(text: str, _fraction) -> None:

@@ -673,17 +673,36 @@ def test_projection_progress_rises_step_by_step_to_full(tmp_path, backend_files)
     assert any(m == "Refining the projection (5/5)…" for _, _, m in seen), [m for _, _, m in seen]
 
 
-def test_ensure_backend_for_one_shot_plugins(monkeypatch, tmp_path, backend_files):
-    """GIMP's plug-in processes live one edit long: the backend they start outlives them."""
+def test_the_one_shot_path_starts_a_backend_finds_it_and_refuses_another_model(monkeypatch, tmp_path, backend_files):
+    """Calls that live one edit long (GIMP's plug-in processes, scripts) reach a backend through
+    ``anycost_client.oneshot``: with none running it starts the configured command, in a session of its own
+    (the host's signals do not reach it) and left running; the next call finds that backend instead of starting
+    another, connects, and refuses it when it serves another model than the one asked for, naming both."""
+    from anycost_client import oneshot
+
+    _, model, _ = backend_files
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("ANYCOST_CONNECTION_FILE", raising=False)
     monkeypatch.setenv("ANYCOST_BACKEND_COMMAND", " ".join(_command(backend_files)))
-    path = BL.ensure_backend(host="oneshot", timeout=120)
+    path, launcher = oneshot.ensure_backend("oneshot", timeout=120)
     info = json.loads(path.read_text())
     try:
         assert path == tmp_path / "anycost" / "backend-oneshot.json"
-        assert BL.ensure_backend(host="oneshot") == path, "a running backend is found, not started twice"
+        assert launcher is not None and launcher.pid == info["pid"] and not launcher.die_with_host
+        assert oneshot.ensure_backend("oneshot") == (path, None), "a running backend is found, not started twice"
         assert os.getpgid(info["pid"]) != os.getpgid(0), "its own session: the host's signals do not reach it"
+        client = oneshot.connect_backend("oneshot", "test-script", model=str(model), timeout=30)
+        try:  # the model asked for as a file: the backend serves it under the file's name
+            assert client.ping()["server_time"] > 0
+            assert oneshot.model_matches(str(model), oneshot.served_model(client.welcome))
+        finally:
+            client.close()
+        served = oneshot.served_model(client.welcome)
+        with pytest.raises(oneshot.BackendUnavailable,
+                           match=rf"backend \(pid {info['pid']}\) serves model '{served}', not 'other-model'"):
+            oneshot.connect_backend("oneshot", "test-script", model="other-model", timeout=30)
+        assert json.loads(path.read_text())["pid"] == info["pid"], "refusing it leaves it running"
     finally:
         os.kill(info["pid"], signal.SIGTERM)
         deadline = time.monotonic() + 15

@@ -16,7 +16,7 @@ Python, not the backend's. It comes from the host's settings, ``$ANYCOST_BACKEND
 ``backend_command`` the installer wrote into ``plugin.json`` (see ``config_path``).
 
 Standard library only. ``BackendLauncher`` never blocks for long: ``start`` returns at once and
-``ready_file`` is polled from the host's event loop; ``ensure_backend`` is the blocking helper for
+``ready_file`` is polled from the host's event loop; ``oneshot.ensure_backend`` is the blocking path for
 plug-ins that run one edit per process.
 """
 
@@ -38,7 +38,6 @@ from .connection_file import (
     _pid_alive,
     default_runtime_dir,
     ensure_private_folder,
-    find_connection_file,
     read_connection_file,
 )
 
@@ -49,7 +48,6 @@ __all__ = [
     "config_path",
     "configured_command",
     "default_log_dir",
-    "ensure_backend",
     "load_config",
     "parse_command",
     "save_config",
@@ -302,34 +300,3 @@ def _inside_host() -> bool:
     """True inside an embedding host (Krita, GIMP) rather than a plain Python interpreter."""
     exe = os.path.basename(sys.executable).lower()
     return not exe.startswith("python")
-
-
-_launched: dict[str, BackendLauncher] = {}
-
-
-def ensure_backend(command: str | Sequence[str] | None = None, *, host: str = "plugin", timeout: float = 180.0,
-                   stop_at_exit: bool = False) -> Path:
-    """The connection file of a running backend; starts the configured command when none runs.
-
-    Blocks until the started backend listens. With ``stop_at_exit`` the backend is stopped when this
-    process exits (for a host that keeps running); otherwise it stays up for the next caller (for
-    plug-ins that live one edit long).
-    """
-    try:
-        return find_connection_file()
-    except ConnectionFileError as missing:
-        why = str(missing)
-    cmd = configured_command(command)
-    if not cmd:
-        raise LaunchError(f"{why}; no backend command is configured either (set it in the plugin settings, "
-                          f"${ENV_COMMAND}, or 'backend_command' in {config_path()})")
-    launcher = _launched.get(host)
-    if launcher is None or launcher.command != cmd:
-        launcher = BackendLauncher(cmd, host=host, die_with_host=stop_at_exit)
-        _launched[host] = launcher
-    launcher.start()
-    if stop_at_exit:
-        import atexit
-
-        atexit.register(launcher.stop)
-    return launcher.wait_ready(timeout)

@@ -9,8 +9,9 @@ things; these helpers convert both ways:
   images) is encoded to sRGB for the wire and decoded back; alpha is never gamma-encoded;
 - bytes in the machine's native order (what hosts hand out).
 
-And the geometry: the selection's bounds grown by a padding around the face, clipped to the image;
-the selection's coverage as an ``A8`` mask; pasting a preview's box into the region.
+And the geometry: one rule for the rect every host edits (``region_rect``: the selection's bounds grown
+by ``DEFAULT_PADDING`` around the face, clipped to the image); the selection's coverage as an ``A8``
+mask; pasting a preview's box into the region.
 
 Every conversion is a few C-level passes (slicing, ``bytes.translate``, ``map`` over a table,
 ``bisect``), so a 1024² region converts in well under a second. Runs on Python 3.8 (Krita 5.0–5.1).
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 
 __all__ = [
+    "DEFAULT_PADDING",
     "DEPTHS",
     "FormatError",
     "PixelFormat",
@@ -37,11 +39,15 @@ __all__ = [
     "mask_or_none",
     "crop_box",
     "paste_box",
+    "region_rect",
     "result_layer_pixels",
     "swap_red_blue",
     "to_rgba8",
 ]
 
+# Context around the selected face, × the selection's longer side. One value for every host: the same
+# selection must give the same rect, hence the same edit, in Krita and GIMP.
+DEFAULT_PADDING = 0.25
 DEPTHS = {"U8": 1, "U16": 2, "F16": 2, "F32": 4}  # bytes per channel
 _SELECTED = bytes([0] + [255] * 255)  # A8 coverage → 0xFF where anything is selected
 
@@ -138,6 +144,19 @@ def edit_rect(selection: Rect | None, bounds: Rect, padding: float = 0.0, *, min
         raise FormatError(f"the region is {out.width}×{out.height} pixels; select at least "
                           f"{min_side}×{min_side} pixels around the face")
     return out
+
+
+def region_rect(selection: Rect | None, layer: Rect, canvas: Rect, padding: float = DEFAULT_PADDING) -> Rect:
+    """The rect a host edits, in image coordinates; the one rule of every host. With a selection: its bounds
+    grown by ``padding`` (``edit_rect``) and clipped to the ``canvas``; the host sends the selection's
+    coverage as the mask, so only selected pixels change, and the layer reads as transparent where the
+    rect reaches past it. Without one: the ``layer``'s part of the canvas."""
+    if selection is not None and not selection.empty:
+        return edit_rect(selection, canvas, padding)
+    on_canvas = clip_rect(layer, canvas)
+    if on_canvas.empty:
+        raise FormatError("the layer has no pixels on the image; select the layer with the face")
+    return edit_rect(None, on_canvas)
 
 
 def mask_or_none(mask: bytes | None) -> bytes | None:

@@ -1,10 +1,10 @@
 # Runs inside GIMP 3 (gimp-console, python-fu-eval batch) for tests/test_gimp_e2e.py. The test puts
 # a line `SPEC = "/path/spec.json"` in front of this text. Scenario "edit": calls the installed
-# plug-in non-interactively on an 8-bit image (three times) and on a copy converted to the spec's
-# higher precision, and writes what the images hold afterwards to the spec's "out" folder. Scenarios
-# "no_backend" and "backend_dies" (the test kills the backend mid-call): one call that must fail, its
-# status and message. The test checks the output. An unexpected failure raises, so gimp-console exits
-# with 64.
+# plug-in non-interactively on an 8-bit image (three times), on a selection reaching past a layer at an
+# offset, and on a copy converted to the spec's higher precision, and writes what the images hold
+# afterwards to the spec's "out" folder. Scenarios "no_backend" and "backend_dies" (the test kills the
+# backend mid-call): one call that must fail, its status and message. The test checks the output. An
+# unexpected failure raises, so gimp-console exits with 64.
 import json
 import os
 import re
@@ -54,6 +54,27 @@ def load():
 def save(name, data):
     with open(os.path.join(out, name), "wb") as f:
         f.write(data)
+
+
+def selection_bounds(image):
+    _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def save_selection(image, name):
+    """The selection's coverage over the whole image: the test crops it at the region it expects."""
+    save(name, pixels(image.get_selection(), 0, 0, image.get_width(), image.get_height(), "Y u8"))
+
+
+def face_copy(image, background):
+    """A layer of its own at an offset, holding a part of the face: spec["copy"] placed at spec["copy_to"]."""
+    x, y, w, h = spec["copy"]
+    layer = Gimp.Layer.new(image, "face2", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    layer.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), FMT, pixels(background, x, y, w, h))
+    layer.get_buffer().flush()
+    image.insert_layer(layer, None, 0)
+    layer.set_offsets(*spec["copy_to"])
+    return layer
 
 
 def registration():
@@ -107,10 +128,8 @@ def edit_8bit(report):
 
     # 1. An elliptical (antialiased) selection on the background: the selection's bounds and its mask.
     image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["ellipse"])
-    _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
-    with open(os.path.join(out, "selection.a8"), "wb") as f:
-        f.write(pixels(image.get_selection(), x1, y1, x2 - x1, y2 - y1, "Y u8"))
-    report["selection_bounds"] = [x1, y1, x2 - x1, y2 - y1]
+    save_selection(image, "selection.a8")
+    report["selection_bounds"] = selection_bounds(image)
     status, layer_a = call_plugin(image, background, spec["sliders"])
     if status != Gimp.PDBStatusType.SUCCESS:
         raise RuntimeError(f"the plug-in failed on the selection: {status} {layer_a}")
@@ -128,12 +147,7 @@ def edit_8bit(report):
 
     # 3. No selection, on a layer of its own at an offset: the whole drawable.
     Gimp.Selection.none(image)
-    x, y, w, h = spec["copy"]
-    face2 = Gimp.Layer.new(image, "face2", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    face2.get_buffer().set(Gegl.Rectangle.new(0, 0, w, h), FMT, pixels(background, x, y, w, h))
-    face2.get_buffer().flush()
-    image.insert_layer(face2, None, 0)
-    face2.set_offsets(*spec["copy_to"])
+    face2 = face_copy(image, background)
     status, layer_b = call_plugin(image, face2, spec["sliders"])
     if status != Gimp.PDBStatusType.SUCCESS:
         raise RuntimeError(f"the plug-in failed on a whole layer: {status} {layer_b}")
@@ -157,8 +171,26 @@ def edit_8bit(report):
     image.delete()
 
 
+def edit_offset_layer(report):
+    """4. An elliptical selection on a layer at an offset, reaching past the layer's top-left corner: the region
+    lies in image coordinates, the layer's pixels are read at its offsets (transparent beyond it)."""
+    image = load()
+    face2 = face_copy(image, image.get_layers()[0])
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["offset_ellipse"])
+    save_selection(image, "offset-selection.a8")
+    status, layer = call_plugin(image, face2, spec["sliders"])
+    if status != Gimp.PDBStatusType.SUCCESS:
+        raise RuntimeError(f"the plug-in failed on a layer at an offset: {status} {layer}")
+    _, ox, oy = layer.get_offsets()
+    save("offset-layer.rgba", pixels(layer, 0, 0, layer.get_width(), layer.get_height()))
+    report["offset"] = {"selection_bounds": selection_bounds(image), "layers": layer_names(image),
+                        "layer": {"name": layer.get_name(), "offsets": [ox, oy],
+                                  "size": [layer.get_width(), layer.get_height()]}}
+    image.delete()
+
+
 def edit_high_precision(report):
-    """4. The ellipse on a copy converted to a higher precision (e.g. 16-bit linear): the plug-in reads
+    """5. The ellipse on a copy converted to a higher precision (e.g. 16-bit linear): the plug-in reads
     and writes 8-bit perceptual pixels, yet what it did not change must keep the image's own values."""
     fmt_hi = spec["precision_format"]
     image = load()
@@ -175,8 +207,7 @@ def edit_high_precision(report):
     background.update(0, 0, w, h)
     save("hi-before.raw", pixels(background, 0, 0, w, h, fmt_hi))
     image.select_ellipse(Gimp.ChannelOps.REPLACE, *spec["ellipse"])
-    _, _, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
-    save("hi-region.rgba", pixels(background, x1, y1, x2 - x1, y2 - y1))  # what the plug-in reads
+    save("hi-image.rgba", pixels(background, 0, 0, w, h))  # what the plug-in reads, in the region it edits
     status, layer = call_plugin(image, background, spec["sliders"])
     if status != Gimp.PDBStatusType.SUCCESS:
         raise RuntimeError(f"the plug-in failed on the {spec['precision']} image: {status} {layer}")
@@ -190,7 +221,7 @@ def edit_high_precision(report):
     report["precision"] = {"precision": image.get_precision().value_name, "layers": layer_names(image),
                            "layer": {"name": layer.get_name(), "offsets": [ox, oy],
                                      "size": [layer.get_width(), layer.get_height()]},
-                           "selection_bounds": [x1, y1, x2 - x1, y2 - y1]}
+                           "selection_bounds": selection_bounds(image)}
     image.delete()
 
 
@@ -201,6 +232,7 @@ elif spec.get("scenario") == "backend_dies":
 else:
     results = {"runs": [], "registration": registration()}
     edit_8bit(results)
+    edit_offset_layer(results)
     edit_high_precision(results)
     with open(os.path.join(out, "report.json"), "w") as f:
         json.dump(results, f)

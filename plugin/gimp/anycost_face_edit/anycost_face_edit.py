@@ -37,8 +37,8 @@ PROC_NAME = "plug-in-anycost-face-edit"
 
 
 # One rule for the status of a failed call: CALLING_ERROR when the call itself is wrong (its arguments: the
-# drawables, the image's mode, the selection, the sliders, the refinement steps, the cost; an unknown slider
-# or a value outside its range is found once the backend names its model's directions), EXECUTION_ERROR
+# drawables, the image's mode, the selection, the sliders, the refinement steps, the cost; an unknown slider,
+# a value outside its range or a cost the model does not render at is refused by the backend), EXECUTION_ERROR
 # when a right call could not be carried out (no backend, a backend serving another model, a backend that
 # failed or died, GIMP's Python lacking pyzmq). The message names the cause either way.
 def _fail(procedure, message: str, status=Gimp.PDBStatusType.EXECUTION_ERROR):

@@ -20,8 +20,8 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 gi.require_version("Gdk", "3.0")
 gi.require_version("Pango", "1.0")
-from face_edit_backend import model_matches, model_mismatch, served_model, start_args  # noqa: E402
-from face_edit_canvas import Region, add_result_layer  # noqa: E402
+from face_edit_canvas import LayerRegion, add_result_layer  # noqa: E402
+from face_edit_session import CLIENT_NAME, HOST  # noqa: E402
 from face_edit_ui import (  # noqa: E402
     cost_label,
     dialog_sliders,
@@ -33,8 +33,7 @@ from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk, Pango  # noqa: E402
 
 from anycost_client.backend_link import BackendLink, LinkSettings, LinkState  # noqa: E402
 from anycost_client.edit_controller import AUTO, EditController, Phase  # noqa: E402
-from anycost_client.regions import Rect  # noqa: E402
-from anycost_client.regions import Region as WireRegion  # noqa: E402
+from anycost_client.oneshot import model_matches, model_mismatch, served_model, start_args  # noqa: E402
 
 PREVIEW_SIZE = 360
 TICK_MS = 250
@@ -71,10 +70,12 @@ def reserved_label(lines: int, chars: int, selectable: bool = False) -> Gtk.Labe
 
 
 def set_label_text(label: Gtk.Label, text: str, markup: str | None = None) -> None:
+    # Pango limits an ellipsized label's lines per paragraph, so each line break would start another
+    # ``lines`` lines; a line separator (U+2028) breaks the line within one paragraph, and the cut holds.
     if markup is None:
-        label.set_text(text)
+        label.set_text(text.replace("\n", "\u2028"))
     else:
-        label.set_markup(markup)
+        label.set_markup(markup.replace("\n", "\u2028"))
     label.set_tooltip_text(text or None)
 
 
@@ -103,7 +104,7 @@ class DialogCanvas:
     """``anycost_client.edit_controller.Canvas`` for GIMP: previews live in the dialog (the image is never
     touched before Apply), the result becomes a new layer."""
 
-    def __init__(self, region: Region):
+    def __init__(self, region: LayerRegion):
         self.region = region
         self.layer = None
 
@@ -118,13 +119,11 @@ class DialogCanvas:
 
 
 class FaceEditDialog:
-    def __init__(self, config, region: Region, link: BackendLink):
+    def __init__(self, config, region: LayerRegion, link: BackendLink):
         self.config, self.region, self.link = config, region, link
         self.model = (config.get_property("model") or "").strip()  # empty: whatever the backend serves
         self.model_error = ""
         self.canvas = DialogCanvas(region)
-        self.wire_region = WireRegion(Rect(region.image_x, region.image_y, region.width, region.height),
-                                      region.rgba, region.mask)
         self.adjustments: dict[str, Gtk.Adjustment] = {}
         self._loop = GLib.MainLoop()
         self._build()
@@ -141,7 +140,7 @@ class FaceEditDialog:
         return dialog_sliders(stored, self.config.get_property("gimp-session") or "", gimp_session())
 
     def _new_controller(self, refine_steps: int, sliders: dict[str, float]) -> EditController:
-        controller = EditController(self.link, self.wire_region, self.canvas, refine_steps=refine_steps,
+        controller = EditController(self.link, self.region, self.canvas, refine_steps=refine_steps,
                                     on_change=self._changed)
         self._wanted = dict(sliders)  # applied once the backend names its directions
         return controller
@@ -444,10 +443,10 @@ class FaceEditDialog:
         self.link.remove_listener(listener)
 
 
-def run_dialog(config, region: Region):
+def run_dialog(config, region: LayerRegion):
     """Show the dialog; the new layer after Apply, None after Cancel."""
     GimpUi.init("plug-in-anycost-face-edit")
     model = (config.get_property("model") or "").strip()
-    link = BackendLink(GLibEventLoop(), LinkSettings(host="gimp", client_name="gimp-plugin", keep_backend=True,
+    link = BackendLink(GLibEventLoop(), LinkSettings(host=HOST, client_name=CLIENT_NAME, keep_backend=True,
                                                      backend_args=start_args(model)))
     return FaceEditDialog(config, region, link).run()

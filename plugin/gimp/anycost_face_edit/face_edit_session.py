@@ -1,6 +1,8 @@
 """One non-interactive edit: reach the backend, send the region, commit the sliders, return the pixels.
 
-No GIMP imports: the caller passes a ``progress(text, fraction)`` callback and gets bytes back.
+Each call is its own process: it reaches the backend by ``anycost_client.oneshot`` (the running one, else
+the configured command started and left running for the next call), under GIMP's names. No GIMP imports:
+the caller passes a ``progress(text, fraction)`` callback and gets bytes back.
 """
 
 from __future__ import annotations
@@ -8,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from face_edit_backend import BackendUnavailable, connect_backend, served_model
 from face_edit_options import EditOptions
 
 from anycost_client.client import GONE, BackendError
+from anycost_client.oneshot import BackendUnavailable, connect_backend, served_model
 from anycost_client.protocol import E_INPUT
+from anycost_client.regions import Region
+
+HOST = "gimp"  # names the connection and log files of a backend the plug-in starts
+CLIENT_NAME = "gimp-plugin"
 
 Progress = Callable[[str, "float | None"], None]
 
@@ -48,12 +54,13 @@ def progress_text(stage: str | None, step: int | None, steps: int | None) -> tup
     return f"{label}…", None
 
 
-def edit_region(region, opts: EditOptions, progress: Progress, *, timeout: float = 300.0) -> tuple[bytes, str | None]:
+def edit_region(region: Region, opts: EditOptions, progress: Progress, *,
+                timeout: float = 300.0) -> tuple[bytes, str | None]:
     """The region's pixels after the edit (RGBA8, region-sized, pasted back by the backend) and the
     backend's notice about the face alignment (None when the face was found)."""
     progress("Connecting to the Anycost backend…", None)
     try:
-        client = connect_backend(timeout=timeout, model=opts.model)
+        client = connect_backend(HOST, CLIENT_NAME, model=opts.model, timeout=timeout)
     except BackendUnavailable as e:
         raise EditError(str(e)) from None
     try:

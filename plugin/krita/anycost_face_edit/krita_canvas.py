@@ -22,16 +22,17 @@ from typing import Any
 
 from anycost_client.edit_controller import PreviewFrame
 from anycost_client.regions import (
+    DEFAULT_PADDING,
     FormatError,
     PixelFormat,
     Rect,
     Region,
     clip_rect,
     crop_box,
-    edit_rect,
     from_rgba8,
     krita_pixel_format,
     mask_or_none,
+    region_rect,
     result_layer_pixels,
     to_rgba8,
 )
@@ -50,10 +51,10 @@ def node_format(node: Any) -> PixelFormat:
     return krita_pixel_format(str(node.colorModel()), str(node.colorDepth()), str(node.colorProfile()))
 
 
-def read_region(doc: Any, node: Any, padding: float = 0.25) -> Region:
-    """The region to edit on ``node``: the selection's bounds grown by ``padding`` (with the selection
-    as mask), or the whole layer without a selection; RGBA8 for the wire. ``FormatError`` says what the
-    user has to change."""
+def read_region(doc: Any, node: Any, padding: float = DEFAULT_PADDING) -> Region:
+    """The region to edit on ``node`` (``regions.region_rect``, the rule GIMP's plug-in follows too): the
+    selection's bounds grown by ``padding`` (with the selection as mask), or the whole layer without a
+    selection; RGBA8 for the wire. ``FormatError`` says what the user has to change."""
     if doc is None:
         raise FormatError("open an image first")
     if node is None or str(node.type()) != PAINT_LAYER:
@@ -75,8 +76,7 @@ def read_region(doc: Any, node: Any, padding: float = 0.25) -> Region:
         sel_rect = Rect(int(sel.x()), int(sel.y()), int(sel.width()), int(sel.height()))
         if sel_rect.empty:
             sel, sel_rect = None, None
-    # without a selection, the whole layer; with one, its bounds may reach past the layer's pixels
-    rect = edit_rect(sel_rect, canvas if sel_rect is not None else layer, padding)
+    rect = region_rect(sel_rect, layer, canvas, padding)
     raw = bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
     rgba = to_rgba8(raw, rect.width, rect.height, fmt)
     mask = None

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from anycost_client.backend_launcher import parse_command
 from anycost_client.backend_link import LinkSettings
 from anycost_client.edit_controller import AUTO
+from anycost_client.regions import DEFAULT_PADDING
 
 GROUP = "anycost_face_edit"
 
@@ -22,7 +23,7 @@ class Settings:
     connection_file: str = ""  # a specific backend's connection file (e.g. a shared workstation)
     endpoint: str = ""  # override of the connection file's address
     preview_budget_ms: int = 80  # for a backend this plugin starts: latency budget of one preview
-    padding: float = 0.25  # context around the selection, × its longer side
+    padding: float = DEFAULT_PADDING  # context around the selection, × its longer side
     refine_steps: int = 0  # projection refinement steps (0: the encoder's answer only)
     quality: str = AUTO
     dialog_position: str = ""  # "x,y": where the user left the dialog (its frame's top-left), empty: not yet
