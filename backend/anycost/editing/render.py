@@ -214,7 +214,7 @@ _PSNR_CAP_DB = 50.0  # a preview that is the full render itself: "identical" cou
 @torch.inference_mode()
 def bf16_cost_db(G: Generator, cost: Cost, n: int = 4, seed: int = 1234) -> float:
     """How many dB of consistency ``cost`` loses when it renders in bfloat16 instead of float32."""
-    from ..training.metrics import psnr
+    from ..measures.psnr import psnr
 
     w = G.styles_from_seed(seed, n=n, truncation=0.8)
     kw = cost.render_kwargs()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..measures.perceptual import load_lpips
 from ..models.generator import Generator, GeneratorConfig
 from . import distributed as ddp
 from .channel_sort import apply_permutations, permute_optimizer, sort_channels
@@ -52,7 +53,6 @@ from .losses import (
     lazy_r1_loss,
     path_length_penalty,
 )
-from .perceptual import load_lpips
 from .subnets import SubnetSampler
 
 CKPT_FORMAT = "anycost-train-checkpoint"

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.modelfile import build_and_load, read_model
+from ..measures.perceptual import load_lpips, lpips_distance
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
@@ -43,7 +44,6 @@ from .checkpoint import (
     save_checkpoint_in,
 )
 from .data import open_data
-from .perceptual import load_lpips, lpips_distance
 from .subnets import SubnetSampler
 
 CKPT_FORMAT = "anycost-train-checkpoint"

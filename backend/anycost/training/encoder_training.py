@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AnycostError, InputError
+from ..measures.perceptual import load_lpips
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator
 from .checkpoint import save_atomic
-from .perceptual import load_lpips
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
