@@ -37,9 +37,9 @@ import anycost
 from anycost.data.synth_faces import render_batch
 from anycost.editing.align import align_face
 from anycost.editing.paste import paste_back
+from anycost.editing.preview_choice import DEFAULT_PREVIEW_BUDGET_MS, pick_preview_cost
 from anycost.editing.project import ProjectionSettings, Projector
 from anycost.editing.region import Region
-from anycost.editing.render import DEFAULT_PREVIEW_BUDGET_MS, pick_preview_cost
 from anycost.io.modelfile import read_model, save_model
 from anycost.models.encoder import Encoder, EncoderConfig
 

@@ -21,7 +21,7 @@ ENV = "ANYCOST_TEST_RENDER_TIMES"  # "FULL_MS,FLOOR_MS" in a backend's environme
 SITE = Path(__file__).resolve().parent / "render_times_site"
 
 # where the preview choice reads render times: (module, function)
-MEASUREMENTS = (("anycost.editing.render", "measure_cost_ms"), ("anycost.search.preview", "time_entry"))
+MEASUREMENTS = (("anycost.editing.preview_choice", "measure_cost_ms"), ("anycost.editing.preview_choice", "time_entry"))
 
 
 @dataclass(frozen=True)

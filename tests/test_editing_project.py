@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 import anycost
+from anycost.editing.preview_choice import parse_cost, pick_preview_cost
 from anycost.editing.project import ProjectionSettings, Projector, psnr
-from anycost.editing.render import Cost, candidate_costs, parse_cost, pick_preview_cost
+from anycost.editing.render import Cost, candidate_costs
 from anycost.errors import InputError
-from anycost.training import perceptual
+from anycost.measures import perceptual
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # a 64 px model: extra threads only wait
 

@@ -825,7 +825,8 @@ def test_preview_choice_text_follows_the_backends_choice_per_session(tmp_path):
     'Preview:' line follows, though the link's welcome still describes the old choice."""
     import torch
 
-    from anycost.editing.render import Cost, parse_cost
+    from anycost.editing.preview_choice import parse_cost
+    from anycost.editing.render import Cost
     from anycost.io.modelfile import save_model
     from anycost.models.generator import Generator
     from anycost.search.cache import cache_dir, machine_id, machine_info, weights_id

@@ -6,7 +6,8 @@ import pytest
 import torch
 from model_support import tiny_generator
 
-from anycost.editing.render import BF16_MAX_COST_DB, Cost, bf16_cost_db, decide_preview_precision
+from anycost.editing.preview_choice import BF16_MAX_COST_DB, bf16_cost_db, decide_preview_precision
+from anycost.editing.render import Cost
 from anycost.models.precision import cpu_has_native_bf16
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,11 +8,11 @@ from model_support import tiny_generator
 from render_times import RenderTimes, given_render_times
 
 from anycost.commands.serve import needs_search
+from anycost.editing.preview_choice import pick_from_table
 from anycost.editing.session import Editor
 from anycost.io.modelfile import save_model
 from anycost.search.budget import TOLERANCE, budget_limit, fits_budget
 from anycost.search.cache import machine_id, machine_info, table_cache_path, weights_id
-from anycost.search.preview import pick_from_table
 from anycost.search.table import SearchTable, TableEntry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

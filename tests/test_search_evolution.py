@@ -159,8 +159,8 @@ def test_lpips_decides_when_its_backbone_is_available(G, space, latency, tmp_pat
     """A random AlexNet file in a temporary torch cache exercises the real LPIPS path of the search."""
     from torchvision.models import alexnet
 
+    from anycost.measures.perceptual import BACKBONE_FILES
     from anycost.search.consistency import LPIPS_DB, load_lpips_if_available
-    from anycost.training.perceptual import BACKBONE_FILES
 
     home = tmp_path / "torch"
     (home / "hub" / "checkpoints").mkdir(parents=True)

@@ -8,12 +8,19 @@ import pytest
 from model_support import tiny_generator
 
 from anycost.commands.serve import needs_search
-from anycost.editing.render import FULL, Cost, PreviewChoice, measure_cost_ms, pick_preview, pick_uniform
+from anycost.editing.preview_choice import (
+    PreviewChoice,
+    better_choice,
+    measure_cost_ms,
+    pick_preview,
+    pick_uniform,
+    quick_psnr,
+)
+from anycost.editing.render import FULL, Cost
 from anycost.editing.session import Editor
 from anycost.io.modelfile import save_model
 from anycost.search.budget import fits_budget
 from anycost.search.cache import machine_id, machine_info, table_cache_path, weights_id
-from anycost.search.preview import better_choice, quick_psnr
 from anycost.search.table import SearchTable, TableEntry
 from anycost.service.preview_search import recheck_preview
 

@@ -18,7 +18,8 @@ from model_support import tiny_generator
 from render_times import RenderTimes
 from service_support import Backend, make_directions, noise_rgba
 
-from anycost.editing.render import Cost, measure_cost_ms, parse_cost
+from anycost.editing.preview_choice import measure_cost_ms, parse_cost
+from anycost.editing.render import Cost
 from anycost.io.modelfile import save_model
 from anycost.models.generator import Generator
 from anycost.search.budget import budget_limit

@@ -10,13 +10,13 @@ import sys
 import pytest
 from model_support import tiny_generator
 
-from anycost.editing.render import Cost, pick_preview
+from anycost.editing.preview_choice import entry_cost, pick_from_table, pick_preview
+from anycost.editing.render import Cost
 from anycost.errors import InputError
 from anycost.io.modelfile import save_model
-from anycost.search.cache import table_cache_path
+from anycost.search.cache import cached_table, table_cache_path
 from anycost.search.evolution import EvolutionSettings, SearchSettings, search
 from anycost.search.latency import latency_table
-from anycost.search.preview import cached_table, entry_cost, pick_from_table
 from anycost.search.space import SearchSpace
 from anycost.search.table import SearchTable, TableEntry, parse_budgets
 

@@ -7,8 +7,9 @@ import warnings
 import pytest
 import torch
 
+from anycost.measures import perceptual
+from anycost.measures.psnr import psnr
 from anycost.models.generator import Generator, GeneratorConfig
-from anycost.training import perceptual
 from anycost.training.diffaugment import DiffAugment
 from anycost.training.discriminator import ConditionedDiscriminator, Discriminator
 from anycost.training.fewshot import FewShotDiscriminator, reconstruction_loss, sle_pairs
@@ -22,7 +23,7 @@ from anycost.training.losses import (
     path_length_penalty,
     r1_penalty,
 )
-from anycost.training.metrics import MetricUnavailable, consistency_metrics, fid, psnr
+from anycost.training.metrics import MetricUnavailable, consistency_metrics, fid
 from anycost.training.subnets import SubnetSampler, encode_channels
 
 

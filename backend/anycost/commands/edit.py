@@ -346,7 +346,7 @@ def _note(text: str) -> None:
 def _lpips_fallback_noted(args: argparse.Namespace) -> Iterator[None]:
     """When refinement would use LPIPS but no backbone file is cached, say so in one line up front
     (naming every accepted file) instead of the library's warning with its source line."""
-    from ..training.perceptual import BACKBONE_FILES, backbone_path
+    from ..measures.perceptual import BACKBONE_FILES, backbone_path
 
     wanted = not args.no_lpips and args.refine_steps > 0 and not getattr(args, "load_latent", None)
     if not wanted or any(backbone_path(net).is_file() for net in BACKBONE_FILES):

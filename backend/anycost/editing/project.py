@@ -111,7 +111,7 @@ class Projector:
     def lpips(self):
         """The LPIPS module (loaded once), or None when its backbone weights are not cached."""
         if not self._lpips_loaded:
-            from ..training.perceptual import backbone_path, load_lpips
+            from ..measures.perceptual import backbone_path, load_lpips
 
             # VGG-LPIPS suits inversion best; take whichever backbone is cached (one warning if none)
             net = "vgg" if backbone_path("vgg").is_file() else "alex"

@@ -28,13 +28,21 @@ from ..io.checkpoint import open_model
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder
 from ..models.generator import Generator
+from ..search.cache import cached_table, cached_table_path
 from ..search.space import model_space_kind
 from .align import Alignment, align_face
 from .notices import model_notices
 from .paste import BLEND_MODES, paste_back
+from .preview_choice import (
+    DEFAULT_PREVIEW_BUDGET_MS,
+    PreviewChoice,
+    decide_preview_precision,
+    parse_cost,
+    pick_preview,
+)
 from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
 from .region import DEFAULT_MAX_PIXELS, MIN_SIDE, Region, check_size
-from .render import DEFAULT_PREVIEW_BUDGET_MS, FULL, Cost, PreviewChoice, parse_cost, pick_preview
+from .render import FULL, Cost
 
 
 class Editor:
@@ -219,8 +227,6 @@ class Editor:
             if table is None and self.use_search_cache:
                 table = self._read_search_cache()
             if self.precision_report is None:
-                from .render import decide_preview_precision
-
                 self.precision_report = decide_preview_precision(self.generator, self.preview_budget_ms,
                                                                  self.preview_ratios, self.preview_precision)
             self._preview = pick_preview(self.generator, self.preview_budget_ms, table, self.preview_ratios,
@@ -232,8 +238,6 @@ class Editor:
         """The cached table's path (found once: it hashes the weights) and its modification time."""
         path = getattr(self, "_search_cache_path", None)
         if path is None:
-            from ..search.preview import cached_table_path
-
             path = self._search_cache_path = cached_table_path(self.generator)
         try:
             return path, path.stat().st_mtime_ns
@@ -241,8 +245,6 @@ class Editor:
             return path, None
 
     def _read_search_cache(self):
-        from ..search.preview import cached_table
-
         path, self._search_cache_mtime = self._search_cache_stamp()
         return cached_table(self.generator, path=path)
 

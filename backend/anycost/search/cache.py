@@ -1,4 +1,5 @@
-"""Where measured latencies and searched tables are kept, and the fingerprints that key them.
+"""Where measured latencies and searched tables are kept, the fingerprints that key them, and
+reading back the table searched for a model on this machine (``cached_table``).
 
 Latency tables depend on the architecture and the machine; searched tables also on the weights.
 Files live in ``$ANYCOST_CACHE_DIR``, else ``$XDG_CACHE_HOME/anycost``, else ``~/.cache/anycost``.
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..models.generator import Generator
+from .table import SearchTable
 
 _SAMPLE_VALUES = 1024  # per tensor, for the weights fingerprint
 
@@ -112,3 +114,26 @@ def latency_cache_path(G: Generator, device: torch.device | str = "cpu") -> Path
 
 def table_cache_path(G: Generator, device: torch.device | str = "cpu") -> Path:
     return cache_dir() / "search" / f"{weights_id(G)}-{machine_id(machine_info(device))}.json"
+
+
+def cached_table_path(G: Generator, device: torch.device | str | None = None) -> Path:
+    """Where the table searched for these weights on this machine is cached."""
+    return table_cache_path(G, G._device() if device is None else device)
+
+
+def cached_table(G: Generator, device: torch.device | str | None = None, *,
+                 path: Path | None = None) -> SearchTable | None:
+    """The table searched for these weights on this machine, if one is cached (None when absent or
+    unreadable). ``path``: the cache file when already known (finding it hashes the weights)."""
+    device = G._device() if device is None else device
+    path = table_cache_path(G, device) if path is None else path
+    if not path.is_file():
+        return None
+    try:
+        table = SearchTable.load(path)
+        table.check_fits(G)
+    except Exception:  # noqa: BLE001 - a damaged cache file only means: search again
+        return None
+    if not table.for_weights(weights_id(G)) or table.machine_id != machine_id(machine_info(device)):
+        return None
+    return table

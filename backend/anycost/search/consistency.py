@@ -18,11 +18,13 @@ has edit directions, the same samples moved along them, since previews are mostl
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..measures.perceptual import backbone_path, load_lpips, lpips_distance
 from ..models.generator import Generator
 from .space import SubConfig
 
@@ -114,8 +116,6 @@ class ConsistencyEvaluator:
         lp = None
         if self.lpips is not None:
             with torch.inference_mode():
-                from ..training.perceptual import lpips_distance
-
                 lp = float(lpips_distance(self.lpips, self._small(sub), self._full_small).mean())
         result = Consistency(sum(psnrs) / len(psnrs), lp, sum(mses) / len(mses))
         self._cache[cfg] = result
@@ -125,10 +125,6 @@ class ConsistencyEvaluator:
 
 def load_lpips_if_available(device: torch.device | str = "cpu"):
     """The AlexNet LPIPS module when its backbone is cached locally, else None (PSNR only)."""
-    import warnings
-
-    from ..training.perceptual import backbone_path, load_lpips
-
     if not backbone_path("alex").is_file():
         return None
     with warnings.catch_warnings():

@@ -12,11 +12,10 @@ import torch
 
 from ..directions import DirectionSet
 from ..models.generator import Generator
-from .cache import table_cache_path
+from .cache import cached_table, table_cache_path
 from .consistency import load_lpips_if_available
 from .evolution import Progress, SearchResult, SearchSettings, search
 from .latency import LatencyTable, PredictorCheck, latency_table
-from .preview import cached_table
 from .space import SearchSpace, SpaceKind, model_space_kind
 
 

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..editing.render import PreviewChoice
-from ..search.cache import cache_dir
+from ..editing.preview_choice import PreviewChoice, better_choice
+from ..search.cache import cache_dir, cached_table
 from .log import log
 
 NICE = 10
@@ -118,16 +118,12 @@ class PreviewSearch:
     def _adopt(self) -> bool:
         """Choose the preview again from the table the search left in the cache (never a worse one
         than the current: ``recheck_preview``); True when the preview changed."""
-        from ..search.preview import cached_table
-
         if cached_table(self.editor.generator) is None:
             raise RuntimeError("the search finished but left no table for this model and machine")
         return recheck_preview(self.editor)[1]
 
     def _predictor_error(self) -> dict | None:
         """The latency predictor's out-of-sample error the search table records, for the log."""
-        from ..search.preview import cached_table
-
         table = cached_table(self.editor.generator)
         check = (table.latency.get("check") if table is not None else None) or {}
         if not check.get("n"):
@@ -156,8 +152,6 @@ def recheck_preview(editor) -> tuple[PreviewChoice, bool]:
     """Choose the preview again if the cached search table changed since it was read, keeping the
     current choice unless the new one is better (``better_choice``): a re-run search may have other
     settings, or the machine be busier now. Returns the choice in effect and whether its cost changed."""
-    from ..search.preview import better_choice
-
     before = editor.preview_choice()
     after = editor.preview_choice(recheck=True)
     if after is before:

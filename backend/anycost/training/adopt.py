@@ -221,10 +221,10 @@ def _distill(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) 
 
 
 def _encoder(src: Path, target: Path, s: AdoptSettings, work: Path, step, tell) -> tuple[dict, Path]:
+    from ..measures.psnr import psnr_from_mse
     from ..models.channels import STANDARD_RATIOS
     from ..search.space import model_space_kind
     from .encoder_training import EncoderTrainConfig, build_encoder, evaluate_encoder, train_encoder
-    from .metrics import psnr_from_mse
     from .model_update import model_parts, update_model
 
     G, comps, info = model_parts(src)

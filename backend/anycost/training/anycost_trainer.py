@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..measures.perceptual import load_lpips
 from ..models.generator import Generator, GeneratorConfig
 from . import distributed as ddp
 from . import losses
@@ -37,7 +38,6 @@ from .diffaugment import DiffAugment
 from .discriminator import Discriminator
 from .fewshot import FewShotDiscriminator, reconstruction_loss, sle_pairs
 from .harness import Every, postfix_of
-from .perceptual import load_lpips
 from .run_state import RunFolderTrainer
 from .subnets import SubnetSampler
 

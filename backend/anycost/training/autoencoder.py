@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.modelfile import build_and_load, read_model
+from ..measures.perceptual import load_lpips, lpips_distance
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator, GeneratorConfig
 from ..models.layers import EqualLinear
@@ -36,7 +37,6 @@ from .autoencoder_config import AutoencoderConfig
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
 from .harness import Every, postfix_of
-from .perceptual import load_lpips, lpips_distance
 from .run_state import RunFolderTrainer, settings_from
 from .subnets import SubnetSampler
 

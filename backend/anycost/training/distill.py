@@ -35,13 +35,13 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.checkpoint import file_sha256
+from ..measures.perceptual import lpips_distance
+from ..measures.psnr import psnr
 from ..models.generator import Generator
 from . import distributed as ddp
 from .channel_sort import sort_channels
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .distill_config import PERCEPTUAL_CHOICES, DistillConfig  # noqa: F401 - part of this module's API
-from .metrics import psnr
-from .perceptual import lpips_distance
 from .run_state import RunFolderTrainer
 from .subnets import SubnetSampler
 
@@ -84,7 +84,7 @@ def choose_perceptual(kind: str, discriminator: torch.nn.Module | None, device: 
     """(what is used, distance) for ``kind``; 'auto' takes LPIPS, else the discriminator, else none."""
     import warnings
 
-    from .perceptual import load_lpips
+    from ..measures.perceptual import load_lpips
 
     if kind in ("auto", "lpips"):
         with warnings.catch_warnings():  # the caller says in one line what is used instead
@@ -370,7 +370,7 @@ class Distiller(RunFolderTrainer):
 
 def _lpips_for_report(d: Distiller) -> torch.nn.Module | None:
     """LPIPS for the report when its weights are cached (the same check the perceptual term makes)."""
-    from .perceptual import load_lpips
+    from ..measures.perceptual import load_lpips
 
     return load_lpips("alex", d.device) if d.perceptual_kind == "lpips" else None
 

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AnycostError, InputError
+from ..measures.perceptual import load_lpips
 from ..models.encoder import Encoder, EncoderConfig
 from ..models.generator import Generator
 from .checkpoint import save_atomic, write_or_explain
 from .encoder_training_config import EncoderTrainConfig
 from .harness import Logs, run_steps
-from .perceptual import load_lpips
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AnycostError
+from ..measures.perceptual import lpips_distance
+from ..measures.psnr import psnr
 from ..models.channels import STANDARD_RATIOS
 from ..models.generator import Generator
-from .perceptual import lpips_distance
 
 # torchvision's cache file name for Inception-v3 weights.
 INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
@@ -27,17 +28,6 @@ INCEPTION_FILE = "inception_v3_google-0cc3c7bd.pth"
 
 class MetricUnavailable(AnycostError):
     """A metric needs weights that are not available on this machine."""
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample PSNR in dB of images in [-1, 1] (peak-to-peak 2); identical images give inf."""
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(4.0 / mse)
-
-
-def psnr_from_mse(mse: float) -> float:
-    """PSNR in dB of images in [-1, 1] from their mean squared error."""
-    return 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
 
 
 @torch.no_grad()
