@@ -33,6 +33,26 @@ def backend(tmp_path_factory, official_fixture):
     assert not b.conn.exists(), "the connection file is removed on clean shutdown"
 
 
+@pytest.fixture(scope="module")
+def slow_backend(tmp_path_factory):
+    """A backend whose previews take tens of milliseconds on any CPU (a 512 px generator, previewed whole):
+    a slider storm at the allowed rate outruns it."""
+    import torch
+
+    from anycost.io.modelfile import save_model
+    from anycost.models.generator import Generator
+
+    tmp = tmp_path_factory.mktemp("slow-service")
+    torch.manual_seed(0)
+    model = save_model(tmp / "slow.safetensors", generator=Generator(resolution=512, channel_multiplier=1).eval(),
+                       info={"name": "slow", "face": False, "channel_configs": "uniform"})
+    dirs = make_directions(model, tmp / "dirs.safetensors")
+    b = Backend(tmp, model, dirs, "--max-region-pixels", "200000", "--rate", str(RATE), "--preview-budget-ms", "1e5",
+                "--no-background-search")
+    yield b
+    b.stop()
+
+
 @pytest.fixture
 def client(backend):
     c = Client.connect(backend.conn, timeout=60)
@@ -135,15 +155,16 @@ def test_bgra_and_mask(client):
 
 
 @pytest.mark.parametrize("drafts", [True, False], ids=["drafts", "client-without-drafts"])
-def test_slider_storm_latest_wins(backend, drafts):
+def test_slider_storm_latest_wins(slow_backend, drafts):
     """A 2 s slider storm faster than the renderer: edits are coalesced, previews never queue up, the canvas
     keeps updating (with drafts, for a client that takes them), and the last preview shown is the full
     preview of the last edit, soon after the storm."""
     shown: list[P.Message] = []
+    backend = slow_backend
     conn = Connection(backend.endpoint, backend.key, on_message=shown.append)
     state = None
     try:
-        w = h = 440  # the largest region the test backend accepts: paste-back makes a preview cost ~50+ ms
+        w = h = 440  # the largest region the test backend accepts
         state = conn.open_session(noise_rgba(w, h, 1), w, h, align=False, refine_steps=0, drafts=drafts)
         deadline = time.monotonic() + 60
         while not state.ready and time.monotonic() < deadline:

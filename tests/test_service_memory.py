@@ -6,6 +6,7 @@ import os
 import threading
 import time
 
+import pytest
 from service_support import Backend
 
 from anycost.registry import resolve_model
@@ -34,10 +35,19 @@ def test_warm_before_ready_and_memory_trimmed_when_idle(tmp_path):
 
 
 class _Editor:
-    """Records where it is warmed up; fails when told to."""
+    """Records where (in which thread, with how many torch threads) it is timed and warmed up; fails when
+    told to."""
 
     def __init__(self, fail: bool = False):
-        self.fail, self.thread = fail, None
+        self.fail, self.thread, self.timed = fail, None, []
+
+    def preview_choice(self) -> None:
+        import torch
+
+        self.timed.append(("preview", threading.current_thread().name, torch.get_num_threads()))
+
+    def draft_cost(self) -> None:
+        self.timed.append(("draft", threading.current_thread().name))
 
     def warm_up(self) -> float:
         self.thread = threading.current_thread().name
@@ -56,10 +66,19 @@ def test_the_render_thread_warms_itself_up():
 
     ctx = zmq.Context.instance()
     editor = _Editor()
-    worker = RenderWorker(editor, Scheduler(), ctx, "inproc://warm-test", b"k", max_region_pixels=1, warm_up=True)
+    scheduler = Scheduler()
+    worker = RenderWorker(editor, scheduler, ctx, "inproc://warm-test", b"k", max_region_pixels=1, warm_up=True,
+                          threads=1)
     worker.start()
     assert worker.warmed.wait(10)
     assert editor.thread == worker.name == "anycost-render" and worker.warm_up_s == 0.25
+    # the preview choice is timed in the render thread too, with the render thread's own torch threads
+    assert editor.timed == [("preview", "anycost-render", 1), ("draft", "anycost-render")]
+    # torch work another thread needs done (re-choosing the preview after a search) runs there as well
+    assert scheduler.submit_task(lambda: threading.current_thread().name).result(10) == "anycost-render"
+    with pytest.raises(ZeroDivisionError):
+        scheduler.submit_task(lambda: 1 / 0).result(10)
+    assert worker.is_alive(), "a failing task reaches its caller, not the render thread"
     worker.stop_event.set()
     worker.join(10)
     failing = RenderWorker(_Editor(fail=True), Scheduler(), ctx, "inproc://warm-test-2", b"k", max_region_pixels=1,

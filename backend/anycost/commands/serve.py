@@ -7,7 +7,7 @@ import signal
 import sys
 
 from ..errors import InputError
-from .common import add_device, add_threads, apply_threads, resolve_device
+from .common import add_device, add_threads, resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,6 +116,7 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
     from ..editing.session import Editor
     from ..service.log import log
     from ..service.server import Server, ServerConfig
+    from ..service.worker import keep_torch_in_render_thread
 
     if args.idle_trim < 0:
         raise InputError("--idle-trim must be 0 or more")
@@ -125,28 +126,34 @@ def _serve(args: argparse.Namespace, claim, limits) -> int:
     key = _reuse(config) if args.reuse_connection_file else None
     kw = {} if args.preview_budget_ms is None else {"preview_budget_ms": args.preview_budget_ms}
     log("info", "loading", model=args.model, device=args.device)
-    apply_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads must be at least 1")
+    # torch runs in the render thread only: this thread loads the model with one torch thread
+    render_threads = keep_torch_in_render_thread(args.threads)
     editor = Editor(args.model, device=resolve_device(args.device), use_lpips=not args.no_lpips,
                     directions=args.directions, search_table=args.search_table, blend=args.blend,
                     preview_precision=args.preview_precision, commit_precision=args.commit_precision, **kw)
-    choice = editor.preview_choice()  # measured once, before clients wait on it
+    server = Server(editor, config, key=key, threads=render_threads)
+    search = None
 
     def model_ready(warm: float) -> None:
+        """Called once the render thread has timed the preview choice and warmed up, before the
+        connection file says the service is there."""
+        nonlocal search
+        choice = editor.preview_choice()
         log("info", "model_ready", model=editor.name, resolution=editor.generator.resolution,
             directions=list(editor.directions), preview_cost=choice.cost.label(),
             preview_budget_ms=editor.preview_budget_ms, notices=editor.notices, warm_up_s=round(warm, 2),
             precision_decision=editor.precision_report,
             **choice.describe())
+        if _wants_background_search(args, choice):
+            from ..service.preview_search import PreviewSearch
 
-    server = Server(editor, config, key=key)
-    search = None
-    if _wants_background_search(args, choice):
-        from ..service.preview_search import PreviewSearch
-
-        search = PreviewSearch(editor, device=args.device, directions=args.directions,
-                               extra_args=["--time-limit", f"{args.search_time_limit:g}",
-                                           *(["--threads", str(args.threads)] if args.threads else [])])
-        server.preview_search = search
+            search = PreviewSearch(editor, device=args.device, directions=args.directions,
+                                   extra_args=["--time-limit", f"{args.search_time_limit:g}",
+                                               *(["--threads", str(args.threads)] if args.threads else [])],
+                                   in_render_thread=server.in_render_thread)
+            server.preview_search = search
 
     def stop(signum, _frame) -> None:
         log("info", "signal", signal=signal.Signals(signum).name)

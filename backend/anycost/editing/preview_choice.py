@@ -339,3 +339,33 @@ def decide_preview_precision(G: Generator, budget_ms: float, ratios: Sequence[fl
         return {**report, "precision": "fp32", "reason": f"bf16 costs {cost16:.2f} dB at {c16.label()}"}
     return {**report, "precision": "bf16", "cost_db": round(max(cost32, cost16), 3), "at": c16.label(),
             "reason": f"native bf16, {speedup:.2f}× faster, costs {max(cost32, cost16):.2f} dB"}
+
+
+# A draft (a preview rendered while a slider moves faster than previews render, see service/sessions.py)
+# takes at most this share of the preview's render time: a drag's last edit may wait for one in flight.
+DRAFT_SHARE = 0.25
+DRAFT_MIN_RES = 16
+
+
+def pick_draft(G: Generator, preview: PreviewChoice, ratios: Sequence[float] = STANDARD_RATIOS,
+               dtype: torch.dtype | None = None, share: float = DRAFT_SHARE) -> Cost:
+    """The richest sub-generator below ``preview`` that renders in ``share`` of its measured time here:
+    a lower output resolution, at the preview's channels or a trained uniform ratio (the cheapest such
+    one when none is that fast; the preview itself when nothing is cheaper)."""
+    p = preview.cost
+    res = p.res or G.resolution
+    preview_flops = count_flops(G, p.res, p.channels)
+    lower = [r for r in G.resolutions if DRAFT_MIN_RES <= r < res] or [r for r in G.resolutions if r < res][-1:]
+    candidates = {Cost(r, p.channels) for r in lower}
+    candidates |= {Cost(r, None if q == 1.0 else float(q)) for r in lower for q in ratios}
+    ordered = sorted((c for c in candidates if count_flops(G, c.res, c.channels) < preview_flops),
+                     key=lambda c: count_flops(G, c.res, c.channels))
+    if not ordered:
+        return p
+    limit = share * (preview.measured_ms or measure_cost_ms(G, p, dtype=dtype))
+    best = ordered[0]
+    for c in ordered:  # cheapest first: times grow with FLOPs, so stop at the first too slow
+        if measure_cost_ms(G, c, dtype=dtype) > limit:
+            break
+        best = c
+    return best

@@ -38,6 +38,7 @@ from .preview_choice import (
     PreviewChoice,
     decide_preview_precision,
     parse_cost,
+    pick_draft,
     pick_preview,
 )
 from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
@@ -252,6 +253,16 @@ class Editor:
         if self.search_table is not None or not self.use_search_cache:
             return False
         return self._search_cache_stamp()[1] != getattr(self, "_search_cache_mtime", None)
+
+    def draft_cost(self) -> Cost:
+        """What a draft renders (``pick_draft``: a quarter of the preview's time here), chosen once per
+        preview choice; timed where it is first asked for (the service's render thread)."""
+        choice = self.preview_choice()
+        cached = getattr(self, "_draft", None)
+        if cached is None or cached[0] is not choice:
+            cached = self._draft = (choice, pick_draft(self.generator, choice, self.preview_ratios,
+                                                       dtype=self.preview_dtype))
+        return cached[1]
 
     def set_preview(self, choice: PreviewChoice) -> None:
         """Switch previews to another sub-generator (e.g. when a background search finishes)."""

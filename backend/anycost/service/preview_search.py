@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..editing.preview_choice import PreviewChoice, better_choice
@@ -31,8 +32,12 @@ class PreviewSearch:
     """One background ``anycost search`` for the editor's preview budget."""
 
     def __init__(self, editor, *, device: str = "cpu", directions: str | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None,
+                 in_render_thread: Callable[[Callable[[], bool]], bool] | None = None):
+        """``in_render_thread`` runs the re-choice (which times renders) where the service renders
+        (``Server.in_render_thread``); without it, in the search's own thread."""
         self.editor = editor
+        self._in_render_thread = in_render_thread or (lambda fn: fn())
         self.device = device
         self.directions = directions
         self.extra_args = list(extra_args or [])
@@ -120,7 +125,7 @@ class PreviewSearch:
         than the current: ``recheck_preview``); True when the preview changed."""
         if cached_table(self.editor.generator) is None:
             raise RuntimeError("the search finished but left no table for this model and machine")
-        return recheck_preview(self.editor)[1]
+        return self._in_render_thread(lambda: recheck_preview(self.editor)[1])
 
     def _predictor_error(self) -> dict | None:
         """The latency predictor's out-of-sample error the search table records, for the log."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import zmq
 
@@ -22,6 +23,7 @@ from anycost_client.protocol import Message, ProtocolError, ReplayGuard, decode,
 from .. import __version__
 from ..editing.paste import BLEND_MODES
 from ..errors import InputError
+from ..models.fast_synthesis import tune_allocator
 from .auth import ConnectionFileClaim, is_loopback_endpoint, load_curve
 from .limits import RateLimiter, ServiceLimits
 from .log import log
@@ -65,16 +67,18 @@ def _start_authenticator(ctx: zmq.Context, *, password: str | None = None, curve
     return auth
 
 
+T = TypeVar("T")
+
 HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                       | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 class Server:
-    def __init__(self, editor, config: ServerConfig, key: bytes | None = None):
+    def __init__(self, editor, config: ServerConfig, key: bytes | None = None, *, threads: int | None = None):
+        """``threads``: torch threads of the render thread (see ``keep_torch_in_render_thread``); the preview
+        sub-generator is timed there when the server starts."""
         self.editor = editor
-        # Measure the preview sub-generator now: doing it on the first hello or edit would stall
-        # the socket loop and make the first previews late.
-        editor.preview_cost()
+        self.threads = threads
         self.config = config
         self._trimmed_at: float | None = None
         self.key = key if key is not None else os.urandom(32)
@@ -181,8 +185,13 @@ class Server:
         renders once at preview and full cost (``Editor.warm_up``, in its own thread, where renders run)
         and ``on_warm(seconds)`` is called before the connection file says the service is there."""
         self._bind()
+        if str(getattr(self.editor, "device", "cpu")).startswith("cpu"):
+            # before the render thread exists: created earlier, it would have a malloc arena of its own,
+            # whose large blocks are mapped and unmapped at every render (full 1024 px renders 1.6x slower)
+            tune_allocator()
         self.worker = RenderWorker(self.editor, self.scheduler, self.ctx, self._out_endpoint, self.key,
-                                   max_region_pixels=self.limits.max_region_pixels, warm_up=warm_up)
+                                   max_region_pixels=self.limits.max_region_pixels, warm_up=warm_up,
+                                   threads=self.threads)
         self.worker.start()
         self.worker.warmed.wait()
         if self.worker.warm_up_error is not None:
@@ -207,6 +216,11 @@ class Server:
         log("info", "listening", endpoint=self.endpoint, connection_file=str(self.connection_path),
             model=self.editor.name, pid=os.getpid(), curve=bool(self.curve_public),
             auth="curve" if self.curve_public else "plain")
+
+    def in_render_thread(self, fn: Callable[[], T], timeout: float | None = 600.0) -> T:
+        """``fn()`` run by the render thread (torch work from another thread: see
+        ``keep_torch_in_render_thread``), between units of session work; its result or its error."""
+        return self.scheduler.submit_task(fn).result(timeout)
 
     def withdraw(self) -> None:
         """Remove the connection file (if it is still ours): no new client finds this server. Safe from a

@@ -24,7 +24,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +100,17 @@ class Session:
 
 @dataclass
 class Unit:
-    kind: str  # 'open' (one step of the open job), 'preview', 'commit'
+    kind: str  # 'open' (one step of the open job), 'preview', 'commit', 'task' (session is None then)
     session: Session
     request: Any = None
+
+
+@dataclass
+class Task:
+    """Work that must run in the render thread (where torch runs, see ``worker.keep_torch_in_render_thread``)
+    for another thread, which waits on ``future``."""
+    fn: Callable[[], Any]
+    future: Future = field(default_factory=Future)
 
 
 class Scheduler:
@@ -113,6 +122,7 @@ class Scheduler:
         self.sessions: dict[str, Session] = {}
         self._order: deque[str] = deque()
         self._counter = itertools.count(1)
+        self._tasks: deque[Task] = deque()
 
     # ------------------------------------------------------------------ socket thread
     def new_sid(self) -> str:
@@ -139,6 +149,15 @@ class Scheduler:
             for s in self.sessions.values():
                 if s.peer == peer:
                     s.last_seen = now
+
+    def submit_task(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn`` in the render thread before the next unit of session work; its result or error
+        comes back through the future."""
+        task = Task(fn)
+        with self._cond:
+            self._tasks.append(task)
+            self._cond.notify_all()
+        return task.future
 
     def submit_edit(self, s: Session, req: EditRequest) -> CommitRequest | None:
         """Latest wins. Returns a pending commit this edit superseded (the caller tells the client)."""
@@ -256,6 +275,8 @@ class Scheduler:
             while True:
                 if stop is not None and stop.is_set():
                     return None
+                if self._tasks:
+                    return Unit("task", None, self._tasks.popleft())  # type: ignore[arg-type]
                 for _ in range(len(self._order)):
                     sid = self._order[0]
                     self._order.rotate(-1)
