@@ -7,7 +7,7 @@ its last fifth or last 5 ms (abandoning it would save too little to notice), or 
 While a slider moves faster than previews render, every preview in flight is abandoned, so the canvas
 would show nothing until the hand stops; instead, once previews have been abandoned for
 ``min_preview_interval`` (or one full preview render, if longer) since the last one shown, the newest
-edit renders as a draft: at half the output resolution (``draft_cost``), a fraction of the work, and
+edit renders as a draft: at a lower output resolution (``Editor.draft_cost``), a quarter of the work, and
 never abandoned. When a draft answers the edit that is still the newest, the full preview of that
 same edit follows at once. So a drag keeps updating the canvas, and its last edit waits at most for
 a draft in flight, not for a full render. A commit drops the pending edit, and a newer edit or commit
