@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from model_support import tiny_generator
+from PIL import Image
 from torch import nn
 
 from anycost import Generator
@@ -245,6 +246,39 @@ def test_refined_directions_leave_the_other_attribute_alone(G):
         refine_directions(G, scorer, DirectionSet([labels["sefa_0"]]))
 
 
+def test_refinement_on_given_latents(G):
+    """The faces a user edits arrive through the encoder, off the sampled distribution: refinement can run
+    on such latents (``projected_latents``) instead of samples, and records that it did."""
+    from anycost.directions.refine import projected_latents
+    from anycost.models.encoder import Encoder, EncoderConfig
+
+    scorer = ChannelScorer()
+    labels = directions_from_labels(G, scorer, n_samples=200, n_calibration=8, target_change=0.35)
+    torch.manual_seed(0)
+    E = Encoder(EncoderConfig(n_style=G.n_style, style_dim=G.style_dim, depth=10, width=8, input_size=32)).eval()
+    faces = torch.rand(24, 3, 48, 48) * 2 - 1  # another size than the model's: resized first
+    w = projected_latents(G, E, faces, batch=7)
+    assert w.shape == (24, G.n_style, G.style_dim)
+    with torch.no_grad():
+        first = E(torch.nn.functional.interpolate(faces[:1], size=(G.resolution, G.resolution), mode="bicubic",
+                                                  align_corners=False, antialias=True).clamp(-1, 1))
+    assert torch.allclose(w[:1], first, atol=1e-5), "batching changes nothing"
+    settings = RefineSettings(steps=20, batch=8, max_drift=2.0)
+    given = refine_directions(G, scorer, labels, settings=settings, latents=(w[:16], w[16:]))
+    for name in scorer.attributes:
+        info = given[name].info["refined"]
+        assert info["on"] == "projected" and info["held_out"] == 8
+        # its effect is measured on the held-out projected latents it was given
+        a = scorer.attributes.index(name)
+        base = score_latents(G, scorer, w[16:], res=16)
+        effect = measure_effect(G, scorer, given[name].offset(G.n_style, G.style_dim), a, w[16:], base, 16)
+        assert effect.as_dict() == info["after"]
+    with pytest.raises(InputError, match="W\\+"):
+        refine_directions(G, scorer, labels, settings=settings, latents=(w[:16, 0], w[16:, 0]))
+    with pytest.raises(InputError, match="encoder"):
+        projected_latents(G, None, faces)
+
+
 def test_a_refined_direction_is_kept_only_when_it_is_better():
     start = EditEffect(success=0.1, own=0.6, other_max=0.3)
     assert _better(EditEffect(0.2, 0.35, 0.2), start)
@@ -397,6 +431,16 @@ def test_cli_end_to_end(G, tmp_path, capsys):
     assert set(after) == set(before)
     assert after["smile"].vector.shape == (G.n_style, G.style_dim) and "refined" in after["smile"].info
     assert torch.equal(after["sefa_1"].vector, before["sefa_1"].vector)
+    # on projected faces: the model needs an encoder, a folder enough faces; nothing is written otherwise
+    assert "encoder" in fails("fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine",
+                              "--refine-on", "synth", "-o", str(tmp_path / "e.safetensors"))
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(few / f"{i}.png")
+    assert "needs more" in fails("fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine",
+                                 "--refine-on", str(few), "-o", str(tmp_path / "e.safetensors"))
+    assert not (tmp_path / "e.safetensors").exists()
 
 
 def test_cli_train_classifier_synthetic(tmp_path):

@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--refine-batch", type=int, default=16, help="latents per step (default 16)")
     r.add_argument("--refine-pool", type=int, default=512, help="latents the batches are drawn from")
     r.add_argument("--refine-holdout", type=int, default=64, help="other latents the reported effect is measured on")
+    r.add_argument("--refine-on", default="samples", metavar="samples|synth|FOLDER",
+                   help="what the latents are: samples of the model (default); 'synth', the encoder's answers for "
+                        "synthetic faces (models trained on them, such as the demo; held-out faces measure); or the "
+                        "encoder's answers for the aligned face images in FOLDER (the last --refine-holdout measure)")
     p.add_argument("--layers", default=None, help="style slots the directions act on, e.g. 0-7 (default all)")
     p.add_argument("--scale", type=float, default=None,
                    help="W distance at slider 1 (default: measured / 2 std of w along the direction)")
@@ -118,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{source} holds no label directions to refine; fit them first with --from-labels")
         settings = RefineSettings(steps=args.refine_steps, batch=args.refine_batch, pool=args.refine_pool,
                                   holdout=args.refine_holdout, seed=args.seed)
-        new = refine_directions(G, clf.to(device), have, names=names, settings=settings, progress=print)
+        latents = None if args.refine_on == "samples" else _projected(args, source, G, device)
+        new = refine_directions(G, clf.to(device), have, names=names, settings=settings, progress=print,
+                                latents=latents)
     else:
         from ..directions.boundaries import directions_from_labels
         clf = _classifier(args, comps, source)
@@ -159,3 +165,37 @@ def _classifier(args: argparse.Namespace, comps: dict, source: Path):
         return classifier_from_component(comps[CLF], str(source))
     raise InputError(f"{source} holds no attribute classifier; pass --classifier FILE "
                      "(see `anycost train-classifier`)")
+
+
+def _projected(args: argparse.Namespace, source, G, device):
+    """(pool, held-out) W+ of faces for ``--refine-on synth|FOLDER``: the encoder's instant answers."""
+    from pathlib import Path
+
+    import torch
+
+    from ..directions.refine import projected_latents
+    from ..io.checkpoint import open_model
+
+    encoder = open_model(Path(source)).encoder(device)
+    pool_n, held_n = args.refine_pool, args.refine_holdout
+    if args.refine_on == "synth":
+        from ..data.synth_faces import render_batch
+
+        def faces(n: int, start: int) -> torch.Tensor:
+            imgs, _ = render_batch(args.seed, n, G.resolution, start=start)
+            return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+        print(f"encoding {pool_n} + {held_n} synthetic faces")
+        # held-out faces from the index range training never draws from
+        return (projected_latents(G, encoder, faces(pool_n, 0)),
+                projected_latents(G, encoder, faces(held_n, 10 ** 9)))
+    from ..training.image_folder import list_images, load_images
+
+    paths = list_images(args.refine_on)
+    if len(paths) < held_n + 2:
+        raise InputError(f"{args.refine_on} holds {len(paths)} images; --refine-on FOLDER needs more than "
+                         f"--refine-holdout ({held_n}) + 1")
+    paths = paths[: pool_n + held_n]
+    print(f"encoding {len(paths)} faces from {args.refine_on}")
+    w = projected_latents(G, encoder, load_images(paths, G.resolution))
+    return w[:-held_n], w[-held_n:]

@@ -100,8 +100,13 @@ def _better(after: EditEffect, before: EditEffect) -> bool:
 
 def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Sequence[str] | None = None,
                       settings: RefineSettings | None = None,
-                      progress: Callable[[str], None] | None = None) -> DirectionSet:
-    """Per-slot offsets for the label directions in ``directions`` (those naming a classifier attribute)."""
+                      progress: Callable[[str], None] | None = None,
+                      latents: tuple[torch.Tensor, torch.Tensor] | None = None) -> DirectionSet:
+    """Per-slot offsets for the label directions in ``directions`` (those naming a classifier attribute).
+
+    ``latents``: (pool, held-out) W+ latents to optimise and measure on instead of samples, e.g. the
+    encoder's answers for real faces (``projected_latents``): the faces a user edits arrive through
+    projection, off the sampled distribution, where a direction fitted on samples moves less."""
     s = settings or RefineSettings()
     if s.steps < 1 or s.batch < 2:
         raise InputError("direction refinement needs at least 1 step and a batch of 2")
@@ -115,9 +120,14 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
     for p, _ in frozen:
         p.requires_grad_(False)
     try:
-        pool = G.to_w_plus(sample_w(G, s.pool, truncation=s.truncation, seed=s.seed + 31_337))
-        held = G.to_w_plus(sample_w(G, s.holdout, truncation=s.truncation, seed=s.seed + 71_711))
-        say(f"scoring {s.pool} + {s.holdout} samples at {res} px")
+        if latents is None:
+            pool = G.to_w_plus(sample_w(G, s.pool, truncation=s.truncation, seed=s.seed + 31_337))
+            held = G.to_w_plus(sample_w(G, s.holdout, truncation=s.truncation, seed=s.seed + 71_711))
+        else:
+            pool, held = (x.detach().to(next(G.parameters()).device) for x in latents)
+            if pool.shape[1:] != (G.n_style, G.style_dim) or held.shape[1:] != pool.shape[1:] or len(pool) < 2:
+                raise InputError(f"refinement latents must be (N, {G.n_style}, {G.style_dim}) W+, at least 2")
+        say(f"scoring {len(pool)} + {len(held)} {'samples' if latents is None else 'projected faces'} at {res} px")
         pool_base, held_base = score_latents(G, clf, pool, res=res), score_latents(G, clf, held, res=res)
         whiten = whitening(sample_w(G, max(2048, 8 * G.style_dim), truncation=1.0, seed=s.seed + 5))
         out = DirectionSet()
@@ -150,7 +160,8 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
             if drift > s.max_drift or not _better(after, before):
                 V, after = start, before  # never worse than the boundary it started from
             info = {**d.info, "refined": {"steps": s.steps, "batch": s.batch, "margin": s.margin,
-                                          "held_out": s.holdout, "drift": round(drift, 3),
+                                          "held_out": len(held), "drift": round(drift, 3),
+                                          "on": "samples" if latents is None else "projected",
                                           "before": before.as_dict(),
                                           "after": after.as_dict()}}
             out.add(Direction(d.name, V.cpu(), None, 1.0, d.slider_range, d.source, info, d.hidden))
@@ -161,3 +172,23 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
     finally:
         for p, flag in frozen:
             p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def projected_latents(G: Generator, encoder, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+    """The encoder's instant W+ for each of ``images`` ((N, 3, H, W) in [-1, 1], resized to the model's
+    resolution): the latents a user's faces start from."""
+    import torch.nn.functional as F
+
+    if encoder is None:
+        raise InputError("refining on projected faces needs a model with an encoder")
+    encoder.eval()
+    device = next(G.parameters()).device
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i: i + batch].to(device, torch.float32)
+        if x.shape[-1] != G.resolution:
+            x = F.interpolate(x, size=(G.resolution, G.resolution), mode="bicubic", align_corners=False,
+                              antialias=True)
+        out.append(encoder(x.clamp(-1, 1)).float())
+    return torch.cat(out)
