@@ -346,12 +346,6 @@ def test_paste_geometry_is_kept_per_region_and_alignment(face):
     assert len(kept) == 1
     np.testing.assert_array_equal(paste_back(region, al, edited), first)
     assert [value for _, _, value in paste._GEOMETRIES.values()][0] is kept[0], "reused, not computed again"
-    paste._GEOMETRIES.clear()
-    paste.prepare_paste(region, al)  # what a session does when it opens
-    prepared = [value for _, _, value in paste._GEOMETRIES.values()]
-    np.testing.assert_array_equal(paste_back(region, al, edited), first)
-    assert [value for _, _, value in paste._GEOMETRIES.values()] == prepared and len(prepared) == 1
-    assert list(paste._GEOMETRIES.values())[0][2] is prepared[0], "the first paste used the prepared geometry"
 
     narrower_mask = mask.copy()
     narrower_mask[:, 200:] = 0

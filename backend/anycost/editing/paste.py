@@ -146,13 +146,6 @@ def paste_back(
     return out
 
 
-def prepare_paste(region: Region, alignment: Alignment, *, feather: float = DEFAULT_FEATHER,
-                  use_face_mask: bool = True, selection_feather: float | None = None) -> None:
-    """Compute and keep what every ``paste_back`` with these arguments shares (the sampling grid and the
-    blend weight), so the first paste of a session costs what later ones do."""
-    _geometry(region, alignment, feather, use_face_mask, _selection_feather(feather, selection_feather))
-
-
 def paste_bounds(region: Region, alignment: Alignment, *, use_face_mask: bool = True
                  ) -> tuple[int, int, int, int] | None:
     """Half-open (x0, y0, x1, y1) outside which ``paste_back`` leaves every pixel as it was (None: all)."""
