@@ -121,3 +121,28 @@ def test_a_table_from_other_weights_is_ignored(model):
     t.save(table_cache_path(G, "cpu"))  # at this model's path, but searched for other weights
     choice = Editor(path, preview_budget_ms=150).preview_choice()
     assert choice.source == "uniform" and choice.searched_ms is None, "the table was not read"
+
+
+def test_a_draft_is_the_richest_lower_resolution_in_a_quarter_of_the_preview(monkeypatch):
+    """A draft (what a fast drag shows, service/sessions.py) is the richest lower-resolution sub-generator
+    that renders in a quarter of the preview's time here: with given times, whatever this machine's speed."""
+    from anycost.editing.preview_choice import DRAFT_SHARE, PreviewChoice, lower_resolution, pick_draft
+    from anycost.editing.render import Cost
+    from anycost.models.flops import count_flops
+
+    G = tiny_generator(res=64)
+    times = RenderTimes(full_ms=400.0)
+    given_render_times(monkeypatch, times)
+    preview = PreviewChoice(Cost(None, 0.75), 200.0, "uniform", measured_ms=times.ms(G, None, 0.75))
+    draft = pick_draft(G, preview, (0.25, 0.5, 0.75, 1.0))
+    limit = DRAFT_SHARE * preview.measured_ms
+    assert draft.res is not None and draft.res < G.resolution
+    assert times.ms(G, draft.res, draft.channels) <= limit
+    richer = [Cost(r, q) for r in G.resolutions if 16 <= r < G.resolution for q in (0.25, 0.5, 0.75)
+              if count_flops(G, r, q) > count_flops(G, draft.res, draft.channels)]
+    assert richer and all(times.ms(G, c.res, c.channels) > limit for c in richer), "no richer one fits"
+    # a preview at the lowest resolution has nothing cheaper at a lower one
+    lowest = PreviewChoice(Cost(8, 1.0), 200.0, "uniform", measured_ms=times.ms(G, 8, 1.0))
+    assert pick_draft(G, lowest) == lowest.cost
+    # a preview asked for at another cost drafts at its next lower resolution
+    assert lower_resolution(Cost(32, 0.5), G) == Cost(16, 0.5) and lower_resolution(Cost(8, 1.0), G) == Cost(8, 1.0)

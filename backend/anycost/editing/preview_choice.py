@@ -347,6 +347,14 @@ DRAFT_SHARE = 0.25
 DRAFT_MIN_RES = 16
 
 
+def lower_resolution(cost: Cost, G: Generator) -> Cost:
+    """``cost`` at the next lower output resolution, the same channels (``cost`` itself at the lowest): the
+    draft of a preview asked for at a cost of its own rather than the chosen preview."""
+    res = cost.res or G.resolution
+    lower = [r for r in G.resolutions if r < res]
+    return Cost(max(lower), cost.channels) if lower else cost
+
+
 def pick_draft(G: Generator, preview: PreviewChoice, ratios: Sequence[float] = STANDARD_RATIOS,
                dtype: torch.dtype | None = None, share: float = DRAFT_SHARE) -> Cost:
     """The richest sub-generator below ``preview`` that renders in ``share`` of its measured time here:

@@ -37,6 +37,7 @@ from .preview_choice import (
     DEFAULT_PREVIEW_BUDGET_MS,
     PreviewChoice,
     decide_preview_precision,
+    lower_resolution,
     parse_cost,
     pick_draft,
     pick_preview,
@@ -254,10 +255,13 @@ class Editor:
             return False
         return self._search_cache_stamp()[1] != getattr(self, "_search_cache_mtime", None)
 
-    def draft_cost(self) -> Cost:
-        """What a draft renders (``pick_draft``: a quarter of the preview's time here), chosen once per
-        preview choice; timed where it is first asked for (the service's render thread)."""
+    def draft_cost(self, cost: Cost | None = None) -> Cost:
+        """What a draft of a preview at ``cost`` (default: the chosen preview) renders: for the chosen preview
+        ``pick_draft`` (a quarter of its time here), chosen once per preview choice and timed where it is
+        first asked for (the service's render thread); for another cost, its next lower resolution."""
         choice = self.preview_choice()
+        if cost is not None and cost != choice.cost:
+            return lower_resolution(cost, self.generator)
         cached = getattr(self, "_draft", None)
         if cached is None or cached[0] is not choice:
             cached = self._draft = (choice, pick_draft(self.generator, choice, self.preview_ratios,

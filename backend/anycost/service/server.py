@@ -554,7 +554,8 @@ class Server:
         if s is None:
             return
         self.scheduler.remove(s.sid)
-        log("info", "session_closed", sid=s.sid, edits=s.edits_received, previews=s.previews_rendered)
+        log("info", "session_closed", sid=s.sid, edits=s.edits_received, previews=s.previews_rendered,
+            drafts=s.drafts, abandoned=s.previews_abandoned)
         self._send(peer, Message("done", {"what": "close"}, request_id=msg.request_id, session_id=s.sid))
 
 

@@ -29,7 +29,6 @@ from anycost_client.protocol import (
 )
 
 from ..editing.paste import paste_bounds
-from ..editing.render import Cost
 from ..errors import AnycostError, ModelFileError, RenderCancelled
 from .log import log
 from .preview_search import recheck_preview
@@ -59,14 +58,6 @@ def preview_fields(editor) -> dict:
             "preview_ms": d["measured_ms"], "preview_source": d["source"], "preview_predicted_ms": d["predicted_ms"],
             "preview_psnr": d["psnr"], "preview_flops": d["flops"], "preview_channels": d["channels"],
             "preview_fits": d["fits"], "preview_precision": d["precision"]}
-
-
-def draft_cost(cost: Cost, G) -> Cost:
-    """What a draft of a preview asked for at ``cost`` (not the chosen preview: ``Editor.draft_cost``)
-    renders: ``cost`` at half its output resolution, the same channels; ``cost`` itself at the smallest."""
-    res = cost.res or G.resolution
-    lower = [r for r in G.resolutions if r < res]
-    return Cost(max(lower), cost.channels) if lower else cost
 
 
 def changed_box(rgba: np.ndarray, original: np.ndarray, within: tuple[int, int, int, int] | None = None
@@ -332,8 +323,7 @@ class RenderWorker(threading.Thread):
         draft = False
         # a client that did not open the session with 'drafts' gets the full preview in a draft's place
         if req.draft and s.open_request.options.get("drafts") is True:
-            ed = self.editor
-            lower = ed.draft_cost() if cost == ed.preview_cost() else draft_cost(cost, ed.generator)
+            lower = self.editor.draft_cost(cost)
             draft, cost = lower != cost, lower
         # a draft (or what renders in its place) is never abandoned: it is what a fast drag shows
         cancel = None if req.draft else req.cancel.is_set
