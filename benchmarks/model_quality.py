@@ -6,6 +6,9 @@ Prints, with the goals the shipped demo model is held to:
   * sub-generator consistency: PSNR of every ratio × resolution against the full render
     (the full render downsampled to that resolution); goal ≥ 25 dB at ratio 0.5, full resolution;
   * projection: PSNR of encoder-only and refined projections; goal refined ≥ 25 dB;
+  * what the model carries: per attribute, the classifier's change between held-out faces drawn with
+    it at 0 and at 1, on the drawings and on their encoder reconstructions (a slider cannot show on a
+    projected face what encoder and generator lose);
   * edit success per attribute direction: share of samples whose classifier score for that
     attribute moves the intended way by ≥ 0.3 at slider ±1 (towards the side with room: +1 where
     the score is below 0.5, −1 above) while every other attribute moves < 0.1; goal ≥ 70 % (or
@@ -125,6 +128,37 @@ def edits(G, clf, dirs, w: torch.Tensor, what: str, out: Path | None) -> None:
         save_image_atomic(make_grid(np.concatenate(grid_rows), cols=5), out / name)
 
 
+def paired_faces(name: str, n: int, res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out dataset faces redrawn with ``name`` at 0 and at 1, everything else fixed."""
+    from dataclasses import replace
+
+    from anycost.data.synth_faces import face_attributes, render_face
+
+    faces = [face_attributes(0, HELDOUT_START + 2_000 + k) for k in range(n)]
+
+    def draw(v: float) -> torch.Tensor:
+        x = torch.from_numpy(np.stack([np.array(render_face(replace(f, **{name: v}), res)) for f in faces]))
+        return x.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    return draw(0.0), draw(1.0)
+
+
+@torch.inference_mode()
+def carried(G, E, clf, n: int) -> None:
+    """How much of each attribute survives encoder → generator: the classifier's change between a face
+    drawn with the attribute at 0 and at 1, on the drawings and on their reconstructions. A slider cannot
+    show on a projected face what the model does not carry."""
+    print(f"\n== what the model carries: {n} held-out faces drawn with each attribute at 0 and 1, "
+          "classifier change on the drawings and on their encoder reconstructions ==")
+    attrs = list(clf.attributes)
+    for name in (a for a in ATTRIBUTES if a in attrs):
+        i = attrs.index(name)
+        lo, hi = paired_faces(name, n, G.resolution)
+        drawn = float((clf.predict(hi) - clf.predict(lo))[:, i].mean())
+        rec = float((clf.predict(G.synthesize(E(hi))) - clf.predict(G.synthesize(E(lo))))[:, i].mean())
+        print(f"{name:>14}: drawings Δ {drawn:+.2f}, reconstructions Δ {rec:+.2f} → {100 * rec / drawn:4.0f} % carried")
+
+
 @torch.inference_mode()
 def dataset_edits(clf, res: int, n: int) -> None:
     """The same test on the dataset's own edits: each face redrawn with one label set to 0 or 1.
@@ -181,6 +215,8 @@ def main() -> None:
         from anycost.training.classifier import classifier_from_component
 
         clf = classifier_from_component(comp, str(path))
+        if E is not None:
+            carried(G, E, clf, args.n)
         edits(G, clf, dirs, G.styles_from_seed(20_000, n=args.n, truncation=0.8), "samples", out)
         # the faces a user brings arrive through projection: the same test on the projected held-out faces
         edits(G, clf, dirs, projected, "projected held-out faces", out)

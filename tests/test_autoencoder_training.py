@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import anycost
-from anycost.errors import InputError
+from anycost.errors import InputError, ModelFileError, ModelNotFoundError
 from anycost.io.modelfile import save_model
 from anycost.training.autoencoder import AutoencoderConfig, AutoencoderTrainer
 from anycost.training.checkpoint import latest_checkpoint
+from anycost.training.losses import attribute_feature_distance
 
 
 def tiny_config(out, **kw) -> AutoencoderConfig:
@@ -182,3 +183,37 @@ def test_cli_resume_keeps_the_runs_settings(tmp_path):
     assert ckpt["step"] == 3
     assert {k: ckpt["config"][k] for k in ("steps", "res", "style_dim", "enc_width", "batch", "checkpoint_every")} \
         == {"steps": 3, "res": 32, "style_dim": 16, "enc_width": 8, "batch": 2, "checkpoint_every": 1}
+
+
+def test_feature_net_loss_is_trained_logged_and_recorded(tmp_path):
+    """``--feature-net``: a frozen attribute classifier's features join the reconstruction loss; the run
+    logs the term, learns, leaves the classifier untouched and names it in the model file."""
+    from anycost.training.classifier import AttributeClassifier, ClassifierConfig, save_classifier
+
+    torch.manual_seed(0)
+    clf = AttributeClassifier(ClassifierConfig(attributes=["a", "b"], input_size=16, width=8))
+    net = save_classifier(tmp_path / "features.safetensors", clf)
+    tr = AutoencoderTrainer(tiny_config(tmp_path / "run", feature_net=str(net), feature_weight=0.5, steps=12,
+                                        checkpoint_every=0), quiet=True)
+    before = {k: v.clone() for k, v in tr.feature_net.state_dict().items()}
+    assert not any(p.requires_grad for p in tr.feature_net.parameters())
+    x = tr.data.pool.images[:6]
+    with torch.no_grad():
+        start = float(attribute_feature_distance(tr.feature_net, tr.G.synthesize(tr.E(x), impl="reference"), x))
+    logs = [tr.train_step() for _ in range(12)]
+    assert all(math.isfinite(row["loss/feature"]) and row["loss/feature"] >= 0 for row in logs)
+    tr.G.eval()
+    tr.E.eval()
+    with torch.no_grad():
+        end = float(attribute_feature_distance(tr.feature_net, tr.G.synthesize(tr.E(x), impl="reference"), x))
+    assert end < start
+    assert all(torch.equal(before[k], v) for k, v in tr.feature_net.state_dict().items())
+    tr.cfg.prior_samples, tr.cfg.mapping_steps = 16, 2
+    model = tr.finish()["model"]
+    from anycost.io.modelfile import read_model
+
+    assert read_model(model).info["training"]["feature_net"] == str(net)
+    with pytest.raises(ModelNotFoundError):
+        AutoencoderTrainer(tiny_config(tmp_path / "bad", feature_net=str(tmp_path / "missing.safetensors")))
+    with pytest.raises(ModelFileError, match="no attribute classifier"):
+        AutoencoderTrainer(tiny_config(tmp_path / "bad", feature_net=model))

@@ -37,6 +37,7 @@ from .autoencoder_config import AutoencoderConfig
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
 from .harness import Every, postfix_of
+from .losses import attribute_feature_distance
 from .run_state import RunFolderTrainer, settings_from
 from .subnets import SubnetSampler
 
@@ -89,6 +90,8 @@ class AutoencoderTrainer(RunFolderTrainer):
         self.sched = random.Random(cfg.seed)
         torch.manual_seed(cfg.seed * 7919 + 17)
         self.lpips = load_lpips("alex", self.device) if cfg.lpips_weight > 0 else None
+        self.feature_net = self.load_feature_net(cfg.feature_net) if cfg.feature_net and cfg.feature_weight > 0 \
+            else None
         self.data = data if data is not None else open_data(cfg.data, cfg.res, self.resolutions, cfg.batch,
                                                             cfg.seed)
         self.prior: dict[str, torch.Tensor] | None = None
@@ -106,6 +109,15 @@ class AutoencoderTrainer(RunFolderTrainer):
         with torch.no_grad():
             shift_latent_space(self.G, self.E, -self.E.mean_latent.clone())
         self.G._mean_w_cache.clear()
+
+    def load_feature_net(self, where: str):
+        """The frozen attribute classifier behind ``--feature-net`` (a model file or registered name)."""
+        from .classifier import load_classifier
+
+        clf = load_classifier(resolve_model(where), self.device).eval()
+        for p in clf.parameters():
+            p.requires_grad_(False)
+        return clf
 
     # ------------------------------------------------------------------ pieces
     def sample_res(self) -> int:
@@ -128,11 +140,16 @@ class AutoencoderTrainer(RunFolderTrainer):
         w = w_plus.mean(1)
         return w, w_plus - w.unsqueeze(1)
 
-    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pixel + perceptual loss, the feature-net term alone or None)."""
         loss = F.mse_loss(fake, real)
         if self.lpips is not None and self.cfg.lpips_weight > 0:
             loss = loss + self.cfg.lpips_weight * lpips_distance(self.lpips, fake, real).mean()
-        return loss
+        feature = None
+        if self.feature_net is not None:
+            feature = attribute_feature_distance(self.feature_net, fake, real)
+            loss = loss + self.cfg.feature_weight * feature
+        return loss, feature
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -151,10 +168,13 @@ class AutoencoderTrainer(RunFolderTrainer):
         kl = 0.5 * w.pow(2).mean()
         res_pen = resid.pow(2).mean()
         rec = []
+        feature = None
         for ch in chans:
             fake = self.G.synthesize(w_plus, res=res, channels=None if ch == self.subnets.full else ch,
                                      noise="const", impl="reference")
-            rec.append(self.recon_loss(fake, real))
+            term, feat = self.recon_loss(fake, real)
+            rec.append(term)
+            feature = feature if feature is not None else feat  # the full generator's, for the log
         rec_total = torch.stack(rec).mean()
         loss = rec_total + ramp * cfg.kl_weight * kl + cfg.residual_weight * res_pen
         self.opt.zero_grad(set_to_none=True)
@@ -169,6 +189,8 @@ class AutoencoderTrainer(RunFolderTrainer):
         logs = {"res": float(res), "loss/total": float(loss.detach()), "loss/recon": float(rec[0].detach()),
                 "loss/kl": float(kl.detach()), "loss/residual": float(res_pen.detach()),
                 "w_std": float(self.w_var.mean().sqrt())}
+        if feature is not None:
+            logs["loss/feature"] = float(feature.detach())
         if len(rec) > 1:
             logs["loss/recon_smallest"] = float(rec[1].detach())
             logs["loss/recon_random"] = float(torch.stack(rec[2:]).mean().detach())
@@ -361,6 +383,7 @@ class AutoencoderTrainer(RunFolderTrainer):
                 "tool": "anycost train-autoencoder", "method": "regularised autoencoder (no adversarial loss)",
                 "data": cfg.data, "steps": self.step, "batch": cfg.batch, "seed": cfg.seed,
                 "kimg": round(self.step * cfg.batch / 1000, 3), "lpips": self.lpips is not None,
+                "feature_net": cfg.feature_net if self.feature_net is not None else None,
                 "noise_std": cfg.noise_std, "kl_weight": cfg.kl_weight, "init": cfg.init,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **(extra or {}),
@@ -374,7 +397,7 @@ class AutoencoderTrainer(RunFolderTrainer):
         log = self.open_log()
         if self.lpips is None and cfg.lpips_weight > 0:
             warnings.warn("training with pixel MSE only (no LPIPS)", RuntimeWarning, stacklevel=2)
-        shown = ("loss/recon", "loss/recon_smallest", "res", "img_per_s")
+        shown = ("loss/recon", "loss/feature", "loss/recon_smallest", "res", "img_per_s")
         timing = self.train(cfg.steps, log=log, columns=lambda s: {"kimg": s * cfg.batch / 1000},
                             images_per_step=cfg.batch, every=[Every(cfg.sample_every, lambda s, _: self.recon_grid())],
                             postfix=lambda logs: postfix_of(logs, shown.__contains__),

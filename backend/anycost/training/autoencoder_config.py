@@ -35,6 +35,11 @@ class AutoencoderConfig:
     lr: float = setting(2e-3, "generator learning rate", group="optimisation")
     enc_lr: float = setting(1e-3, "encoder learning rate", group="optimisation")
     lpips_weight: float = setting(0.5, "used only when LPIPS weights are cached", group="optimisation")
+    # Pixel MSE averages away small features (eyes, mouth, glasses); an attribute classifier's features keep them.
+    feature_net: str | None = setting(None, "model file with an attribute classifier whose features and scores "
+                                            "the reconstruction must match (a face-aware perceptual loss that "
+                                            "needs no download)", group="optimisation")
+    feature_weight: float = setting(0.05, "weight of the --feature-net loss", group="optimisation")
     sandwich: bool = setting(True, "train the sandwich of sub-generators (--no-sandwich: the full generator only)",
                              group="generator")
     # latent regularisation
@@ -80,7 +85,8 @@ class AutoencoderConfig:
             raise InputError("--enc-depth must be one of 10, 18, 34, 50")
         if not self.ratios or any(not 0 < float(r) <= 1 for r in self.ratios):
             raise InputError("channel ratios must lie in (0, 1]")
-        if self.noise_std < 0 or self.kl_weight < 0 or self.residual_weight < 0 or self.lpips_weight < 0:
+        if (self.noise_std < 0 or self.kl_weight < 0 or self.residual_weight < 0 or self.lpips_weight < 0
+                or self.feature_weight < 0):
             raise InputError("noise and loss weights must be non-negative")
         if not 0 <= self.warmup < 1:
             raise InputError("--warmup must be in [0, 1)")

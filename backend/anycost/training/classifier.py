@@ -76,6 +76,18 @@ class AttributeClassifier(nn.Module):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
         return self.head(self.body(x).mean(dim=(2, 3)))
 
+    def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Activations after each resolution stage (finest first) and the logits, for feature losses."""
+        s = self.config.input_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        feats = []
+        for k, layer in enumerate(self.body):
+            x = layer(x)
+            if k % 4 == 3:  # a stage is conv, act, conv, act
+                feats.append(x)
+        return feats, self.head(x.mean(dim=(2, 3)))
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Scores in [0, 1] (N, n_attr)."""
         return torch.sigmoid(self(x))

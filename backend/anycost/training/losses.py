@@ -67,3 +67,22 @@ def consistency_loss(sub_img: torch.Tensor, full_img: torch.Tensor, lpips_model:
     if sub_img.shape != full_img.shape:
         raise ValueError(f"consistency needs equal shapes, got {tuple(sub_img.shape)} vs {tuple(full_img.shape)}")
     return image_distance(sub_img, full_img.detach(), lpips_model, lpips_weight, pixel="mse")
+
+
+def attribute_feature_distance(clf: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """A face-aware perceptual distance through a frozen attribute classifier (needs no download).
+
+    LPIPS-style: channel-normalised activations of every stage compared by squared distance, plus
+    the classifier's scores of ``fake`` pulled towards those of ``real``. Pixel MSE averages small
+    features (eyes, mouth corners, glasses) away; this term is what keeps them, because those are
+    what the classifier's features respond to.
+    """
+    with torch.no_grad():
+        real_feats, real_logits = clf.features(real.float())
+    fake_feats, fake_logits = clf.features(fake.float())
+    dist = fake_logits.new_zeros(())
+    for f, r in zip(fake_feats, real_feats, strict=True):
+        dist = dist + (F.normalize(f, dim=1) - F.normalize(r, dim=1)).pow(2).sum(1).mean()
+    scores = F.binary_cross_entropy_with_logits(fake_logits, torch.sigmoid(real_logits))
+    scores = scores - F.binary_cross_entropy_with_logits(real_logits, torch.sigmoid(real_logits))  # 0 at a match
+    return dist / len(fake_feats) + scores
