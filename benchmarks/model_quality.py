@@ -1,6 +1,6 @@
 """Quality report of a face model on held-out synthetic faces (never used in training).
 
-    python benchmarks/model_quality.py [--model anycost-demo] [--n 32] [--projected 16] [--refine-steps 100] \
+    python benchmarks/model_quality.py [--model anycost-demo] [--n 32] [--projected 16] [--refine-steps 100]
         [-o report/]
 
 Prints, with the goals the shipped demo model is held to:
