@@ -71,16 +71,17 @@ class AttributeClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (N, 3, H, W), any size → logits (N, n_attr)."""
+        return self.head(self.body(self._sized(x)).mean(dim=(2, 3)))
+
+    def _sized(self, x: torch.Tensor) -> torch.Tensor:
         s = self.config.input_size
         if x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return self.head(self.body(x).mean(dim=(2, 3)))
+        return x
 
     def features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Activations after each resolution stage (finest first) and the logits, for feature losses."""
-        s = self.config.input_size
-        if x.shape[-2:] != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        x = self._sized(x)
         feats = []
         for k, layer in enumerate(self.body):
             x = layer(x)
