@@ -220,7 +220,7 @@ def test_attribute_features_see_what_pixel_mse_misses():
     from anycost.io.modelfile import read_model
     from anycost.registry import resolve_model
     from anycost.training.classifier import classifier_from_component
-    from anycost.training.losses import attribute_feature_distance
+    from anycost.training.losses import attribute_feature_distance, feature_reference
 
     path = resolve_model("anycost-demo")
     clf = classifier_from_component(read_model(path).components["classifier"], str(path))
@@ -240,3 +240,7 @@ def test_attribute_features_see_what_pixel_mse_misses():
     fake = image(face).requires_grad_(True)
     attribute_feature_distance(clf, fake, a).backward()
     assert fake.grad is not None and float(fake.grad.abs().sum()) > 0
+    # the real side computed once (as training does for every sub-generator of a step) gives the same distance
+    once = feature_reference(clf, a)
+    assert not once.logits.requires_grad
+    assert torch.allclose(attribute_feature_distance(clf, b, once), attribute_feature_distance(clf, b, a))

@@ -37,7 +37,7 @@ from .autoencoder_config import AutoencoderConfig
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
 from .harness import Every, postfix_of
-from .losses import attribute_feature_distance
+from .losses import FeatureReference, attribute_feature_distance, feature_reference
 from .run_state import RunFolderTrainer, settings_from
 from .subnets import SubnetSampler
 
@@ -140,14 +140,16 @@ class AutoencoderTrainer(RunFolderTrainer):
         w = w_plus.mean(1)
         return w, w_plus - w.unsqueeze(1)
 
-    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(pixel + perceptual loss, the feature-net term alone or None)."""
+    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor, reference: FeatureReference | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(pixel + perceptual loss, the feature-net term alone or None); ``reference``: the feature
+        net's view of ``real``, when the caller computed it once for several renders."""
         loss = F.mse_loss(fake, real)
         if self.lpips is not None and self.cfg.lpips_weight > 0:
             loss = loss + self.cfg.lpips_weight * lpips_distance(self.lpips, fake, real).mean()
         feature = None
         if self.feature_net is not None:
-            feature = attribute_feature_distance(self.feature_net, fake, real)
+            feature = attribute_feature_distance(self.feature_net, fake, reference if reference is not None else real)
             loss = loss + self.cfg.feature_weight * feature
         return loss, feature
 
@@ -169,10 +171,11 @@ class AutoencoderTrainer(RunFolderTrainer):
         res_pen = resid.pow(2).mean()
         rec = []
         feature = None
+        reference = feature_reference(self.feature_net, real) if self.feature_net is not None else None
         for ch in chans:
             fake = self.G.synthesize(w_plus, res=res, channels=None if ch == self.subnets.full else ch,
                                      noise="const", impl="reference")
-            term, feat = self.recon_loss(fake, real)
+            term, feat = self.recon_loss(fake, real, reference)
             rec.append(term)
             feature = feature if feature is not None else feat  # the full generator's, for the log
         rec_total = torch.stack(rec).mean()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -69,20 +70,35 @@ def consistency_loss(sub_img: torch.Tensor, full_img: torch.Tensor, lpips_model:
     return image_distance(sub_img, full_img.detach(), lpips_model, lpips_weight, pixel="mse")
 
 
-def attribute_feature_distance(clf: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+class FeatureReference(NamedTuple):
+    """What a frozen classifier sees in the real images: per-stage activations and scores."""
+
+    feats: list[torch.Tensor]
+    logits: torch.Tensor
+
+
+@torch.no_grad()
+def feature_reference(clf: nn.Module, real: torch.Tensor) -> FeatureReference:
+    """The real side of ``attribute_feature_distance``, computed once and reused for every render of a step."""
+    feats, logits = clf.features(real.float())
+    return FeatureReference(list(feats), logits)
+
+
+def attribute_feature_distance(clf: nn.Module, fake: torch.Tensor,
+                               real: torch.Tensor | FeatureReference) -> torch.Tensor:
     """A face-aware perceptual distance through a frozen attribute classifier (needs no download).
 
     LPIPS-style: channel-normalised activations of every stage compared by squared distance, plus
     the classifier's scores of ``fake`` pulled towards those of ``real``. Pixel MSE averages small
     features (eyes, mouth corners, glasses) away; this term is what keeps them, because those are
-    what the classifier's features respond to.
+    what the classifier's features respond to. ``real`` may be images or their ``feature_reference``.
     """
-    with torch.no_grad():
-        real_feats, real_logits = clf.features(real.float())
+    ref = real if isinstance(real, FeatureReference) else feature_reference(clf, real)
     fake_feats, fake_logits = clf.features(fake.float())
     dist = fake_logits.new_zeros(())
-    for f, r in zip(fake_feats, real_feats, strict=True):
+    for f, r in zip(fake_feats, ref.feats, strict=True):
         dist = dist + (F.normalize(f, dim=1) - F.normalize(r, dim=1)).pow(2).sum(1).mean()
-    scores = F.binary_cross_entropy_with_logits(fake_logits, torch.sigmoid(real_logits))
-    scores = scores - F.binary_cross_entropy_with_logits(real_logits, torch.sigmoid(real_logits))  # 0 at a match
+    target = torch.sigmoid(ref.logits)
+    scores = F.binary_cross_entropy_with_logits(fake_logits, target)
+    scores = scores - F.binary_cross_entropy_with_logits(ref.logits, target)  # 0 at a match
     return dist / len(fake_feats) + scores
