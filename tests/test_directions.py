@@ -237,11 +237,18 @@ def test_refined_directions_leave_the_other_attribute_alone(G):
         assert end.own > 0.3, "slider ±1 still moves its own attribute"
         assert end.other_max < 0.5 * start.other_max, "and drags the other one much less"
         assert end.success > start.success
-    # the same optimisation under a strict drift limit keeps the starting offsets
-    strict = refine_directions(G, scorer, labels, settings=RefineSettings(**{**vars(settings), "max_drift": 1.0}))
+    # the same optimisation, unsteered, under a strict drift limit: the offsets that grew past it are not kept
+    strict = refine_directions(G, scorer, labels,
+                               settings=RefineSettings(**{**vars(settings), "max_drift": 1.0, "drift_weight": 0.0}))
     for name in scorer.attributes:
         assert strict[name].info["refined"]["drift"] == refined[name].info["refined"]["drift"] > 1.0
         assert torch.allclose(strict[name].vector, labels[name].offset(G.n_style, G.style_dim))
+    # steered by the drift penalty, the optimisation finds a better offset inside the same limit
+    steered = refine_directions(G, scorer, labels, settings=RefineSettings(**{**vars(settings), "max_drift": 1.0}))
+    for name in scorer.attributes:
+        info = steered[name].info["refined"]
+        assert info["drift"] <= 1.0 and info["after"]["success"] > info["before"]["success"], info
+        assert not torch.allclose(steered[name].vector, labels[name].offset(G.n_style, G.style_dim))
     with pytest.raises(InputError, match="no direction names"):
         refine_directions(G, scorer, DirectionSet([labels["sefa_0"]]))
 

@@ -14,7 +14,8 @@ attribute stays put:
 rendered at the classifier's input size through the multi-resolution generator, which keeps the
 optimisation cheap; the measured effect is reported on latents never used in the optimisation.
 An offset that grows far along directions w hardly varies in (measured in whitened units) has left
-the latent distribution — it fools the classifier with colour fringes — and is not kept.
+the latent distribution — it fools the classifier with colour fringes. Growth near that limit is
+penalised during the optimisation, and an offset past it is not kept.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class RefineSettings:
     # an offset that grows this much in whitened W units (w's own spread) has left the latent
     # distribution: the classifier is fooled by colour fringes instead of seeing the attribute
     max_drift: float = 1.3
+    # growth past 0.9 · max_drift costs this much per unit during the optimisation, so an offset
+    # that would drift is steered to a solution inside the distribution instead of being thrown away
+    drift_weight: float = 10.0
 
 
 @dataclass
@@ -139,6 +143,8 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
             before = measure_effect(G, clf, start, a, held, held_base, res)
             V = start.clone().requires_grad_(True)
             unit = start.norm(dim=1).mean().clamp_min(1e-3)
+            white = whiten.to(V.device, V.dtype)
+            start_white = (start @ white).norm(dim=1).mean().clamp_min(1e-6)
             opt = torch.optim.Adam([V], lr=s.lr * float(unit) / G.style_dim ** 0.5)
             gen = torch.Generator().manual_seed(s.seed + 1009 * a)
             for _ in range(s.steps):
@@ -151,6 +157,9 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                 loss = (torch.relu(s.margin - own).mean()
                         + s.other_weight * torch.relu(others - s.tolerance).sum(1).mean()
                         + s.norm_weight * (V / unit).pow(2).sum(1).mean())
+                if s.drift_weight > 0:
+                    growth = (V @ white).norm(dim=1).mean() / start_white
+                    loss = loss + s.drift_weight * torch.relu(growth - 0.9 * s.max_drift)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
