@@ -40,6 +40,7 @@ from anycost.editing.paste import paste_back
 from anycost.editing.preview_choice import DEFAULT_PREVIEW_BUDGET_MS, pick_preview_cost
 from anycost.editing.project import ProjectionSettings, Projector
 from anycost.editing.region import Region
+from anycost.imageio import images_to_tensor
 from anycost.io.modelfile import read_model, save_model
 from anycost.models.encoder import Encoder, EncoderConfig
 
@@ -66,7 +67,7 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int = 3) -> f
 
 def heldout_faces(n: int, res: int, device: torch.device) -> torch.Tensor:
     imgs, _ = render_batch(0, n, res, start=HELDOUT_START)
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+    return images_to_tensor(imgs).to(device)
 
 
 def bench_projection(P: Projector, targets: torch.Tensor, steps: int, goal_db: float, device: torch.device,

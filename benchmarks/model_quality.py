@@ -34,7 +34,7 @@ from anycost.data.synth_faces import ATTRIBUTES, render_batch
 from anycost.directions import directions_in_model
 from anycost.directions.refine import room_sign
 from anycost.editing.project import ProjectionSettings, Projector, psnr
-from anycost.imageio import make_grid, save_image_atomic, tensor_to_uint8
+from anycost.imageio import images_to_tensor, make_grid, save_image_atomic, tensor_to_uint8
 from anycost.io.modelfile import read_model
 from anycost.models.channels import STANDARD_RATIOS
 from anycost.registry import DEFAULT_MODEL, resolve_model
@@ -73,7 +73,7 @@ def projection(G, E, n: int, steps: int, use_lpips: bool) -> torch.Tensor:
     """Projects held-out faces, prints PSNRs and returns the refined latents (n, n_style, style_dim)."""
     print(f"\n== projection of {n} held-out synthetic faces ==")
     imgs, _ = render_batch(0, n, G.resolution, start=HELDOUT_START)
-    targets = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+    targets = images_to_tensor(imgs)
     P = Projector(G, E, settings=ProjectionSettings(steps=steps, report_every=max(1, steps), use_lpips=use_lpips))
     enc, ref, latents = [], [], []
     for t in targets:
@@ -138,8 +138,7 @@ def paired_faces(name: str, n: int, res: int) -> tuple[torch.Tensor, torch.Tenso
     faces = [face_attributes(0, HELDOUT_START + 2_000 + k) for k in range(n)]
 
     def draw(v: float) -> torch.Tensor:
-        x = torch.from_numpy(np.stack([np.array(render_face(replace(f, **{name: v}), res)) for f in faces]))
-        return x.permute(0, 3, 1, 2).float() / 127.5 - 1
+        return images_to_tensor(np.stack([np.asarray(render_face(replace(f, **{name: v}), res)) for f in faces]))
 
     return draw(0.0), draw(1.0)
 
@@ -174,8 +173,7 @@ def dataset_edits(clf, res: int, n: int) -> None:
     print(f"\n== the same criterion on {n} redrawn dataset faces (ceiling of the test with this classifier) ==")
 
     def score(faces) -> torch.Tensor:
-        x = torch.from_numpy(np.stack([np.asarray(render_face(f, res)) for f in faces]))
-        return clf.predict(x.permute(0, 3, 1, 2).float() / 127.5 - 1)
+        return clf.predict(images_to_tensor(np.stack([np.asarray(render_face(f, res)) for f in faces])))
 
     faces = [face_attributes(0, HELDOUT_START + 1_000 + k) for k in range(n)]
     base = score(faces)

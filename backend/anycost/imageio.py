@@ -33,10 +33,16 @@ def tensor_to_uint8(img: torch.Tensor) -> np.ndarray:
     return x.cpu().numpy()
 
 
-def uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """uint8 HWC (RGB) → (1, 3, H, W) float in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).float()
-    return (t / 127.5 - 1.0).unsqueeze(0)
+def images_to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 RGB(A) images, (N, H, W, C) or one (H, W, C), → float (N, 3, H, W) in [-1, 1]; alpha is dropped."""
+    from .errors import InputError
+
+    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else torch.as_tensor(images)
+    if t.ndim == 3:
+        t = t[None]
+    if t.ndim != 4 or t.shape[-1] not in (3, 4):
+        raise InputError(f"expected RGB images of shape (N, H, W, 3), got {tuple(t.shape)}")
+    return t[..., :3].permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def make_grid(images: np.ndarray, cols: int | None = None, pad: int = 2) -> np.ndarray:

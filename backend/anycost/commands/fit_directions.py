@@ -180,10 +180,11 @@ def _projected(args: argparse.Namespace, source, G, device):
     pool_n, held_n = args.refine_pool, args.refine_holdout
     if args.refine_on == "synth":
         from ..data.synth_faces import render_batch
+        from ..imageio import images_to_tensor
 
         def faces(n: int, start: int) -> torch.Tensor:
             imgs, _ = render_batch(args.seed, n, G.resolution, start=start)
-            return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+            return images_to_tensor(imgs)
 
         print(f"encoding {pool_n} + {held_n} synthetic faces")
         # held-out faces from the index range training never draws from

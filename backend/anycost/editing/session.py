@@ -24,6 +24,7 @@ import torch
 from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
 from ..errors import InputError
 from ..fsutil import atomic_write
+from ..imageio import images_to_tensor
 from ..io.checkpoint import open_model
 from ..models.channels import STANDARD_RATIOS
 from ..models.encoder import Encoder
@@ -328,7 +329,7 @@ class EditSession:
         self.editor = editor
         self.region = region
         self.alignment = alignment
-        self.target = torch.from_numpy(alignment.image).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+        self.target = images_to_tensor(alignment.image)
         self.target = self.target.to(editor.device)
         self.w_base: torch.Tensor = editor._projector.encode(self.target)
         self.w_encoder = self.w_base.clone()

@@ -205,10 +205,10 @@ class AutoencoderTrainer(RunFolderTrainer):
         """Held-out images (synthetic faces never trained on, or the first training batch of a folder)."""
         if self.cfg.data.startswith("synth:"):
             from ..data.synth_faces import render_batch
-            from .data import _to_tensor
+            from ..imageio import images_to_tensor
 
             imgs, _ = render_batch(self.cfg.seed, n, self.cfg.res, start=HELDOUT_START)
-            return _to_tensor(imgs).to(self.device), n
+            return images_to_tensor(imgs).to(self.device), n
         state = self.data.state_dict()
         x = self.data.next_batch()[self.cfg.res][:n].to(self.device)
         self.data.load_state_dict(state)
@@ -237,12 +237,12 @@ class AutoencoderTrainer(RunFolderTrainer):
         ws = []
         if self.cfg.data.startswith("synth:"):
             from ..data.synth_faces import render_batch
-            from .data import _to_tensor
+            from ..imageio import images_to_tensor
 
             for start in range(0, n, 64):
                 k = min(64, n - start)
                 imgs, _ = render_batch(self.cfg.seed, k, self.cfg.res, start=start)
-                ws.append(self.encode(_to_tensor(imgs).to(self.device))[0])
+                ws.append(self.encode(images_to_tensor(imgs).to(self.device))[0])
         else:
             state = self.data.state_dict()
             got = 0

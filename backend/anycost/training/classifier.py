@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, ModelFileError
+from ..imageio import images_to_tensor
 from ..io.modelfile import Component, build_and_load, read_model, save_model
 from .classifier_training_config import ClassifierTrainConfig
 
@@ -121,14 +122,6 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 # ---------------------------------------------------------------------- data
-def images_to_tensor(images) -> torch.Tensor:
-    """uint8 (N, H, W, 3) numpy/tensor → float (N, 3, H, W) in [-1, 1]."""
-    t = torch.as_tensor(images)
-    if t.ndim != 4 or t.shape[-1] != 3:
-        raise InputError(f"expected images of shape (N, H, W, 3), got {tuple(t.shape)}")
-    return t.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 @dataclass
 class LabelledData:
     """Images (N, 3, H, W) in [-1, 1] and labels (N, n_attr) in [0, 1]."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..imageio import images_to_tensor
 
 
 def pyramid(images: torch.Tensor, resolutions: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -149,7 +149,7 @@ class SynthStream:
         self.pool = None
         if pool > 0:
             imgs, _ = self.render(seed, pool, resolution)
-            self.pool = TensorStream(_to_tensor(imgs), resolutions, batch, seed, rank, world)
+            self.pool = TensorStream(images_to_tensor(imgs), resolutions, batch, seed, rank, world)
 
     def next_batch(self) -> dict[int, torch.Tensor]:
         if self.pool is not None:
@@ -157,7 +157,7 @@ class SynthStream:
         start = (self.counter * self.world + self.rank) * self.batch
         self.counter += 1
         imgs, _ = self.render(self.seed, self.batch, self.resolution, start=start)
-        return pyramid(_to_tensor(imgs), self.resolutions)
+        return pyramid(images_to_tensor(imgs), self.resolutions)
 
     def state_dict(self) -> dict:
         return self.pool.state_dict() if self.pool is not None else {"counter": self.counter}
@@ -167,11 +167,6 @@ class SynthStream:
             self.pool.load_state_dict(state)
         else:
             self.counter = int(state["counter"])
-
-
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) → float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def open_data(spec: str, resolution: int, resolutions: Sequence[int], batch: int, seed: int = 0,
