@@ -68,7 +68,12 @@ def krita_run(tmp_path_factory):
     """One Krita session running the whole scenario; yields (results, out folder, profile)."""
     root = tmp_path_factory.mktemp("krita")
     home = root / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "XDG_", "QT_", "ANYCOST_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "XDG_", "QT_", "ANYCOST_")) and k != "VIRTUAL_ENV"}
+    # Krita starts as from a desktop session: with a virtual environment's python3 first on PATH its
+    # embedded Python would run in that environment, which has no PyQt5
+    env["PATH"] = os.pathsep.join(d for d in env.get("PATH", "").split(os.pathsep)
+                                  if not (Path(d).parent / "pyvenv.cfg").is_file())
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "data"), XDG_CONFIG_HOME=str(home / "config"),
                XDG_CACHE_HOME=str(home / "cache"), XDG_STATE_HOME=str(home / "state"),
                XDG_RUNTIME_DIR=str(home / "run"), OMP_NUM_THREADS="2", PYTHONUNBUFFERED="1")
