@@ -20,7 +20,8 @@ from anycost.directions import save_directions_file, sefa_directions
 from anycost.editing import align
 from anycost.editing.region import Region
 from anycost.editing.session import Editor
-from anycost.imageio import tensor_to_uint8
+from anycost.errors import InputError
+from anycost.imageio import images_to_tensor, tensor_to_uint8
 from anycost.io.modelfile import read_model
 from anycost.registry import KNOWN_MODELS, spec_for
 
@@ -211,3 +212,19 @@ def test_missing_lpips_weights_are_one_note_not_a_warning(model_path, canvas, tm
     assert any("no encoder" in line for line in r.stderr.splitlines() if line.startswith("anycost: note:"))
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in notes[0]
     assert "Warning" not in r.stderr and "project.py" not in r.stderr, r.stderr
+
+
+def test_images_to_tensor_and_back():
+    """The one uint8 → model-input conversion: one image or a batch, RGB or RGBA (alpha dropped), and
+    ``tensor_to_uint8`` undoes it exactly."""
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (2, 5, 7, 4), dtype=np.uint8)
+    t = images_to_tensor(batch)
+    assert t.shape == (2, 3, 5, 7) and t.dtype == torch.float32 and -1 <= float(t.min()) <= float(t.max()) <= 1
+    assert np.array_equal(tensor_to_uint8(t), batch[..., :3])
+    one = images_to_tensor(batch[0, ..., :3])
+    assert one.shape == (1, 3, 5, 7) and torch.equal(one[0], t[0])
+    assert torch.equal(images_to_tensor(torch.from_numpy(batch)), t), "tensors convert like arrays"
+    with pytest.raises(InputError, match="RGB images"):
+        images_to_tensor(batch[..., :2])
+
