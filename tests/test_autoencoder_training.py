@@ -185,6 +185,35 @@ def test_cli_resume_keeps_the_runs_settings(tmp_path):
         == {"steps": 3, "res": 32, "style_dim": 16, "enc_width": 8, "batch": 2, "checkpoint_every": 1}
 
 
+def test_cli_resume_can_switch_the_feature_net(tmp_path):
+    """A run continued with ``--resume --feature-net OTHER --feature-weight W`` goes on through the other
+    classifier at the new weight, and its model file names that one; without the flag it keeps its own."""
+    from anycost.cli import main
+    from anycost.io.modelfile import read_model
+    from anycost.training.checkpoint import load_checkpoint
+    from anycost.training.classifier import AttributeClassifier, ClassifierConfig, save_classifier
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    nets = [save_classifier(tmp_path / f"features{k}.safetensors",
+                            AttributeClassifier(ClassifierConfig(attributes=["a"], input_size=16, width=8)))
+            for k in (1, 2)]
+    out = tmp_path / "run"
+    tiny = ["--data", "synth:faces:8", "--res", "32", "--min-res", "16", "--batch", "2", "--style-dim", "16",
+            "--n-mlp", "2", "--channel-multiplier", "0.25", "--channel-max", "32", "--enc-width", "8",
+            "--enc-input", "32", "--lpips-weight", "0", "--prior-samples", "8", "--mapping-steps", "2",
+            "--sample-every", "0", "--checkpoint-every", "1"]
+    assert main(["train-autoencoder", "--out", str(out), *tiny, "--feature-net", str(nets[0]), "--steps", "2",
+                 "--quiet"]) == 0
+    assert main(["train-autoencoder", "--out", str(out), "--resume", "--steps", "3", "--quiet"]) == 0
+    assert load_checkpoint(latest_checkpoint(out))["config"]["feature_net"] == str(nets[0])
+    assert main(["train-autoencoder", "--out", str(out), "--resume", "--steps", "4", "--feature-net", str(nets[1]),
+                 "--feature-weight", "0.2", "--quiet"]) == 0
+    config = load_checkpoint(latest_checkpoint(out))["config"]
+    assert (config["feature_net"], config["feature_weight"]) == (str(nets[1]), 0.2)
+    assert read_model(out / "model.safetensors").info["training"]["feature_net"] == str(nets[1])
+
+
 def test_feature_net_loss_is_trained_logged_and_recorded(tmp_path):
     """``--feature-net``: a frozen attribute classifier's features join the reconstruction loss; the run
     logs the term, learns, leaves the classifier untouched and names it in the model file."""
