@@ -14,6 +14,12 @@ from anycost.training.autoencoder import AutoencoderConfig, AutoencoderTrainer
 from anycost.training.checkpoint import latest_checkpoint
 from anycost.training.losses import attribute_feature_distance
 
+# the flags of a tiny run on the command line (a checkpoint every step)
+TINY_CLI = ["--data", "synth:faces:8", "--res", "32", "--min-res", "16", "--batch", "2", "--style-dim", "16",
+            "--n-mlp", "2", "--channel-multiplier", "0.25", "--channel-max", "32", "--enc-width", "8",
+            "--enc-input", "32", "--lpips-weight", "0", "--prior-samples", "8", "--mapping-steps", "2",
+            "--sample-every", "0", "--checkpoint-every", "1"]
+
 
 def tiny_config(out, **kw) -> AutoencoderConfig:
     base = dict(data="synth:faces:24", out=str(out), res=32, min_res=16, steps=30, batch=6, style_dim=16,
@@ -173,11 +179,7 @@ def test_cli_resume_keeps_the_runs_settings(tmp_path):
 
     torch.set_num_threads(2)
     out = tmp_path / "run"
-    tiny = ["--data", "synth:faces:8", "--res", "32", "--min-res", "16", "--batch", "2", "--style-dim", "16",
-            "--n-mlp", "2", "--channel-multiplier", "0.25", "--channel-max", "32", "--enc-width", "8",
-            "--enc-input", "32", "--lpips-weight", "0", "--prior-samples", "8", "--mapping-steps", "2",
-            "--sample-every", "0", "--checkpoint-every", "1"]
-    assert main(["train-autoencoder", "--out", str(out), *tiny, "--steps", "2", "--quiet"]) == 0
+    assert main(["train-autoencoder", "--out", str(out), *TINY_CLI, "--steps", "2", "--quiet"]) == 0
     assert main(["train-autoencoder", "--out", str(out), "--resume", "--steps", "3", "--quiet"]) == 0
     ckpt = load_checkpoint(latest_checkpoint(out))
     assert ckpt["step"] == 3
@@ -199,11 +201,7 @@ def test_cli_resume_can_switch_the_feature_net(tmp_path):
                             AttributeClassifier(ClassifierConfig(attributes=["a"], input_size=16, width=8)))
             for k in (1, 2)]
     out = tmp_path / "run"
-    tiny = ["--data", "synth:faces:8", "--res", "32", "--min-res", "16", "--batch", "2", "--style-dim", "16",
-            "--n-mlp", "2", "--channel-multiplier", "0.25", "--channel-max", "32", "--enc-width", "8",
-            "--enc-input", "32", "--lpips-weight", "0", "--prior-samples", "8", "--mapping-steps", "2",
-            "--sample-every", "0", "--checkpoint-every", "1"]
-    assert main(["train-autoencoder", "--out", str(out), *tiny, "--feature-net", str(nets[0]), "--steps", "2",
+    assert main(["train-autoencoder", "--out", str(out), *TINY_CLI, "--feature-net", str(nets[0]), "--steps", "2",
                  "--quiet"]) == 0
     assert main(["train-autoencoder", "--out", str(out), "--resume", "--steps", "3", "--quiet"]) == 0
     assert load_checkpoint(latest_checkpoint(out))["config"]["feature_net"] == str(nets[0])

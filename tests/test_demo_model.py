@@ -17,6 +17,7 @@ from anycost.editing import warp
 from anycost.editing.align import dlib_available
 from anycost.editing.paste import blend_weight
 from anycost.editing.session import Editor
+from anycost.imageio import images_to_tensor
 from anycost.io.modelfile import read_model
 from anycost.registry import DEFAULT_MODEL, PACKAGE_MODELS, resolve_model
 from anycost.training.classifier import classifier_from_component
@@ -165,9 +166,8 @@ def test_whole_pipeline_on_a_larger_canvas(editor, demo, align):
     i = list(clf.attributes).index("hair_darkness")
 
     def score(rgb: np.ndarray) -> float:
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1
         with torch.no_grad():
-            return float(clf.predict(x)[0, i])
+            return float(clf.predict(images_to_tensor(rgb))[0, i])
 
     weight = blend_weight(session.region, al)
     outside = weight == 0

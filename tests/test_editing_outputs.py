@@ -227,4 +227,3 @@ def test_images_to_tensor_and_back():
     assert torch.equal(images_to_tensor(torch.from_numpy(batch)), t), "tensors convert like arrays"
     with pytest.raises(InputError, match="RGB images"):
         images_to_tensor(batch[..., :2])
-

@@ -217,6 +217,7 @@ def test_attribute_features_see_what_pixel_mse_misses():
     import numpy as np
 
     from anycost.data.synth_faces import face_attributes, render_face
+    from anycost.imageio import images_to_tensor
     from anycost.io.modelfile import read_model
     from anycost.registry import resolve_model
     from anycost.training.classifier import classifier_from_component
@@ -226,7 +227,7 @@ def test_attribute_features_see_what_pixel_mse_misses():
     clf = classifier_from_component(read_model(path).components["classifier"], str(path))
 
     def image(face) -> torch.Tensor:
-        return torch.from_numpy(np.array(render_face(face, 128))).permute(2, 0, 1)[None].float() / 127.5 - 1
+        return images_to_tensor(np.asarray(render_face(face, 128)))
 
     for k in range(3):
         face = face_attributes(0, 2 * 10 ** 9 + k)

@@ -90,9 +90,14 @@ def whitening(w: torch.Tensor) -> torch.Tensor:
     return (U * e.clamp_min(1e-8 * float(e.max())).rsqrt()) @ U.T
 
 
+def whitened_length(offset: torch.Tensor, whiten: torch.Tensor) -> torch.Tensor:
+    """Mean per-slot length of a W+ offset (n_style, D) in whitened units, differentiable."""
+    return (offset @ whiten.to(offset.device, offset.dtype)).norm(dim=1).mean()
+
+
 def whitened_norm(offset: torch.Tensor, whiten: torch.Tensor) -> float:
-    """Mean per-slot length of a W+ offset (n_style, D) in whitened units."""
-    return float((offset.double().cpu() @ whiten.cpu()).norm(dim=1).mean())
+    """``whitened_length`` as a number, computed in double precision."""
+    return float(whitened_length(offset.double().cpu(), whiten))
 
 
 def _better(after: EditEffect, before: EditEffect) -> bool:
@@ -134,6 +139,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
         say(f"scoring {len(pool)} + {len(held)} {'samples' if latents is None else 'projected faces'} at {res} px")
         pool_base, held_base = score_latents(G, clf, pool, res=res), score_latents(G, clf, held, res=res)
         whiten = whitening(sample_w(G, max(2048, 8 * G.style_dim), truncation=1.0, seed=s.seed + 5))
+        whiten_f = whiten.to(pool.device, pool.dtype)  # for the drift penalty inside the optimisation
         out = DirectionSet()
         for name in todo:
             d = directions[name]
@@ -143,8 +149,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
             before = measure_effect(G, clf, start, a, held, held_base, res)
             V = start.clone().requires_grad_(True)
             unit = start.norm(dim=1).mean().clamp_min(1e-3)
-            white = whiten.to(V.device, V.dtype)
-            start_white = (start @ white).norm(dim=1).mean().clamp_min(1e-6)
+            start_white = whitened_length(start, whiten_f).clamp_min(1e-6)
             opt = torch.optim.Adam([V], lr=s.lr * float(unit) / G.style_dim ** 0.5)
             gen = torch.Generator().manual_seed(s.seed + 1009 * a)
             for _ in range(s.steps):
@@ -158,7 +163,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                         + s.other_weight * torch.relu(others - s.tolerance).sum(1).mean()
                         + s.norm_weight * (V / unit).pow(2).sum(1).mean())
                 if s.drift_weight > 0:
-                    growth = (V @ white).norm(dim=1).mean() / start_white
+                    growth = whitened_length(V, whiten_f) / start_white
                     loss = loss + s.drift_weight * torch.relu(growth - 0.9 * s.max_drift)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
