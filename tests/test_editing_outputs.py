@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -225,5 +226,10 @@ def test_images_to_tensor_and_back():
     one = images_to_tensor(batch[0, ..., :3])
     assert one.shape == (1, 3, 5, 7) and torch.equal(one[0], t[0])
     assert torch.equal(images_to_tensor(torch.from_numpy(batch)), t), "tensors convert like arrays"
+    frozen = batch.copy()
+    frozen.flags.writeable = False  # as np.asarray gives for a PIL image
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(images_to_tensor(frozen), t)
     with pytest.raises(InputError, match="RGB images"):
         images_to_tensor(batch[..., :2])

@@ -37,7 +37,9 @@ def images_to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 RGB(A) images, (N, H, W, C) or one (H, W, C), → float (N, 3, H, W) in [-1, 1]; alpha is dropped."""
     from .errors import InputError
 
-    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else torch.as_tensor(images)
+    # a read-only array (np.asarray of a PIL image) is copied: torch cannot wrap one without a warning
+    t = torch.from_numpy(np.require(images, requirements=["C", "W"])) if isinstance(images, np.ndarray) \
+        else torch.as_tensor(images)
     if t.ndim == 3:
         t = t[None]
     if t.ndim != 4 or t.shape[-1] not in (3, 4):
