@@ -24,13 +24,14 @@ Sections the model cannot support (no encoder, classifier or directions) say so 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anycost.data.synth_faces import ATTRIBUTES, render_batch
+from anycost.data.synth_faces import ATTRIBUTES, FaceAttributes, face_attributes, render_batch, render_face
 from anycost.directions import directions_in_model
 from anycost.directions.refine import room_sign
 from anycost.editing.project import ProjectionSettings, Projector, psnr
@@ -129,18 +130,21 @@ def edits(G, clf, dirs, w: torch.Tensor, what: str, out: Path | None) -> None:
         save_image_atomic(make_grid(np.concatenate(grid_rows), cols=5), out / name)
 
 
+def heldout_faces(n: int, offset: int) -> list[FaceAttributes]:
+    """Attributes of ``n`` held-out dataset faces, from index ``HELDOUT_START + offset``."""
+    return [face_attributes(0, HELDOUT_START + offset + k) for k in range(n)]
+
+
+def draw_faces(faces: list[FaceAttributes], res: int) -> torch.Tensor:
+    """The dataset's own drawings of ``faces`` as a batch in [-1, 1]."""
+    return images_to_tensor(np.stack([np.asarray(render_face(f, res)) for f in faces]))
+
+
 def paired_faces(name: str, n: int, res: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Held-out dataset faces redrawn with ``name`` at 0 and at 1, everything else fixed."""
-    from dataclasses import replace
-
-    from anycost.data.synth_faces import face_attributes, render_face
-
-    faces = [face_attributes(0, HELDOUT_START + 2_000 + k) for k in range(n)]
-
-    def draw(v: float) -> torch.Tensor:
-        return images_to_tensor(np.stack([np.asarray(render_face(replace(f, **{name: v}), res)) for f in faces]))
-
-    return draw(0.0), draw(1.0)
+    faces = heldout_faces(n, 2_000)
+    return (draw_faces([replace(f, **{name: 0.0}) for f in faces], res),
+            draw_faces([replace(f, **{name: 1.0}) for f in faces], res))
 
 
 @torch.inference_mode()
@@ -166,24 +170,16 @@ def dataset_edits(clf, res: int, n: int) -> None:
     No generator is involved, so this is the ceiling the criterion allows with this classifier:
     where a real attribute change already moves other scores by ≥ 0.1, no direction can do better.
     """
-    from dataclasses import replace
-
-    from anycost.data.synth_faces import face_attributes, render_face
-
     print(f"\n== the same criterion on {n} redrawn dataset faces (ceiling of the test with this classifier) ==")
-
-    def score(faces) -> torch.Tensor:
-        return clf.predict(images_to_tensor(np.stack([np.asarray(render_face(f, res)) for f in faces])))
-
-    faces = [face_attributes(0, HELDOUT_START + 1_000 + k) for k in range(n)]
-    base = score(faces)
+    faces = heldout_faces(n, 1_000)
+    base = clf.predict(draw_faces(faces, res))
     attrs = list(clf.attributes)
     for i, name in enumerate(attrs):
         if name not in ATTRIBUTES:
             continue
         t = room_sign(base[:, i])
         redrawn = [replace(f, **{name: 1.0 if s > 0 else 0.0}) for f, s in zip(faces, t.tolist(), strict=True)]
-        moved = score(redrawn) - base
+        moved = clf.predict(draw_faces(redrawn, res)) - base
         others = [j for j in range(len(attrs)) if j != i]
         worst = moved[:, others].abs().max(dim=1).values
         print(f"{name:>14}: {100 * success(moved, t, i).float().mean():5.1f} % succeed; mean intended Δ "
