@@ -245,3 +245,20 @@ def test_attribute_features_see_what_pixel_mse_misses():
     once = feature_reference(clf, a)
     assert not once.logits.requires_grad
     assert torch.allclose(attribute_feature_distance(clf, b, once), attribute_feature_distance(clf, b, a))
+
+
+def test_label_loss_is_zero_at_the_labels_and_pulls_scores_towards_them():
+    from anycost.training.losses import label_loss
+
+    labels = torch.tensor([[0.0, 1.0, 0.3], [1.0, 0.5, 0.9]])
+    at_labels = torch.logit(labels.clamp(1e-6, 1 - 1e-6))
+    assert abs(float(label_loss(at_labels, labels))) < 1e-4
+    logits = torch.zeros(2, 3, requires_grad=True)
+    loss = label_loss(logits, labels)
+    assert float(loss.detach()) > 0.05
+    loss.backward()
+    # descending the gradient moves each score towards its label (0.5 stays put)
+    step = -logits.grad.sign()
+    assert torch.equal(step, torch.sign(labels - 0.5))
+    with pytest.raises(ValueError, match="differ in shape"):
+        label_loss(torch.zeros(2, 3), torch.zeros(2, 4))

@@ -37,7 +37,7 @@ from .autoencoder_config import AutoencoderConfig
 from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import open_data
 from .harness import Every, postfix_of
-from .losses import FeatureReference, attribute_feature_distance, feature_reference
+from .losses import FeatureReference, attribute_feature_terms, feature_reference, label_loss
 from .run_state import RunFolderTrainer, settings_from
 from .subnets import SubnetSampler
 
@@ -94,6 +94,7 @@ class AutoencoderTrainer(RunFolderTrainer):
             else None
         self.data = data if data is not None else open_data(cfg.data, cfg.res, self.resolutions, cfg.batch,
                                                             cfg.seed)
+        self.label_columns = self.feature_label_columns() if cfg.label_weight > 0 else None
         self.prior: dict[str, torch.Tensor] | None = None
         self.shifted = False
 
@@ -119,6 +120,18 @@ class AutoencoderTrainer(RunFolderTrainer):
             p.requires_grad_(False)
         return clf
 
+    def feature_label_columns(self) -> list[int]:
+        """For ``--label-weight``: where each of the feature net's attributes sits in the data's labels."""
+        from ..data.synth_faces import ATTRIBUTES
+
+        if not getattr(self.data, "has_labels", False):
+            raise InputError(f"--label-weight needs data that knows its labels (synth:faces), not {self.cfg.data!r}")
+        missing = [a for a in self.feature_net.attributes if a not in ATTRIBUTES]
+        if missing:
+            raise InputError(f"the --feature-net scores {', '.join(missing)}, which the synthetic faces have no "
+                             "label for")
+        return [ATTRIBUTES.index(a) for a in self.feature_net.attributes]
+
     # ------------------------------------------------------------------ pieces
     def sample_res(self) -> int:
         """Curriculum: the top resolution unlocks step by step; the current top is drawn with ``top_prob``."""
@@ -140,18 +153,24 @@ class AutoencoderTrainer(RunFolderTrainer):
         w = w_plus.mean(1)
         return w, w_plus - w.unsqueeze(1)
 
-    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor, reference: FeatureReference | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(pixel + perceptual loss, the feature-net term alone or None); ``reference``: the feature
-        net's view of ``real``, when the caller computed it once for several renders."""
+    def recon_loss(self, fake: torch.Tensor, real: torch.Tensor, reference: FeatureReference | None = None,
+                   labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(pixel + perceptual + feature-net loss, the feature-net terms alone by log name); ``reference``:
+        the feature net's view of ``real``, when the caller computed it once for several renders;
+        ``labels``: the faces' own labels in the feature net's attribute order (``--label-weight``)."""
         loss = F.mse_loss(fake, real)
         if self.lpips is not None and self.cfg.lpips_weight > 0:
             loss = loss + self.cfg.lpips_weight * lpips_distance(self.lpips, fake, real).mean()
-        feature = None
+        terms: dict[str, torch.Tensor] = {}
         if self.feature_net is not None:
-            feature = attribute_feature_distance(self.feature_net, fake, reference if reference is not None else real)
+            feature, logits = attribute_feature_terms(self.feature_net, fake,
+                                                      reference if reference is not None else real)
             loss = loss + self.cfg.feature_weight * feature
-        return loss, feature
+            terms["loss/feature"] = feature
+            if labels is not None and self.cfg.label_weight > 0:
+                terms["loss/labels"] = label_loss(logits, labels)
+                loss = loss + self.cfg.label_weight * terms["loss/labels"]
+        return loss, terms
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -170,14 +189,17 @@ class AutoencoderTrainer(RunFolderTrainer):
         kl = 0.5 * w.pow(2).mean()
         res_pen = resid.pow(2).mean()
         rec = []
-        feature = None
+        feature_terms: dict[str, torch.Tensor] = {}
         reference = feature_reference(self.feature_net, real) if self.feature_net is not None else None
+        labels = None
+        if self.label_columns is not None:
+            labels = self.data.labels[:, self.label_columns].to(self.device)
         for ch in chans:
             fake = self.G.synthesize(w_plus, res=res, channels=None if ch == self.subnets.full else ch,
                                      noise="const", impl="reference")
-            term, feat = self.recon_loss(fake, real, reference)
+            term, terms = self.recon_loss(fake, real, reference, labels)
             rec.append(term)
-            feature = feature if feature is not None else feat  # the full generator's, for the log
+            feature_terms = feature_terms or terms  # the full generator's, for the log
         rec_total = torch.stack(rec).mean()
         loss = rec_total + ramp * cfg.kl_weight * kl + cfg.residual_weight * res_pen
         self.opt.zero_grad(set_to_none=True)
@@ -192,8 +214,7 @@ class AutoencoderTrainer(RunFolderTrainer):
         logs = {"res": float(res), "loss/total": float(loss.detach()), "loss/recon": float(rec[0].detach()),
                 "loss/kl": float(kl.detach()), "loss/residual": float(res_pen.detach()),
                 "w_std": float(self.w_var.mean().sqrt())}
-        if feature is not None:
-            logs["loss/feature"] = float(feature.detach())
+        logs.update({k: float(v.detach()) for k, v in feature_terms.items()})
         if len(rec) > 1:
             logs["loss/recon_smallest"] = float(rec[1].detach())
             logs["loss/recon_random"] = float(torch.stack(rec[2:]).mean().detach())
@@ -387,6 +408,8 @@ class AutoencoderTrainer(RunFolderTrainer):
                 "data": cfg.data, "steps": self.step, "batch": cfg.batch, "seed": cfg.seed,
                 "kimg": round(self.step * cfg.batch / 1000, 3), "lpips": self.lpips is not None,
                 "feature_net": cfg.feature_net if self.feature_net is not None else None,
+                "feature_weight": cfg.feature_weight if self.feature_net is not None else None,
+                "label_weight": cfg.label_weight if self.label_columns is not None else None,
                 "noise_std": cfg.noise_std, "kl_weight": cfg.kl_weight, "init": cfg.init,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 **(extra or {}),
@@ -400,7 +423,7 @@ class AutoencoderTrainer(RunFolderTrainer):
         log = self.open_log()
         if self.lpips is None and cfg.lpips_weight > 0:
             warnings.warn("training with pixel MSE only (no LPIPS)", RuntimeWarning, stacklevel=2)
-        shown = ("loss/recon", "loss/feature", "loss/recon_smallest", "res", "img_per_s")
+        shown = ("loss/recon", "loss/feature", "loss/labels", "loss/recon_smallest", "res", "img_per_s")
         timing = self.train(cfg.steps, log=log, columns=lambda s: {"kimg": s * cfg.batch / 1000},
                             images_per_step=cfg.batch, every=[Every(cfg.sample_every, lambda s, _: self.recon_grid())],
                             postfix=lambda logs: postfix_of(logs, shown.__contains__),

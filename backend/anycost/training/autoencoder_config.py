@@ -40,6 +40,11 @@ class AutoencoderConfig:
                                             "the reconstruction must match (a face-aware perceptual loss that "
                                             "needs no download)", group="optimisation")
     feature_weight: float = setting(0.05, "weight of the --feature-net loss", group="optimisation")
+    # The feature net reads some attributes only partly right on the real image (a drawn smile); the
+    # synthetic faces know their own labels, so the reconstruction can be asked for the true ones.
+    label_weight: float = setting(0.0, "pull the --feature-net's scores of each reconstruction towards the "
+                                       "face's own labels (synth:faces data, which knows them)",
+                                  group="optimisation")
     sandwich: bool = setting(True, "train the sandwich of sub-generators (--no-sandwich: the full generator only)",
                              group="generator")
     # latent regularisation
@@ -86,8 +91,11 @@ class AutoencoderConfig:
         if not self.ratios or any(not 0 < float(r) <= 1 for r in self.ratios):
             raise InputError("channel ratios must lie in (0, 1]")
         if (self.noise_std < 0 or self.kl_weight < 0 or self.residual_weight < 0 or self.lpips_weight < 0
-                or self.feature_weight < 0):
+                or self.feature_weight < 0 or self.label_weight < 0):
             raise InputError("noise and loss weights must be non-negative")
+        if self.label_weight > 0 and not (self.feature_net and self.feature_weight > 0):
+            raise InputError("--label-weight scores reconstructions with the --feature-net: give one "
+                             "(and a positive --feature-weight)")
         if not 0 <= self.warmup < 1:
             raise InputError("--warmup must be in [0, 1)")
         if not 0 <= self.curriculum < 1 or not 0 < self.top_prob <= 1:

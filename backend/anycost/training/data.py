@@ -134,7 +134,8 @@ class SynthStream:
     """Synthetic faces (``anycost.data.synth_faces``) rendered on the fly.
 
     ``pool`` > 0 renders that many faces once and samples from them (a fixed small set, as for
-    few-shot training); otherwise every batch is new faces, rank-sharded by image index.
+    few-shot training); otherwise every batch is new faces, rank-sharded by image index, and
+    ``labels`` holds the last batch's labels (``synth_faces.ATTRIBUTES`` order).
     """
 
     def __init__(self, resolution: int, resolutions: Sequence[int], batch: int, seed: int = 0,
@@ -147,6 +148,7 @@ class SynthStream:
         self.batch, self.seed, self.rank, self.world = batch, seed, rank, world
         self.counter = 0
         self.pool = None
+        self.labels: torch.Tensor | None = None
         if pool > 0:
             imgs, _ = self.render(seed, pool, resolution)
             self.pool = TensorStream(images_to_tensor(imgs), resolutions, batch, seed, rank, world)
@@ -156,8 +158,14 @@ class SynthStream:
             return self.pool.next_batch()
         start = (self.counter * self.world + self.rank) * self.batch
         self.counter += 1
-        imgs, _ = self.render(self.seed, self.batch, self.resolution, start=start)
+        imgs, labels = self.render(self.seed, self.batch, self.resolution, start=start)
+        self.labels = torch.from_numpy(labels)
         return pyramid(images_to_tensor(imgs), self.resolutions)
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether ``labels`` follows each batch (faces rendered on the fly, not a fixed pool)."""
+        return self.pool is None
 
     def state_dict(self) -> dict:
         return self.pool.state_dict() if self.pool is not None else {"counter": self.counter}

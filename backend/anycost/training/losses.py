@@ -93,6 +93,12 @@ def attribute_feature_distance(clf: nn.Module, fake: torch.Tensor,
     features (eyes, mouth corners, glasses) away; this term is what keeps them, because those are
     what the classifier's features respond to. ``real`` may be images or their ``feature_reference``.
     """
+    return attribute_feature_terms(clf, fake, real)[0]
+
+
+def attribute_feature_terms(clf: nn.Module, fake: torch.Tensor, real: torch.Tensor | FeatureReference
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``attribute_feature_distance`` and the classifier's logits for ``fake`` (for ``label_loss``)."""
     ref = real if isinstance(real, FeatureReference) else feature_reference(clf, real)
     fake_feats, fake_logits = clf.features(fake.float())
     dist = fake_logits.new_zeros(())
@@ -101,4 +107,18 @@ def attribute_feature_distance(clf: nn.Module, fake: torch.Tensor,
     target = torch.sigmoid(ref.logits)
     scores = F.binary_cross_entropy_with_logits(fake_logits, target)
     scores = scores - F.binary_cross_entropy_with_logits(ref.logits, target)  # 0 at a match
-    return dist / len(fake_feats) + scores
+    return dist / len(fake_feats) + scores, fake_logits
+
+
+def label_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a classifier's scores against soft labels in [0, 1], less the labels' own
+    entropy: 0 when the scores equal the labels, positive otherwise.
+
+    Pulling the scores of a reconstruction towards the training face's true labels asks for every
+    labelled attribute, also those the classifier reads only partly right on the real image (its
+    opinion of the real image is what ``attribute_feature_distance`` matches)."""
+    if logits.shape != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} differ in shape")
+    labels = labels.to(logits.dtype).clamp(0, 1)
+    entropy = -(torch.xlogy(labels, labels) + torch.xlogy(1 - labels, 1 - labels)).mean()
+    return F.binary_cross_entropy_with_logits(logits, labels) - entropy
