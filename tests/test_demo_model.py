@@ -29,10 +29,10 @@ HELDOUT_START = 2 * 10 ** 9 + 500  # far from every index the model's training u
 # encoder or projection fails while run-to-run noise does not.
 ENCODER_PSNR_FLOOR = 18.0
 REFINED_GAIN_DB = 0.5
-EDIT_MOVE_FLOOR = 0.1  # per side; on the faces below the shipped model moves its attributes 0.25–0.40
-# hair_darkness ±1 on the pasted canvas, re-cropped: the shipped model moves this face by 0.30–0.44
+EDIT_MOVE_FLOOR = 0.1  # per side; on the faces below the shipped model moves its attributes 0.19–0.44
+# hair_darkness ±1 on the pasted canvas, re-cropped: the shipped model moves this face by 0.27–0.45
 PIPELINE_MOVE_FLOOR = 0.15
-# every named slider: on these faces each moves its own score by 0.50–0.80 (both sides together, mean)
+# every named slider: on these faces each moves its own score by 0.38–0.88 (both sides together, mean)
 EDITED_ATTRIBUTES = ATTRIBUTES
 
 
