@@ -189,3 +189,38 @@ def test_cli_resume_keeps_the_checkpoints_settings(G, tmp_path):
     assert ck["step"] == 3
     assert {k: ck["train_config"][k] for k in ("steps", "batch", "lr", "lpips_weight", "checkpoint_every")} \
         == {"steps": 3, "batch": 2, "lr": 5e-4, "lpips_weight": 0.0, "checkpoint_every": 1}
+
+
+def test_cli_fine_tunes_the_models_own_encoder(G, tmp_path, capsys):
+    """`--from-model-encoder` starts from the encoder the model holds, in its own architecture (the
+    size options do not apply): no steps give back exactly that encoder, the record's "before" figures are
+    that encoder's and training moves it from there. A model without one is a clear error."""
+    from anycost.cli import main
+
+    torch.manual_seed(0)
+    E = build_encoder(G, depth=10, width=8)
+    train_encoder(G, E, EncoderTrainConfig(steps=4, batch=4, lpips_weight=0.0), progress=False)
+    src = tmp_path / "m.safetensors"
+    save_model(src, generator=G, encoder=E)
+    common = ["train-encoder", "--model", str(src), "--from-model-encoder", "--batch", "4", "--lr", "1e-3",
+              "--lpips-weight", "0", "--eval-samples", "16", "--quiet"]
+    same = tmp_path / "same.safetensors"
+    assert main([*common, "-o", str(same), "--steps", "0"]) == 0
+    kept = read_model(same).encoder()
+    assert kept.config == E.config
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), E.eval().state_dict().values(),
+                                                 strict=True))
+    tuned = tmp_path / "tuned.safetensors"
+    assert main([*common, "-o", str(tuned), "--steps", "40"]) == 0
+    record = read_model(tuned).info["encoder_training"]
+    assert (record["depth"], record["width"], record["started_from"]) == (10, 8, "the model's own encoder")
+    own = evaluate_encoder(G, E, n=16)
+    assert record["metrics_before"] == pytest.approx({k: round(v, 6) for k, v in own.items()}, abs=1e-6)
+    moved = read_model(tuned).encoder()
+    assert not all(torch.equal(a, b) for a, b in zip(moved.state_dict().values(), E.state_dict().values(),
+                                                     strict=True))
+    bare = tmp_path / "bare.safetensors"
+    save_model(bare, generator=G)
+    assert main(["train-encoder", "--model", str(bare), "-o", str(tmp_path / "x.safetensors"),
+                 "--from-model-encoder"]) == 2
+    assert "no encoder to start from" in capsys.readouterr().err

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, default=18, choices=[10, 18, 34, 50], help="ResNet depth (default 18)")
     p.add_argument("--width", type=int, default=32, help="stem width (default 32; the published encoder uses 64)")
     p.add_argument("--input-size", type=int, default=None, help="encoder input size (default: min(res, 256))")
+    p.add_argument("--from-model-encoder", action="store_true",
+                   help="start from the encoder --model already holds (fine-tuning) instead of a new one; its "
+                        "depth, width and input size replace the options above")
     add_config_flags(p, EncoderTrainConfig, skip=NOT_FLAGS)
     p.add_argument("--resume", action="store_true",
                    help="continue from --checkpoint, with its settings (flags given override them)")
@@ -50,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
     G, _, info = model_parts(source)
     if G is None:
         raise InputError(f"{source} holds no generator")
+    start = None
+    if args.from_model_encoder:
+        from ..io.checkpoint import open_model
+
+        start = open_model(source).encoder()
+        if start is None:
+            raise InputError(f"{source} holds no encoder to start from: leave out --from-model-encoder")
     from ..models.channels import STANDARD_RATIOS
     from ..registry import spec_for
     from ..search.space import model_space_kind
@@ -67,11 +77,19 @@ def run(args: argparse.Namespace) -> int:
     cfg.device = str(device)
     if args.input_size is not None and args.input_size < 16:
         raise InputError("--input-size must be at least 16")
-    E = build_encoder(G, depth=args.depth, width=args.width, input_size=args.input_size)
+    if start is not None:  # its own architecture and mean latent
+        E = start.float()
+        before = evaluate_encoder(G, E.to(device), n=max(1, args.eval_samples))
+    else:
+        E = build_encoder(G, depth=args.depth, width=args.width, input_size=args.input_size)
     state = train_encoder(G, E, cfg, resume=args.resume, progress=not args.quiet)
     metrics = evaluate_encoder(G, E.to(device), n=max(1, args.eval_samples))
-    info = {"encoder_training": {"steps": state.step, "depth": args.depth, "width": args.width,
-                                 "metrics": {k: round(v, 6) for k, v in metrics.items()}}}
+    record = {"steps": state.step, "depth": E.config.depth, "width": E.config.width,
+              "input_size": E.config.input_size, "metrics": {k: round(v, 6) for k, v in metrics.items()}}
+    if start is not None:
+        record["started_from"] = "the model's own encoder"
+        record["metrics_before"] = {k: round(v, 6) for k, v in before.items()}
+    info = {"encoder_training": record}
     update_model(source, out, encoder=E.cpu(), info=info)
     print(json.dumps({"output": str(out), "steps": state.step, **metrics}))
     return 0
