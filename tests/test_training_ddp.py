@@ -22,11 +22,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     from anycost.training.anycost_trainer import AnycostTrainer
     from anycost.training.config import build_config
     from anycost.training.data import TensorStream
+    from anycost.training.distributed import shutdown
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    finished = False
     try:
         cfg = build_config({"preset": "tiny", "res": 16, "channel_max": 16, "d_channel_max": 16, "style_dim": 16,
                             "batch": 2, "steps": 2, "stages": "multires:1,adaptive:1", "out": out,
@@ -41,8 +43,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         ckpt = t.save_checkpoint()  # every rank joins the RNG gather; rank 0 writes
         torch.save({"G": t.G.state_dict(), "D": t.D.state_dict(), "first": first, "ckpt": str(ckpt)},
                    os.path.join(out, f"rank{rank}.pt"))
+        finished = True
     finally:
-        dist.destroy_process_group()
+        shutdown(clean=finished)  # a rank leaving while its peer still talks aborts under gloo
 
 
 def test_two_gloo_processes_train_identical_weights(tmp_path):
@@ -63,11 +66,13 @@ def _distill_worker(rank: int, world: int, port: int, out: str, model: str) -> N
 
     from anycost.io.checkpoint import open_model
     from anycost.training.distill import DistillConfig, Distiller
+    from anycost.training.distributed import shutdown
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    finished = False
     try:
         cfg = DistillConfig(steps=2, batch=1, perceptual="none", eval_seeds=1, checkpoint_every=0, log_every=0)
         d = Distiller(open_model(model).generator(), cfg, rank=rank, world=world)
@@ -76,8 +81,9 @@ def _distill_worker(rank: int, world: int, port: int, out: str, model: str) -> N
             d.train_step()
         ckpt = d.save_checkpoint(Path(out))
         torch.save({"G": d.G.state_dict(), "first": first, "ckpt": str(ckpt)}, os.path.join(out, f"d{rank}.pt"))
+        finished = True
     finally:
-        dist.destroy_process_group()
+        shutdown(clean=finished)
 
 
 def test_two_gloo_processes_distill_identical_weights(tmp_path, ada_fixture):

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     rank, local_rank, world = ddp.init_from_env(cfg.device)
     if world > 1 and cfg.device == "cuda":
         cfg.device = f"cuda:{local_rank}"
+    finished = False
     try:
         trainer = AnycostTrainer(cfg, rank=rank, world=world)
         if ckpt_path is not None:
@@ -83,11 +84,9 @@ def run(args: argparse.Namespace) -> int:
             if rank == 0:
                 print(f"resumed from {ckpt_path} at step {trainer.step}")
         model = trainer.run(progress=not args.no_progress)
+        finished = True
     finally:
-        if ddp.is_active():
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        ddp.shutdown(clean=finished)
     if model is not None:
         print(f"model written to {model}")
     return 0

@@ -418,32 +418,37 @@ def distill_model(model: str | Path, out: str | Path, cfg: DistillConfig, *, run
                          "--force distills it again")
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(out)
     rank, local_rank, world = ddp.init_from_env(cfg.device)
-    if world > 1 and cfg.device == "cuda":
-        cfg.device = f"cuda:{local_rank}"
-    resume = None if restart else find_resume(run_dir)
-    if restart and rank == 0:
-        from .checkpoint import list_checkpoints
+    finished = False
+    try:
+        if world > 1 and cfg.device == "cuda":
+            cfg.device = f"cuda:{local_rank}"
+        resume = None if restart else find_resume(run_dir)
+        if restart and rank == 0:
+            from .checkpoint import list_checkpoints
 
-        for p in list_checkpoints(run_dir):
-            p.unlink()
-    d = Distiller(mf.generator(), cfg, discriminator=mf.discriminator(), source=source, rank=rank, world=world)
-    if resume is not None:
-        d.load_state_dict(load_checkpoint(resume))
-        say(f"resumed from {resume} at step {d.step}")
-    if rank == 0:
-        why = {"lpips": "LPIPS",
-               "discriminator": "features of the model's own discriminator (LPIPS backbone weights are not in "
-                                "the torch cache)",
-               "none": "none — pixels only (no LPIPS backbone weights in the torch cache and no discriminator "
-                       "in the model file)"}[d.perceptual_kind]
-        if cfg.perceptual == "none":
-            why = "none (--perceptual none)"
-        say(f"distilling {source.name}: {d.G.resolution} px, resolutions {d.resolutions}, ratios "
-            f"{[float(r) for r in cfg.ratios]}; perceptual term: {why}")
-    after = d.run(run_dir, progress=progress, on_step=on_step)
-    if rank == 0:
-        say(format_consistency(d.before or {}, after, cfg.ratios, d.resolutions))
-        G = d.G.eval().requires_grad_(False).cpu()
-        update_model(source, out, generator=G, info=d.export_info(after))
-        say(f"wrote {out} ({d.step} steps, {d.seconds / 60:.1f} min)")
+            for p in list_checkpoints(run_dir):
+                p.unlink()
+        d = Distiller(mf.generator(), cfg, discriminator=mf.discriminator(), source=source, rank=rank, world=world)
+        if resume is not None:
+            d.load_state_dict(load_checkpoint(resume))
+            say(f"resumed from {resume} at step {d.step}")
+        if rank == 0:
+            why = {"lpips": "LPIPS",
+                   "discriminator": "features of the model's own discriminator (LPIPS backbone weights are not in "
+                                    "the torch cache)",
+                   "none": "none — pixels only (no LPIPS backbone weights in the torch cache and no discriminator "
+                           "in the model file)"}[d.perceptual_kind]
+            if cfg.perceptual == "none":
+                why = "none (--perceptual none)"
+            say(f"distilling {source.name}: {d.G.resolution} px, resolutions {d.resolutions}, ratios "
+                f"{[float(r) for r in cfg.ratios]}; perceptual term: {why}")
+        after = d.run(run_dir, progress=progress, on_step=on_step)
+        if rank == 0:
+            say(format_consistency(d.before or {}, after, cfg.ratios, d.resolutions))
+            G = d.G.eval().requires_grad_(False).cpu()
+            update_model(source, out, generator=G, info=d.export_info(after))
+            say(f"wrote {out} ({d.step} steps, {d.seconds / 60:.1f} min)")
+        finished = True
+    finally:
+        ddp.shutdown(clean=finished)  # every rank waits for rank 0's model file, then leaves
     return after

@@ -77,6 +77,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group. After a normal finish every rank first waits for the others, so none
+    tears its connections down while a peer still uses them (gloo then aborts the process); after an
+    error it leaves at once, since a barrier could wait for a rank that is gone."""
+    if not is_active():
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def any_rank(flag: bool) -> bool:
     """True on every process when ``flag`` is true on any (so all of them stop at the same step)."""
     if not is_active():
