@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.checkpoint import open_model
     from ..registry import resolve_model
     from ..training.encoder_training import (
         EncoderTrainConfig,
@@ -46,20 +47,17 @@ def run(args: argparse.Namespace) -> int:
         load_checkpoint,
         train_encoder,
     )
-    from ..training.model_update import model_parts, update_model
+    from ..training.model_update import update_model
 
     out = model_output(args.output)
     source = resolve_model(args.model)
-    G, _, info = model_parts(source)
-    if G is None:
+    mf = open_model(source)  # read once: the generator and, with --from-model-encoder, the encoder
+    if "generator" not in mf.components:
         raise InputError(f"{source} holds no generator")
-    start = None
-    if args.from_model_encoder:
-        from ..io.checkpoint import open_model
-
-        start = open_model(source).encoder()
-        if start is None:
-            raise InputError(f"{source} holds no encoder to start from: leave out --from-model-encoder")
+    G, info = mf.generator(), dict(mf.info)
+    start = mf.encoder() if args.from_model_encoder else None
+    if args.from_model_encoder and start is None:
+        raise InputError(f"{source} holds no encoder to start from: leave out --from-model-encoder")
     from ..models.channels import STANDARD_RATIOS
     from ..registry import spec_for
     from ..search.space import model_space_kind
