@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from anycost.data.synth_faces import ATTRIBUTES, FaceAttributes, face_attributes, render_batch, render_face
 from anycost.directions import directions_in_model
 from anycost.directions.refine import room_sign
-from anycost.editing.project import ProjectionSettings, Projector, psnr
+from anycost.editing.project import Projector, psnr
+from anycost.editing.projection_tuning import projection_overrides, settings_for_model
 from anycost.imageio import images_to_tensor, make_grid, save_image_atomic, tensor_to_uint8
 from anycost.io.modelfile import read_model
 from anycost.models.channels import STANDARD_RATIOS
@@ -70,12 +71,16 @@ def consistency(G, n: int, out: Path | None) -> None:
         save_image_atomic(make_grid(np.concatenate(rows), cols=8), out / "samples_by_ratio.png")
 
 
-def projection(G, E, n: int, steps: int, use_lpips: bool) -> torch.Tensor:
+def projection(G, E, n: int, steps: int, use_lpips: bool, info: dict) -> torch.Tensor:
     """Projects held-out faces, prints PSNRs and returns the refined latents (n, n_style, style_dim)."""
     print(f"\n== projection of {n} held-out synthetic faces ==")
     imgs, _ = render_batch(0, n, G.resolution, start=HELDOUT_START)
     targets = images_to_tensor(imgs)
-    P = Projector(G, E, settings=ProjectionSettings(steps=steps, report_every=max(1, steps), use_lpips=use_lpips))
+    fields = projection_overrides(info)  # what the editor uses for this model (`anycost tune-projection`)
+    if fields:
+        print("projection settings from the model file: " + ", ".join(f"{k} {v:g}" for k, v in fields.items()))
+    P = Projector(G, E, settings=settings_for_model(info, steps=steps, report_every=max(1, steps),
+                                                    use_lpips=use_lpips))
     enc, ref, latents = [], [], []
     for t in targets:
         first = last = None
@@ -201,7 +206,7 @@ def main() -> None:
     out = Path(args.out) if args.out else None
     print(f"model {path} ({G.resolution}px, style {G.style_dim}); synthetic attributes: {', '.join(ATTRIBUTES)}")
     consistency(G, args.n, out)
-    projected = projection(G, E, args.projected, args.refine_steps, not args.no_lpips)
+    projected = projection(G, E, args.projected, args.refine_steps, not args.no_lpips, mf.info)
     comp = mf.components.get("classifier")
     dirs = directions_in_model(mf)
     if comp is None or not len(dirs):

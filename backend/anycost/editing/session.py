@@ -96,7 +96,10 @@ class Editor:
         # "delta" adds only the edit to the original pixels (keeps detail the generator cannot
         # reproduce); "replace" pastes the render itself.
         self.blend = blend
-        self.projection = ProjectionSettings(use_lpips=use_lpips)
+        from .projection_tuning import settings_for_model
+
+        # the model may record how firmly refinement holds to its encoder's answer (`anycost tune-projection`)
+        self.projection = settings_for_model(self.info, use_lpips=use_lpips)
         self._projector = Projector(self.generator, self.encoder, settings=self.projection)
         self._preview: PreviewChoice | None = None
         self.use_search_cache = use_search_cache
