@@ -237,3 +237,40 @@ def test_missing_predictor_file_falls_back(monkeypatch, tmp_path):
     al = align_face(_gradient_region(), S)
     assert al.method == "center-crop"
     assert "fell back" in al.notice and ("nope.dat" in al.notice or "dlib" in al.notice)
+
+
+@pytest.mark.parametrize("angle", [0.0, 15.0])
+def test_a_measured_framing_crops_a_face_the_way_its_image_did(angle):
+    # The image's own square is what a model trained on such images expects; the framing measured
+    # from its landmarks must reproduce it from the landmarks alone (up to the face's roll).
+    region = _gradient_region(h=300, w=300)
+    lm = _landmarks(center=(160.0, 120.0), eye_dist=40.0, mouth_drop=44.0)
+    f = align.Framing.of_image(lm, 300, 300)
+    plain = align_face(region, S, landmarks=lm)
+    framed = align_face(region, S, landmarks=lm, framing=f)
+    corners = framed.corners()
+    np.testing.assert_allclose(corners, [[-0.5, -0.5], [299.5, -0.5], [299.5, 299.5], [-0.5, 299.5]], atol=1e-6)
+    assert f.scale == pytest.approx(150 / max(2 * 40, 1.8 * 44))
+    assert np.hypot(*(plain.corners()[1] - plain.corners()[0])) < 300
+    # The same framing follows a rolled face: scale and offsets turn with it, eyes stay level.
+    rolled = _landmarks(center=(150.0, 150.0), angle_deg=angle)
+    al = align_face(region, S, landmarks=rolled, framing=f)
+    side = np.hypot(*(al.corners()[1] - al.corners()[0]))
+    assert side == pytest.approx(300, rel=1e-9)
+    le, re = al.to_aligned([rolled["left_eye"], rolled["right_eye"]])
+    assert abs(le[1] - re[1]) < 1e-6
+    np.testing.assert_allclose(al.matrix @ al.inverse, np.eye(3), atol=1e-12)
+
+
+def test_framing_records_are_checked_and_the_median_is_robust():
+    fs = [align.Framing(1.4, (0.0, 0.1)), align.Framing(1.5, (0.05, 0.08)), align.Framing(3.0, (1.0, -1.0))]
+    m = align.Framing.median(fs)
+    assert m.scale == 1.5 and m.shift == (0.05, 0.08)
+    assert align.Framing.from_info({"framing": m.to_info()}) == m
+    assert align.Framing.from_info({}) is None
+    for bad in ({"scale": "x", "shift": [0, 0]}, {"scale": 1.0}, {"scale": 9.0, "shift": [0, 0]},
+                {"scale": 1.0, "shift": [float("nan"), 0]}):
+        with pytest.raises(InputError):
+            align.Framing.from_info({"framing": bad})
+    with pytest.raises(InputError):
+        align.Framing.median([])

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "train_classifier",
     "fit_directions",
     "fit_domain",
+    "fit_framing",
     "tune_projection",
     "directions",
     "search",

@@ -104,6 +104,62 @@ def ffhq_frame(left_eye, right_eye, mouth) -> tuple[np.ndarray, np.ndarray, np.n
     return c, x, y
 
 
+@dataclass(frozen=True)
+class Framing:
+    """Where a model's own images put the face, relative to the FFHQ crop of its landmarks.
+
+    FFHQ-trained models expect the FFHQ crop. A model trained on other images (the demo's drawn faces)
+    saw faces larger or smaller and placed elsewhere; aligning its user's faces the FFHQ way hands it
+    framings it never learnt, and it reconstructs and edits them worse. The crop square is scaled by
+    ``scale`` and its centre moved by ``shift`` (in half-sides of the FFHQ square, along its x axis —
+    the eye line — and its y axis, down the face); the rotation stays the face's own."""
+
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.scale) and 0.2 <= self.scale <= 5.0 and all(np.isfinite(self.shift))
+                and all(abs(v) <= 2.0 for v in self.shift)):
+            raise InputError(f"a face framing needs a scale in [0.2, 5] and shifts within ±2, got "
+                             f"{self.scale!r}, {self.shift!r}")
+
+    def apply(self, c: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The FFHQ square ``c ± x ± y`` → this framing's square."""
+        return c + self.shift[0] * x + self.shift[1] * y, self.scale * x, self.scale * y
+
+    @classmethod
+    def of_image(cls, landmarks, width: int, height: int) -> Framing:
+        """The framing that turns the FFHQ square of ``landmarks`` into the image's largest centred square:
+        measured on a model's training images (or samples), where the face sits as the model expects."""
+        pts = normalize_landmarks(landmarks)
+        c, x, y = ffhq_frame(pts["left_eye"], pts["right_eye"], pts["mouth"])
+        d = np.array([(width - 1) / 2.0, (height - 1) / 2.0]) - c
+        half = np.hypot(*x)
+        return cls(float(min(width, height) / 2.0 / half),
+                   (float(np.dot(d, x) / half ** 2), float(np.dot(d, y) / half ** 2)))
+
+    @classmethod
+    def median(cls, framings: list[Framing]) -> Framing:
+        if not framings:
+            raise InputError("no face framing was measured")
+        return cls(float(np.median([f.scale for f in framings])),
+                   (float(np.median([f.shift[0] for f in framings])), float(np.median([f.shift[1] for f in framings]))))
+
+    def to_info(self) -> dict:
+        return {"scale": round(self.scale, 4), "shift": [round(self.shift[0], 4), round(self.shift[1], 4)]}
+
+    @classmethod
+    def from_info(cls, info: dict) -> Framing | None:
+        """The model file's ``info["framing"]``; None without one (the FFHQ crop)."""
+        rec = info.get("framing")
+        if rec is None:
+            return None
+        try:
+            return cls(float(rec["scale"]), (float(rec["shift"][0]), float(rec["shift"][1])))
+        except (TypeError, KeyError, IndexError, ValueError) as e:
+            raise InputError(f"the model file's info.framing is malformed ({e})") from None
+
+
 def _rot90(v: np.ndarray) -> np.ndarray:
     """Quarter turn that takes the image's x axis to its y axis (downwards, as y grows down)."""
     return np.array([-v[1], v[0]])
@@ -300,12 +356,13 @@ def detect_landmarks(region: Region) -> dict[str, tuple[float, float]]:
 
 
 def align_face(
-    region: Region, out_size: int, *, use_landmarks: bool = True, landmarks=None
+    region: Region, out_size: int, *, use_landmarks: bool = True, landmarks=None, framing: Framing | None = None
 ) -> Alignment:
     """Aligned square crop (``out_size`` px) of the face in ``region``.
 
     ``landmarks`` (see ``normalize_landmarks``) skips detection. Otherwise dlib finds the face when
-    ``use_landmarks`` is set and it is installed; failing that the largest centred square is used."""
+    ``use_landmarks`` is set and it is installed; failing that the largest centred square is used.
+    ``framing`` places the crop where the model's own images put the face (default: the FFHQ crop)."""
     if isinstance(out_size, bool) or int(out_size) != out_size or not 8 <= int(out_size) <= 8192:
         raise InputError(f"the aligned size must be an integer between 8 and 8192 (got {out_size!r})")
     size = int(out_size)
@@ -324,6 +381,8 @@ def align_face(
 
     if pts is not None:
         c, x, y = ffhq_frame(pts["left_eye"], pts["right_eye"], pts["mouth"])
+        if framing is not None:
+            c, x, y = framing.apply(c, x, y)
         method = METHOD_LANDMARKS
     else:
         side = min(w, h)

@@ -31,7 +31,7 @@ from ..models.encoder import Encoder
 from ..models.generator import Generator
 from ..search.cache import cached_table, cached_table_path
 from ..search.space import model_space_kind
-from .align import Alignment, align_face
+from .align import Alignment, Framing, align_face
 from .notices import model_notices
 from .paste import BLEND_MODES, paste_back
 from .preview_choice import (
@@ -83,6 +83,8 @@ class Editor:
         from .domain import Domain
 
         self.domain = Domain.from_info(self.info)
+        # where the model's own images put the face (`anycost fit-framing`); None: the FFHQ crop
+        self.framing = Framing.from_info(self.info)
         if preview_precision not in ("auto", "fp32", "bf16") or commit_precision not in ("fp32", "bf16"):
             raise InputError("preview precision must be auto, fp32 or bf16; commit precision fp32 or bf16")
         # previews in bfloat16 where the CPU has it and it costs little (decided with the preview choice);
@@ -318,7 +320,7 @@ class Editor:
             region = Region.from_file(image, mask_path=mask, max_pixels=limit)
         face = self.is_face_model
         alignment = align_face(region, self.generator.resolution, use_landmarks=align and face,
-                               landmarks=landmarks)
+                               landmarks=landmarks, framing=self.framing)
         if align and not face and landmarks is None:
             alignment.notice = (f"{self.name!r} is not a face model, so no face is looked for; "
                                 f"using a centred square crop of the region.")
