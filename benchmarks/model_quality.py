@@ -1,7 +1,7 @@
 """Quality report of a face model on held-out synthetic faces (never used in training).
 
     python benchmarks/model_quality.py [--model anycost-demo] [--n 32] [--projected 16] [--refine-steps 100]
-        [-o report/]
+        [--editor-faces 32] [-o report/]
 
 Prints, with the goals the shipped demo model is held to:
   * sub-generator consistency: PSNR of every ratio × resolution against the full render
@@ -15,6 +15,9 @@ Prints, with the goals the shipped demo model is held to:
     the score is below 0.5, −1 above) while every other attribute moves < 0.1; goal ≥ 70 % (or
     ≥ 85 % of the ceiling below where that is lower); on random samples and on the projected
     held-out faces of the projection section (what a user's face goes through);
+  * with --editor-faces N, the same criterion on N other held-out faces taken the way a user's face is:
+    drawn at 256 px, aligned (with the model's framing), encoded and refined with the model's projection
+    settings, scored at the classifier's input size;
   * the same criterion on the dataset's own edits (faces redrawn with one label set to 0 or 1):
     the ceiling the classifier allows;
 and writes sample grids (random samples at every cost; edits per slider) as PNGs.
@@ -31,7 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from anycost.data.synth_faces import ATTRIBUTES, FaceAttributes, face_attributes, render_batch, render_face
+from anycost.data.synth_faces import (
+    ATTRIBUTES,
+    FaceAttributes,
+    face_attributes,
+    render_batch,
+    render_face,
+    render_index,
+)
 from anycost.directions import directions_in_model
 from anycost.directions.refine import room_sign
 from anycost.editing.project import Projector, psnr
@@ -191,6 +201,23 @@ def dataset_edits(clf, res: int, n: int) -> None:
               f"{(t * moved[:, i]).mean():+.3f}, largest other |Δ| per sample: median {worst.median():.3f}")
 
 
+def editor_path(path: Path, clf, n: int, steps: int) -> None:
+    """The same edit test on held-out drawn faces taken the way a user's face is: region → alignment (with the
+    model's framing) → encoder → refinement with the model's projection settings."""
+    from anycost.editing.projection_tuning import sweep
+    from anycost.editing.session import Editor
+
+    editor = Editor(path, use_lpips=False)
+    faces = [render_index(0, HELDOUT_START + 10_000 + i, 256)[0] for i in range(n)]
+    print(f"\n== edit success on {n} held-out faces through the editor (alignment"
+          f"{' with the model framing' if editor.framing else ', FFHQ crop'}, encoder, {steps} steps at "
+          f"encoder_reg {editor.projection.encoder_reg:g}; classifier at its own input size) ==")
+    (pt,) = sweep(editor, clf, faces, [editor.projection.encoder_reg], steps=steps)
+    print(f"PSNR of the aligned crop: mean {pt.psnr:.2f} dB, min {pt.psnr_min:.2f}")
+    print("  ".join(f"{k} {100 * v:.1f}" for k, v in pt.success.items()))
+    print(f"summed {100 * pt.total:.0f} %")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
@@ -198,6 +225,8 @@ def main() -> None:
     ap.add_argument("--projected", type=int, default=16, help="held-out faces projected (each is refined)")
     ap.add_argument("--refine-steps", type=int, default=100)
     ap.add_argument("--no-lpips", action="store_true")
+    ap.add_argument("--editor-faces", type=int, default=0,
+                    help="also run the edit test on this many held-out faces through the editor's own path")
     ap.add_argument("-o", "--out", help="folder for the sample grids")
     args = ap.parse_args()
     path = resolve_model(args.model)
@@ -221,6 +250,8 @@ def main() -> None:
         edits(G, clf, dirs, G.styles_from_seed(20_000, n=args.n, truncation=0.8), "samples", out)
         # the faces a user brings arrive through projection: the same test on the projected held-out faces
         edits(G, clf, dirs, projected, "projected held-out faces", out)
+        if E is not None and args.editor_faces > 0:
+            editor_path(path, clf, args.editor_faces, args.refine_steps)
         dataset_edits(clf, G.resolution, args.n)
 
 
