@@ -50,9 +50,7 @@ def _values(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import math
-
-    from ..editing.projection_tuning import choose, sweep
+    from ..editing.projection_tuning import choose, projection_overrides, sweep
     from ..io.checkpoint import open_model
     from ..registry import resolve_model
     from ..training.model_update import update_model
@@ -60,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     out = model_output(args.output)
     source = resolve_model(args.model)
     if args.set_value is not None:
-        if not math.isfinite(args.set_value) or args.set_value < 0:
-            raise InputError("--set must be a number ≥ 0")
-        update_model(source, out, info={"projection": {"encoder_reg": args.set_value}})
+        record = {"encoder_reg": args.set_value}
+        projection_overrides({"projection": record})  # refuses what an editor would refuse to load
+        update_model(source, out, info={"projection": record})
         print(f"encoder_reg {args.set_value:g} stored (not measured). Wrote {out}")
         return 0
     if args.n < 2 or args.steps < 1 or args.max_psnr_loss < 0:

@@ -107,6 +107,18 @@ def _better(after: EditEffect, before: EditEffect) -> bool:
     return after.own >= min(0.3, before.own) and after.other_max < before.other_max
 
 
+def attribute_directions(directions: DirectionSet, clf, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
+    """(direction name, classifier index) for each of ``names`` (default all) that names one of the
+    classifier's attributes (its ``info["attribute"]``, else its own name)."""
+    attrs = list(clf.attributes)
+    out = []
+    for name in names or list(directions):
+        a = directions[name].info.get("attribute", name)
+        if a in attrs:
+            out.append((name, attrs.index(a)))
+    return out
+
+
 def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Sequence[str] | None = None,
                       settings: RefineSettings | None = None,
                       progress: Callable[[str], None] | None = None,
@@ -121,7 +133,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
         raise InputError("direction refinement needs at least 1 step and a batch of 2")
     say = progress or (lambda _m: None)
     attrs = list(clf.attributes)
-    todo = [n for n in (names or list(directions)) if directions[n].info.get("attribute", n) in attrs]
+    todo = attribute_directions(directions, clf, names)
     if not todo:
         raise InputError(f"no direction names a classifier attribute ({', '.join(attrs)})")
     res = render_resolution(G, clf.config.input_size)
@@ -141,9 +153,8 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
         whiten = whitening(sample_w(G, max(2048, 8 * G.style_dim), truncation=1.0, seed=s.seed + 5))
         whiten_f = whiten.to(pool.device, pool.dtype)  # for the drift penalty inside the optimisation
         out = DirectionSet()
-        for name in todo:
+        for name, a in todo:
             d = directions[name]
-            a = attrs.index(d.info.get("attribute", name))
             t0 = time.perf_counter()
             start = d.offset(G.n_style, G.style_dim).to(pool.device)
             before = measure_effect(G, clf, start, a, held, held_base, res)

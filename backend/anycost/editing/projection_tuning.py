@@ -71,22 +71,11 @@ class SweepPoint:
                 "success": {k: round(v, 4) for k, v in self.success.items()}}
 
 
-def attribute_directions(directions, clf) -> list[tuple[str, int]]:
-    """(direction name, classifier index) for every direction that names one of the classifier's attributes."""
-    attrs = list(clf.attributes)
-    out = []
-    for name in directions:
-        a = directions[name].info.get("attribute", name)
-        if a in attrs:
-            out.append((name, attrs.index(a)))
-    return out
-
-
 def sweep(editor, clf, images: Sequence[np.ndarray], values: Sequence[float], *, steps: int,
           align: bool = True, progress: Callable[[str], None] | None = None) -> list[SweepPoint]:
     """Project every image once per ``encoder_reg`` in ``values`` and score the edits of each."""
     from ..directions.boundaries import render_resolution, score_latents
-    from ..directions.refine import measure_effect
+    from ..directions.refine import attribute_directions, measure_effect
 
     say = progress or (lambda _m: None)
     if editor.encoder is None:

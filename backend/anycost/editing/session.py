@@ -44,6 +44,7 @@ from .preview_choice import (
     pick_preview,
 )
 from .project import CancelCheck, ProjectionSettings, ProjectionStep, Projector
+from .projection_tuning import settings_for_model
 from .region import DEFAULT_MAX_PIXELS, MIN_SIDE, Region, check_size
 from .render import FULL, Cost
 
@@ -98,8 +99,6 @@ class Editor:
         # "delta" adds only the edit to the original pixels (keeps detail the generator cannot
         # reproduce); "replace" pastes the render itself.
         self.blend = blend
-        from .projection_tuning import settings_for_model
-
         # the model may record how firmly refinement holds to its encoder's answer (`anycost tune-projection`)
         self.projection = settings_for_model(self.info, use_lpips=use_lpips)
         self._projector = Projector(self.generator, self.encoder, settings=self.projection)
