@@ -432,12 +432,16 @@ def test_cli_end_to_end(G, tmp_path, capsys):
 
     # --refine turns the label directions into per-slot offsets, the others stay as they were
     assert main(["fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine", "--refine-steps", "3",
-                 "--refine-batch", "4", "--refine-pool", "8", "--refine-holdout", "8",
+                 "--refine-polish", "2", "--refine-batch", "4", "--refine-pool", "8", "--refine-holdout", "8",
                  "-o", str(tmp_path / "d.safetensors")]) == 0
     before, after = (directions_in_model(read_model(tmp_path / n)) for n in ("c.safetensors", "d.safetensors"))
     assert set(after) == set(before)
     assert after["smile"].vector.shape == (G.n_style, G.style_dim) and "refined" in after["smile"].info
     assert torch.equal(after["sefa_1"].vector, before["sefa_1"].vector)
+    assert after["smile"].info["refined"]["polish_steps"] == 2
+    assert "nothing to optimise" in fails("fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine",
+                                          "--refine-steps", "0", "--refine-polish", "0", "-o",
+                                          str(tmp_path / "e.safetensors"))
     # on projected faces: the model needs an encoder, a folder enough faces; nothing is written otherwise
     assert "encoder" in fails("fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine",
                               "--refine-on", "synth", "-o", str(tmp_path / "e.safetensors"))
@@ -516,3 +520,94 @@ def test_cli_directions_no_directions_and_bad_files(G, tmp_path, capsys):
     assert code == 0 and "ok" in out
     with pytest.raises(InputError, match="style_dim 48"):
         load_directions_file(tmp_path / "wide.npy", fits=(G.n_style, 32))
+
+
+def test_smooth_success_counts_what_the_criterion_counts():
+    from anycost.directions.refine import smooth_success
+
+    own = torch.tensor([0.6, 0.1, 0.6, 0.31], requires_grad=True)
+    others = torch.tensor([[0.0, 0.02], [0.0, 0.0], [0.3, 0.0], [0.0, 0.0]])
+    p = smooth_success(own, others, 0.05)
+    assert p[0] > 0.5, "own moved well past 0.3, the others stayed"
+    assert p[1] < 0.02 and p[2] < 0.02, "own too small, or another attribute dragged along"
+    assert 0.1 < p[3] < 0.9, "a sample near the line is where the gradient is"
+    p.sum().backward()
+    assert own.grad is not None and own.grad[3] > 10 * own.grad[0] > 0
+
+
+def test_polish_stage_counts_successes(G):
+    """The polish stage alone, from the label directions: more successes on latents it never saw."""
+    scorer = ChannelScorer()
+    labels = directions_from_labels(G, scorer, n_samples=200, n_calibration=8, target_change=0.35)
+    polished = refine_directions(G, scorer, labels, settings=RefineSettings(
+        steps=0, polish_steps=60, polish_batch=16, pool=64, holdout=64, max_drift=2.0))
+    w = G.to_w_plus(sample_w(G, 128, seed=11))
+    base = score_latents(G, scorer, w, res=16)
+    for a, name in enumerate(scorer.attributes):
+        info = polished[name].info["refined"]
+        assert info["polish_steps"] == 60 and info["steps"] == 0
+        was = measure_effect(G, scorer, labels[name].offset(G.n_style, G.style_dim), a, w, base, 16)
+        now = measure_effect(G, scorer, polished[name].offset(G.n_style, G.style_dim), a, w, base, 16)
+        assert now.success > was.success + 0.1, (name, was, now)
+    with pytest.raises(InputError, match="at least 1 step"):
+        refine_directions(G, scorer, labels, settings=RefineSettings(steps=0, polish_steps=0))
+
+
+def test_refinement_mixes_samples_with_faces(G):
+    scorer = ChannelScorer()
+    labels = directions_from_labels(G, scorer, n_samples=200, n_calibration=8, target_change=0.35)
+    faces = G.to_w_plus(sample_w(G, 24, seed=3)) + 0.3 * torch.randn(24, G.n_style, G.style_dim,
+                                                                      generator=torch.Generator().manual_seed(1))
+    settings = RefineSettings(steps=10, batch=8, pool=32, holdout=16, max_drift=2.0, seed=2)
+    mixed = refine_directions(G, scorer, labels, settings=settings, latents=(faces[:16], faces[16:]),
+                              mix_samples=True)
+    held = torch.cat([G.to_w_plus(sample_w(G, 16, truncation=settings.truncation, seed=2 + 71_711)), faces[16:]])
+    base = score_latents(G, scorer, held, res=16)
+    for a, name in enumerate(scorer.attributes):
+        info = mixed[name].info["refined"]
+        assert info["on"] == "samples+projected" and info["held_out"] == 16 + 8
+        effect = measure_effect(G, scorer, mixed[name].offset(G.n_style, G.style_dim), a, held, base, 16)
+        assert effect.as_dict() == info["after"], "measured on the held-out samples and faces together"
+    with pytest.raises(InputError, match="faces' latents"):
+        refine_directions(G, scorer, labels, settings=settings, mix_samples=True)
+
+
+def test_refined_projections_come_closer_than_the_encoder(G):
+    from anycost.directions.refine import projected_latents, refined_projections
+    from anycost.editing.project import ProjectionSettings, psnr
+    from anycost.models.encoder import Encoder, EncoderConfig
+
+    torch.manual_seed(0)
+    E = Encoder(EncoderConfig(n_style=G.n_style, style_dim=G.style_dim, depth=10, width=8, input_size=32)).eval()
+    with torch.no_grad():
+        targets = G.synthesize(G.to_w_plus(sample_w(G, 5, seed=8)))
+    settings = ProjectionSettings(steps=30, report_every=30, use_lpips=False, consistency_weight=0.0)
+    said: list[str] = []
+    w = refined_projections(G, E, targets, settings, batch=2, progress=said.append)
+    assert w.shape == (5, G.n_style, G.style_dim) and len(said) == 3
+    w0 = projected_latents(G, E, targets)
+    with torch.no_grad():
+        for i in range(5):  # each face has its own latent, nearer its own target
+            assert psnr(G.synthesize(w[i:i + 1]), targets[i:i + 1]) > psnr(G.synthesize(w0[i:i + 1]), targets[i:i + 1])
+    with pytest.raises(InputError, match="encoder"):
+        refined_projections(G, None, targets, settings)
+
+
+def test_cli_refine_on_samples_and_refined_faces(tmp_path, capsys):
+    """The demo's own recipe at toy size: polish one direction on samples mixed with synthetic faces that
+    were projected and refined the way its editor refines them."""
+    from anycost.cli import main
+    from anycost.registry import resolve_model
+
+    out = tmp_path / "m.safetensors"
+    assert main(["fit-directions", "--model", "anycost-demo", "--refine", "--attributes", "smile",
+                 "--refine-on", "samples+synth", "--refine-steps", "0", "--refine-polish", "2", "--refine-batch", "4",
+                 "--refine-pool", "8", "--refine-faces", "6", "--refine-holdout", "4", "--refine-project-steps", "2",
+                 "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "refined 2 steps each (encoder_reg 0.003" in said, "the model's own projection pull"
+    assert "projected 6/6 faces" in said and "projected 4/4 faces" in said
+    before, after = (directions_in_model(read_model(p)) for p in (resolve_model("anycost-demo"), out))
+    info = after["smile"].info["refined"]
+    assert info["on"] == "samples+projected" and info["held_out"] == 4 + 4 and info["polish_steps"] == 2
+    assert all(torch.equal(after[n].vector, before[n].vector) for n in before if n != "smile")

@@ -57,14 +57,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-samples", type=int, default=32,
                    help="latents used to measure each direction's effect when choosing its scale")
     r = p.add_argument_group("--refine")
-    r.add_argument("--refine-steps", type=int, default=100, help="optimisation steps per direction (default 100)")
+    r.add_argument("--refine-steps", type=int, default=100,
+                   help="hinge-loss steps per direction (default 100; 0 polishes the directions as they are)")
+    r.add_argument("--refine-polish", type=int, default=80, metavar="STEPS",
+                   help="then this many steps maximising a smooth count of successes (default 80; 0 skips)")
     r.add_argument("--refine-batch", type=int, default=16, help="latents per step (default 16)")
     r.add_argument("--refine-pool", type=int, default=512, help="latents the batches are drawn from")
     r.add_argument("--refine-holdout", type=int, default=64, help="other latents the reported effect is measured on")
-    r.add_argument("--refine-on", default="samples", metavar="samples|synth|FOLDER",
+    r.add_argument("--refine-on", default="samples", metavar="samples|synth|FOLDER|samples+synth|samples+FOLDER",
                    help="what the latents are: samples of the model (default); 'synth', the encoder's answers for "
                         "synthetic faces (models trained on them, such as the demo; held-out faces measure); or the "
-                        "encoder's answers for the aligned face images in FOLDER (the last --refine-holdout measure)")
+                        "encoder's answers for the aligned face images in FOLDER (the last --refine-holdout measure); "
+                        "'samples+…' mixes samples and those faces, half of each batch from either")
+    r.add_argument("--refine-faces", type=int, default=None,
+                   help="faces in the pool for synth|FOLDER (default: --refine-pool)")
+    r.add_argument("--refine-project-steps", type=int, default=0,
+                   help="refine each face's projection this many steps with the model's projection settings, as "
+                        "an editor does, instead of taking the encoder's instant answer (default 0)")
     p.add_argument("--layers", default=None, help="style slots the directions act on, e.g. 0-7 (default all)")
     p.add_argument("--scale", type=float, default=None,
                    help="W distance at slider 1 (default: measured / 2 std of w along the direction)")
@@ -120,11 +129,17 @@ def run(args: argparse.Namespace) -> int:
         names = [n for n in have if have[n].source == "labels" and (attrs is None or n in attrs)]
         if not names:
             raise InputError(f"{source} holds no label directions to refine; fit them first with --from-labels")
+        if min(args.refine_steps, args.refine_polish, args.refine_project_steps) < 0:
+            raise InputError("--refine-steps, --refine-polish and --refine-project-steps must be ≥ 0")
+        if args.refine_steps + args.refine_polish < 1:
+            raise InputError("--refine-steps and --refine-polish are both 0: nothing to optimise")
         settings = RefineSettings(steps=args.refine_steps, batch=args.refine_batch, pool=args.refine_pool,
-                                  holdout=args.refine_holdout, seed=args.seed)
-        latents = None if args.refine_on == "samples" else _projected(args, source, G, device)
+                                  holdout=args.refine_holdout, seed=args.seed, polish_steps=args.refine_polish)
+        mix = args.refine_on.startswith("samples+")
+        faces_from = args.refine_on.removeprefix("samples+")
+        latents = None if faces_from == "samples" else _projected(args, faces_from, source, G, device)
         new = refine_directions(G, clf.to(device), have, names=names, settings=settings, progress=print,
-                                latents=latents)
+                                latents=latents, mix_samples=mix)
     else:
         from ..directions.boundaries import directions_from_labels
         clf = _classifier(args, comps, source)
@@ -167,18 +182,33 @@ def _classifier(args: argparse.Namespace, comps: dict, source: Path):
                      "(see `anycost train-classifier`)")
 
 
-def _projected(args: argparse.Namespace, source, G, device):
-    """(pool, held-out) W+ of faces for ``--refine-on synth|FOLDER``: the encoder's instant answers."""
+def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
+    """(pool, held-out) W+ of faces for ``--refine-on [samples+]synth|FOLDER``: the encoder's instant answers,
+    or with ``--refine-project-steps`` their refinement as an editor of this model does it."""
     from pathlib import Path
 
     import torch
 
-    from ..directions.refine import projected_latents
+    from ..directions.refine import projected_latents, refined_projections
+    from ..editing.projection_tuning import settings_for_model
     from ..io.checkpoint import open_model
 
-    encoder = open_model(Path(source)).encoder(device)
-    pool_n, held_n = args.refine_pool, args.refine_holdout
-    if args.refine_on == "synth":
+    mf = open_model(Path(source))
+    encoder = mf.encoder(device)
+    if encoder is None:
+        raise InputError(f"{source} has no encoder: --refine-on {args.refine_on} needs one")
+    pool_n, held_n = args.refine_faces or args.refine_pool, args.refine_holdout
+    if args.refine_project_steps > 0:
+        steps = args.refine_project_steps
+        psettings = settings_for_model(mf.info, steps=steps, report_every=steps, use_lpips=False)
+        print(f"faces are refined {steps} steps each (encoder_reg {psettings.encoder_reg:g}, pixel losses)")
+
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            return refined_projections(G, encoder, images, psettings, progress=print)
+    else:
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            return projected_latents(G, encoder, images)
+    if faces_from == "synth":
         from ..data.synth_faces import render_batch
         from ..imageio import images_to_tensor
 
@@ -188,15 +218,14 @@ def _projected(args: argparse.Namespace, source, G, device):
 
         print(f"encoding {pool_n} + {held_n} synthetic faces")
         # held-out faces from the index range training never draws from
-        return (projected_latents(G, encoder, faces(pool_n, 0)),
-                projected_latents(G, encoder, faces(held_n, 10 ** 9)))
+        return encode(faces(pool_n, 0)), encode(faces(held_n, 10 ** 9))
     from ..training.image_folder import list_images, load_images
 
-    paths = list_images(args.refine_on)
+    paths = list_images(faces_from)
     if len(paths) < held_n + 2:
-        raise InputError(f"{args.refine_on} holds {len(paths)} images; --refine-on FOLDER needs more than "
+        raise InputError(f"{faces_from} holds {len(paths)} images; --refine-on FOLDER needs more than "
                          f"--refine-holdout ({held_n}) + 1")
     paths = paths[: pool_n + held_n]
-    print(f"encoding {len(paths)} faces from {args.refine_on}")
-    w = projected_latents(G, encoder, load_images(paths, G.resolution))
+    print(f"encoding {len(paths)} faces from {faces_from}")
+    w = encode(load_images(paths, G.resolution))
     return w[:-held_n], w[-held_n:]

@@ -120,9 +120,11 @@ class Projector:
         return self._lpips
 
     def prepare_target(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) in [-1, 1] at any size → the generator's resolution."""
-        if image.ndim != 4 or image.shape[:2] != (1, 3):
-            raise ValueError(f"target must be (1, 3, H, W), got {tuple(image.shape)}")
+        """(N, 3, H, W) in [-1, 1] at any size → the generator's resolution. An editor projects one face
+        (N = 1); a batch projects each face with its own latent, and the final step's best-latent choice
+        is made for the batch as a whole."""
+        if image.ndim != 4 or image.shape[1] != 3 or image.shape[0] < 1:
+            raise ValueError(f"target must be (N, 3, H, W), got {tuple(image.shape)}")
         r = self.G.resolution
         image = image.to(self.device, torch.float32)
         if image.shape[-1] != r or image.shape[-2] != r:
