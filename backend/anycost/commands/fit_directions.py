@@ -193,11 +193,19 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
     from ..editing.projection_tuning import settings_for_model
     from ..io.checkpoint import open_model
 
+    pool_n, held_n = args.refine_faces or args.refine_pool, args.refine_holdout
+    paths: list[Path] = []
+    if faces_from != "synth":
+        from ..training.image_folder import list_images
+
+        paths = list_images(faces_from)
+        if len(paths) < held_n + 2:
+            raise InputError(f"{faces_from} holds {len(paths)} images; --refine-on FOLDER needs more than "
+                             f"--refine-holdout ({held_n}) + 1")
     mf = open_model(Path(source))
     encoder = mf.encoder(device)
     if encoder is None:
         raise InputError(f"{source} has no encoder: --refine-on {args.refine_on} needs one")
-    pool_n, held_n = args.refine_faces or args.refine_pool, args.refine_holdout
     if args.refine_project_steps > 0:
         steps = args.refine_project_steps
         psettings = settings_for_model(mf.info, steps=steps, report_every=steps, use_lpips=False)
@@ -219,12 +227,8 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
         print(f"encoding {pool_n} + {held_n} synthetic faces")
         # held-out faces from the index range training never draws from
         return encode(faces(pool_n, 0)), encode(faces(held_n, 10 ** 9))
-    from ..training.image_folder import list_images, load_images
+    from ..training.image_folder import load_images
 
-    paths = list_images(faces_from)
-    if len(paths) < held_n + 2:
-        raise InputError(f"{faces_from} holds {len(paths)} images; --refine-on FOLDER needs more than "
-                         f"--refine-holdout ({held_n}) + 1")
     paths = paths[: pool_n + held_n]
     print(f"encoding {len(paths)} faces from {faces_from}")
     w = encode(load_images(paths, G.resolution))
