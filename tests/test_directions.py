@@ -439,6 +439,9 @@ def test_cli_end_to_end(G, tmp_path, capsys):
     assert after["smile"].vector.shape == (G.n_style, G.style_dim) and "refined" in after["smile"].info
     assert torch.equal(after["sefa_1"].vector, before["sefa_1"].vector)
     assert after["smile"].info["refined"]["polish_steps"] == 2
+    assert "at least 2" in fails("fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine",
+                                 "--refine-on", "samples+synth", "--refine-faces", "1", "-o",
+                                 str(tmp_path / "e.safetensors"))
     assert "nothing to optimise" in fails("fit-directions", "--model", str(tmp_path / "c.safetensors"), "--refine",
                                           "--refine-steps", "0", "--refine-polish", "0", "-o",
                                           str(tmp_path / "e.safetensors"))

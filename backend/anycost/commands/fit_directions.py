@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{source} holds no label directions to refine; fit them first with --from-labels")
         if min(args.refine_steps, args.refine_polish, args.refine_project_steps) < 0:
             raise InputError("--refine-steps, --refine-polish and --refine-project-steps must be ≥ 0")
+        if args.refine_faces is not None and args.refine_faces < 2:
+            raise InputError("--refine-faces must be at least 2")
         if args.refine_steps + args.refine_polish < 1:
             raise InputError("--refine-steps and --refine-polish are both 0: nothing to optimise")
         settings = RefineSettings(steps=args.refine_steps, batch=args.refine_batch, pool=args.refine_pool,
