@@ -16,6 +16,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _leave() -> None:
+    """End a finished worker without interpreter finalisation: gloo's threads can still be torn down there,
+    which aborts a process whose work is done and saved (SIGABRT, "terminate called without an active
+    exception"), now and then."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
@@ -46,6 +57,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         finished = True
     finally:
         shutdown(clean=finished)  # a rank leaving while its peer still talks aborts under gloo
+    _leave()
 
 
 def test_two_gloo_processes_train_identical_weights(tmp_path):
@@ -84,6 +96,7 @@ def _distill_worker(rank: int, world: int, port: int, out: str, model: str) -> N
         finished = True
     finally:
         shutdown(clean=finished)
+    _leave()
 
 
 def test_two_gloo_processes_distill_identical_weights(tmp_path, ada_fixture):
