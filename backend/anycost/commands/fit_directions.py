@@ -187,8 +187,6 @@ def _classifier(args: argparse.Namespace, comps: dict, source: Path):
 def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
     """(pool, held-out) W+ of faces for ``--refine-on [samples+]synth|FOLDER``: the encoder's instant answers,
     or with ``--refine-project-steps`` their refinement as an editor of this model does it."""
-    from pathlib import Path
-
     import torch
 
     from ..directions.refine import projected_latents, refined_projections

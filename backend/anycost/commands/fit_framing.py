@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..editing.align import Framing, _Unavailable, detect_landmarks, dlib_available
+    from ..editing.align import Framing, LandmarksUnavailable, detect_landmarks, dlib_available
     from ..editing.region import Region
     from ..editing.session import Editor
     from ..registry import resolve_model
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     for img in images:
         try:
             pts = detect_landmarks(Region.from_array(np.ascontiguousarray(img)))
-        except (_Unavailable, InputError):  # no findable face (or degenerate landmarks): skipped, not fatal
+        except (LandmarksUnavailable, InputError):  # no findable face (or degenerate landmarks): skipped, not fatal
             continue
         framings.append(Framing.of_image(pts, img.shape[1], img.shape[0]))
     if len(framings) < 8:

@@ -274,8 +274,8 @@ def predictor_path() -> Path | None:
     return None
 
 
-class _Unavailable(Exception):
-    """Landmark detection cannot run; the message is the user-facing reason."""
+class LandmarksUnavailable(Exception):
+    """No landmarks: detection cannot run or finds no face; the message is the user-facing reason."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -283,13 +283,13 @@ def _load_dlib(path: str):
     try:
         import dlib
     except ImportError:
-        raise _Unavailable(f"dlib is not installed ({INSTALL_HINT})") from None
+        raise LandmarksUnavailable(f"dlib is not installed ({INSTALL_HINT})") from None
     if not Path(path).is_file():
-        raise _Unavailable(f"the landmark model {path!r} does not exist")
+        raise LandmarksUnavailable(f"the landmark model {path!r} does not exist")
     try:
         predictor = dlib.shape_predictor(path)
     except RuntimeError as e:
-        raise _Unavailable(f"the landmark model {path!r} could not be loaded ({e})") from None
+        raise LandmarksUnavailable(f"the landmark model {path!r} could not be loaded ({e})") from None
     return dlib, dlib.get_frontal_face_detector(), predictor
 
 
@@ -297,7 +297,7 @@ def dlib_available() -> bool:
     """True when dlib and a shape-predictor file can be loaded."""
     try:
         _models()
-    except _Unavailable:
+    except LandmarksUnavailable:
         return False
     return True
 
@@ -308,14 +308,14 @@ def _models():
         try:
             import dlib  # noqa: F401
         except ImportError:
-            raise _Unavailable(f"dlib is not installed ({INSTALL_HINT})") from None
-        raise _Unavailable(f"no dlib landmark model was found ({INSTALL_HINT}, or set {PREDICTOR_ENV})")
+            raise LandmarksUnavailable(f"dlib is not installed ({INSTALL_HINT})") from None
+        raise LandmarksUnavailable(f"no dlib landmark model was found ({INSTALL_HINT}, or set {PREDICTOR_ENV})")
     return _load_dlib(str(path))
 
 
 def detect_landmarks(region: Region) -> dict[str, tuple[float, float]]:
     """Landmarks of the most prominent face in the region (the one best covered by the selection, then
-    the largest). Raises ``_Unavailable`` with a reason when there is none."""
+    the largest). Raises ``LandmarksUnavailable`` with a reason when there is none."""
     dlib, detector, predictor = _models()
     rgb = np.ascontiguousarray(region.rgb)
     h, w = rgb.shape[:2]
@@ -329,7 +329,7 @@ def detect_landmarks(region: Region) -> dict[str, tuple[float, float]]:
     with _DLIB_LOCK:
         rects = list(detector(small, upsample))
     if not rects:
-        raise _Unavailable("no face was found in the region")
+        raise LandmarksUnavailable("no face was found in the region")
 
     def score(r) -> tuple[float, float]:
         area = float(max(r.width(), 0) * max(r.height(), 0))
@@ -348,7 +348,7 @@ def detect_landmarks(region: Region) -> dict[str, tuple[float, float]]:
         shape = predictor(rgb, full)
         pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], dtype=np.float64)
     if pts.shape[0] not in (68, 5):
-        raise _Unavailable(f"the landmark model gives {pts.shape[0]} points; 68 or 5 are supported")
+        raise LandmarksUnavailable(f"the landmark model gives {pts.shape[0]} points; 68 or 5 are supported")
     return normalize_landmarks(pts)
 
 
@@ -374,7 +374,7 @@ def align_face(
     elif use_landmarks:
         try:
             pts = detect_landmarks(region)
-        except _Unavailable as e:
+        except LandmarksUnavailable as e:
             notice = f"Face alignment fell back to a centred square crop: {e}."
     else:
         notice = "Face alignment is off; using a centred square crop of the region."
