@@ -614,3 +614,42 @@ def test_cli_refine_on_samples_and_refined_faces(tmp_path, capsys):
     info = after["smile"].info["refined"]
     assert info["on"] == "samples+projected" and info["held_out"] == 4 + 4 and info["polish_steps"] == 2
     assert all(torch.equal(after[n].vector, before[n].vector) for n in before if n != "smile")
+
+
+def test_refine_align_takes_faces_as_the_editor_does(tmp_path, capsys):
+    """--refine-align: faces are found and aligned with the model's framing exactly as an editor aligns a
+    user's region; images without a face are left out, and the count is said."""
+    from PIL import Image
+
+    from anycost.cli import main
+    from anycost.commands.fit_directions import _to_input
+    from anycost.data.synth_faces import render_index
+    from anycost.editing.align import Framing, align_face
+    from anycost.editing.region import Region
+    from anycost.editing.session import Editor
+
+    editor = Editor("anycost-demo", use_lpips=False)
+    # drawn faces dlib finds (it misses about a third of them; an editor then crops the centre)
+    drawn = (render_index(0, 10 ** 9 + 50 + i, 256)[0] for i in range(40))
+    faces = [img for img in drawn if align_face(Region.from_array(img), 64).face_found][:7]
+    assert len(faces) == 7
+    blank = np.full((256, 256, 3), 128, np.uint8)
+    crops = _to_input([blank, faces[0], faces[1]], editor.generator.resolution, Framing.from_info(editor.info))
+    assert crops.shape == (2, 3, editor.generator.resolution, editor.generator.resolution)
+    assert "no face found in 1 of 3 images: left out" in capsys.readouterr().out
+    for crop, img in zip(crops, faces[:2], strict=True):
+        assert torch.equal(crop[None], editor.open(img).target.cpu()), "the editor's own aligned crop"
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    Image.fromarray(blank).save(folder / "a_blank.png")
+    for i, img in enumerate(faces):
+        Image.fromarray(img).save(folder / f"face{i}.png")
+    out = tmp_path / "m.safetensors"
+    assert main(["fit-directions", "--model", "anycost-demo", "--refine", "--attributes", "smile",
+                 "--refine-on", str(folder), "--refine-align", "--refine-steps", "0", "--refine-polish", "2",
+                 "--refine-batch", "2", "--refine-holdout", "3", "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"encoding 8 faces from {folder} (aligned)" in said and "no face found in 1 of 5 images: left out" in said
+    info = directions_in_model(read_model(out))["smile"].info["refined"]
+    assert info["held_out"] == 3 and info["polish_steps"] == 2

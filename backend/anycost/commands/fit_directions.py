@@ -74,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--refine-project-steps", type=int, default=0,
                    help="refine each face's projection this many steps with the model's projection settings, as "
                         "an editor does, instead of taking the encoder's instant answer (default 0)")
+    r.add_argument("--refine-align", action="store_true",
+                   help="take the faces as a user's are taken: find each face and align it with the model's framing "
+                        "before encoding (synthetic faces are drawn at 256 px for it; images in FOLDER may be any "
+                        "size); faces where none is found are left out")
     p.add_argument("--layers", default=None, help="style slots the directions act on, e.g. 0-7 (default all)")
     p.add_argument("--scale", type=float, default=None,
                    help="W distance at slider 1 (default: measured / 2 std of w along the direction)")
@@ -190,6 +194,7 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
     import torch
 
     from ..directions.refine import projected_latents, refined_projections
+    from ..editing.align import Framing
     from ..editing.projection_tuning import settings_for_model
     from ..io.checkpoint import open_model
 
@@ -203,6 +208,8 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
             raise InputError(f"{faces_from} holds {len(paths)} images; --refine-on FOLDER needs more than "
                              f"--refine-holdout ({held_n}) + 1")
     mf = open_model(Path(source))
+    # False: faces are taken as they are; otherwise the model's framing (None: the FFHQ crop)
+    framing = Framing.from_info(mf.info) if args.refine_align else False
     encoder = mf.encoder(device)
     if encoder is None:
         raise InputError(f"{source} has no encoder: --refine-on {args.refine_on} needs one")
@@ -218,18 +225,56 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
             return projected_latents(G, encoder, images)
     if faces_from == "synth":
         from ..data.synth_faces import render_batch
-        from ..imageio import images_to_tensor
 
         def faces(n: int, start: int) -> torch.Tensor:
-            imgs, _ = render_batch(args.seed, n, G.resolution, start=start)
-            return images_to_tensor(imgs)
+            imgs, _ = render_batch(args.seed, n, ALIGN_SOURCE_SIZE if args.refine_align else G.resolution,
+                                   start=start)
+            return _to_input(list(imgs), G.resolution, framing)
 
-        print(f"encoding {pool_n} + {held_n} synthetic faces")
+        print(f"encoding {pool_n} + {held_n} synthetic faces{' (aligned)' if framing is not False else ''}")
         # held-out faces from the index range training never draws from
         return encode(faces(pool_n, 0)), encode(faces(held_n, 10 ** 9))
     from ..training.image_folder import load_images
 
     paths = paths[: pool_n + held_n]
-    print(f"encoding {len(paths)} faces from {faces_from}")
-    w = encode(load_images(paths, G.resolution))
-    return w[:-held_n], w[-held_n:]
+    print(f"encoding {len(paths)} faces from {faces_from}{' (aligned)' if framing is not False else ''}")
+    if framing is False:
+        w = encode(load_images(paths, G.resolution))
+        return w[:-held_n], w[-held_n:]
+    from ..editing.region import Region
+
+    def read(part: list[Path]) -> torch.Tensor:
+        return _to_input([Region.from_file(q) for q in part], G.resolution, framing)
+
+    return encode(read(paths[:-held_n])), encode(read(paths[-held_n:]))
+
+
+# the size synthetic faces are drawn at for --refine-align: a region as a user selects it, larger than the model
+ALIGN_SOURCE_SIZE = 256
+
+
+def _to_input(images: list, size: int, framing):
+    """uint8 RGB images (or ``Region``s) → (N, 3, size, size) model input; with ``framing`` (not False: a
+    ``Framing``, or None for the FFHQ crop) each face is found and aligned as an editor aligns it, and those
+    without one are dropped."""
+    import numpy as np
+
+    from ..imageio import images_to_tensor
+
+    if framing is False:
+        return images_to_tensor(np.stack(images))
+    from ..editing.align import align_face
+    from ..editing.region import Region
+
+    crops = []
+    for img in images:
+        region = img if isinstance(img, Region) else Region.from_array(img)
+        a = align_face(region, size, framing=framing)
+        if a.face_found:
+            crops.append(a.image)
+    if len(crops) < len(images):
+        print(f"no face found in {len(images) - len(crops)} of {len(images)} images: left out")
+    if len(crops) < 2:
+        raise InputError("--refine-align found a face in fewer than 2 images; check that face alignment works "
+                         "(`pip install 'anycost[align]'`) and that the images hold faces")
+    return images_to_tensor(np.stack(crops))
