@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import InputError
 from .common import add_device, model_output, resolve_device
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..editing.align import Framing
 
 
 def _slots(text: str | None) -> list[int] | None:
@@ -191,7 +198,6 @@ def _classifier(args: argparse.Namespace, comps: dict, source: Path):
 def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
     """(pool, held-out) W+ of faces for ``--refine-on [samples+]synth|FOLDER``: the encoder's instant answers,
     or with ``--refine-project-steps`` their refinement as an editor of this model does it."""
-    import torch
 
     from ..directions.refine import projected_latents, refined_projections
     from ..editing.align import Framing
@@ -208,8 +214,8 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
             raise InputError(f"{faces_from} holds {len(paths)} images; --refine-on FOLDER needs more than "
                              f"--refine-holdout ({held_n}) + 1")
     mf = open_model(Path(source))
-    # False: faces are taken as they are; otherwise the model's framing (None: the FFHQ crop)
-    framing = Framing.from_info(mf.info) if args.refine_align else False
+    align = bool(args.refine_align)
+    framing = Framing.from_info(mf.info)  # None: the FFHQ crop
     encoder = mf.encoder(device)
     if encoder is None:
         raise InputError(f"{source} has no encoder: --refine-on {args.refine_on} needs one")
@@ -227,24 +233,23 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
         from ..data.synth_faces import render_batch
 
         def faces(n: int, start: int) -> torch.Tensor:
-            imgs, _ = render_batch(args.seed, n, ALIGN_SOURCE_SIZE if args.refine_align else G.resolution,
-                                   start=start)
-            return _to_input(list(imgs), G.resolution, framing)
+            imgs, _ = render_batch(args.seed, n, ALIGN_SOURCE_SIZE if align else G.resolution, start=start)
+            return _to_input(imgs, G.resolution, framing if align else False)
 
-        print(f"encoding {pool_n} + {held_n} synthetic faces{' (aligned)' if framing is not False else ''}")
+        print(f"encoding {pool_n} + {held_n} synthetic faces{' (aligned)' if align else ''}")
         # held-out faces from the index range training never draws from
         return encode(faces(pool_n, 0)), encode(faces(held_n, 10 ** 9))
     from ..training.image_folder import load_images
 
     paths = paths[: pool_n + held_n]
-    print(f"encoding {len(paths)} faces from {faces_from}{' (aligned)' if framing is not False else ''}")
-    if framing is False:
+    print(f"encoding {len(paths)} faces from {faces_from}{' (aligned)' if align else ''}")
+    if not align:
         w = encode(load_images(paths, G.resolution))
         return w[:-held_n], w[-held_n:]
     from ..editing.region import Region
 
-    def read(part: list[Path]) -> torch.Tensor:
-        return _to_input([Region.from_file(q) for q in part], G.resolution, framing)
+    def read(part: list[Path]) -> torch.Tensor:  # one image in memory at a time: photos may be large
+        return _to_input((Region.from_file(q) for q in part), G.resolution, framing)
 
     return encode(read(paths[:-held_n])), encode(read(paths[-held_n:]))
 
@@ -253,27 +258,28 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
 ALIGN_SOURCE_SIZE = 256
 
 
-def _to_input(images: list, size: int, framing):
-    """uint8 RGB images (or ``Region``s) → (N, 3, size, size) model input; with ``framing`` (not False: a
-    ``Framing``, or None for the FFHQ crop) each face is found and aligned as an editor aligns it, and those
-    without one are dropped."""
+def _to_input(images: Iterable, size: int, framing: Framing | None | Literal[False]) -> torch.Tensor:
+    """uint8 RGB images (or ``Region``s) → (N, 3, size, size) model input. False: taken as they are (they must
+    be ``size`` square). Otherwise each face is found and aligned as an editor aligns it, with ``framing``
+    (None: the FFHQ crop), and images without one are left out."""
     import numpy as np
 
     from ..imageio import images_to_tensor
 
     if framing is False:
-        return images_to_tensor(np.stack(images))
+        return images_to_tensor(np.stack(list(images)))
     from ..editing.align import align_face
     from ..editing.region import Region
 
-    crops = []
+    crops, seen = [], 0
     for img in images:
+        seen += 1
         region = img if isinstance(img, Region) else Region.from_array(img)
         a = align_face(region, size, framing=framing)
         if a.face_found:
             crops.append(a.image)
-    if len(crops) < len(images):
-        print(f"no face found in {len(images) - len(crops)} of {len(images)} images: left out")
+    if len(crops) < seen:
+        print(f"no face found in {seen - len(crops)} of {seen} images: left out")
     if len(crops) < 2:
         raise InputError("--refine-align found a face in fewer than 2 images; check that face alignment works "
                          "(`pip install 'anycost[align]'`) and that the images hold faces")
