@@ -198,7 +198,6 @@ def _classifier(args: argparse.Namespace, comps: dict, source: Path):
 def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
     """(pool, held-out) W+ of faces for ``--refine-on [samples+]synth|FOLDER``: the encoder's instant answers,
     or with ``--refine-project-steps`` their refinement as an editor of this model does it."""
-
     from ..directions.refine import projected_latents, refined_projections
     from ..editing.align import Framing
     from ..editing.projection_tuning import settings_for_model
@@ -214,7 +213,7 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
             raise InputError(f"{faces_from} holds {len(paths)} images; --refine-on FOLDER needs more than "
                              f"--refine-holdout ({held_n}) + 1")
     mf = open_model(Path(source))
-    align = bool(args.refine_align)
+    align = args.refine_align
     framing = Framing.from_info(mf.info)  # None: the FFHQ crop
     encoder = mf.encoder(device)
     if encoder is None:
