@@ -1,0 +1,97 @@
+"""How edit success of each named slider changes with its strength, on faces the quality report never uses.
+
+    python benchmarks/slider_scale.py [--model anycost-demo] [--samples 128] [--editor-faces 48]
+        [--scales 0.8,1,1.2,1.4] [--attributes eyeglasses,...] [--refine-steps 100]
+
+A slider's strength (`anycost directions set --scale`) is the W distance it moves at value 1. This
+prints, per slider and per multiple of its present strength, the share of faces whose edit at ±1
+succeeds by `model_quality.py`'s criterion (the intended classifier score moves ≥ 0.3 towards the
+side with room while every other moves < 0.1), on two sets of its own:
+
+  * random samples of the model (seed 777; the quality report's samples use seed 20000);
+  * held-out synthetic faces taken the way the editor takes a user's (alignment with the model's
+    framing, encoder, refinement with the model's projection settings), from dataset index
+    2·10⁹ + 30,000 (the quality report's faces start at 2·10⁹ and 2·10⁹ + 10,000).
+
+So a strength can be chosen here and the result checked by `model_quality.py` on other faces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from anycost.data.synth_faces import render_index
+from anycost.directions.boundaries import render_resolution, score_latents
+from anycost.directions.refine import attribute_directions, room_sign
+from anycost.editing.session import Editor
+from anycost.io.modelfile import read_model
+from anycost.registry import DEFAULT_MODEL, resolve_model
+
+FACES_START = 2 * 10 ** 9 + 30_000
+SAMPLE_SEED = 777
+
+
+def success_by_scale(G, clf, offset: torch.Tensor, attribute: int, w: torch.Tensor, base: torch.Tensor,
+                     scales: list[float], res: int) -> list[float]:
+    """Share of ``w`` whose edit at ±1 with ``scale × offset`` succeeds, per scale."""
+    t = room_sign(base[:, attribute])
+    out = []
+    for k in scales:
+        moved = score_latents(G, clf, w + k * t[:, None, None] * offset, res=res) - base
+        own = t * moved[:, attribute]
+        others = torch.cat([moved[:, :attribute], moved[:, attribute + 1:]], 1).abs()
+        out.append(float(((own >= 0.3) & (others < 0.1).all(1)).float().mean()))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--samples", type=int, default=128)
+    ap.add_argument("--editor-faces", type=int, default=48)
+    ap.add_argument("--scales", default="0.8,1,1.2,1.4")
+    ap.add_argument("--attributes", help="comma-separated sliders (default: every one naming a classifier score)")
+    ap.add_argument("--refine-steps", type=int, default=100)
+    args = ap.parse_args()
+    scales = [float(s) for s in args.scales.split(",")]
+    path = resolve_model(args.model)
+    from anycost.training.classifier import classifier_from_component
+
+    mf = read_model(path)
+    if "classifier" not in mf.components:
+        raise SystemExit(f"{path} carries no classifier to judge the sliders with")
+    clf = classifier_from_component(mf.components["classifier"], str(path))
+    editor = Editor(path, use_lpips=False)
+    G = editor.generator
+    res = render_resolution(G, clf.config.input_size)
+    todo = attribute_directions(editor.directions, clf)
+    if args.attributes:
+        wanted = args.attributes.split(",")
+        todo = [(n, a) for n, a in todo if n in wanted]
+    sets = {f"samples ({args.samples})": G.styles_from_seed(SAMPLE_SEED, n=args.samples, truncation=0.8)}
+    if args.editor_faces > 0:
+        t0 = time.perf_counter()
+        ws = []
+        for i in range(args.editor_faces):
+            s = editor.open(render_index(0, FACES_START + i, 256)[0])
+            s.set_latent(s.w_encoder)
+            ws.append(s.project(args.refine_steps, encoder_reg=editor.projection.encoder_reg).w_plus)
+        print(f"{args.editor_faces} faces through the editor ({args.refine_steps} refinement steps at encoder_reg "
+              f"{editor.projection.encoder_reg:g}) in {time.perf_counter() - t0:.0f} s")
+        sets[f"editor ({args.editor_faces})"] = torch.cat(ws)
+    print(f"success (%) at ±1 per multiple of each slider's present strength: {', '.join(map(str, scales))}")
+    with torch.inference_mode():
+        bases = {k: score_latents(G, clf, w, res=res) for k, w in sets.items()}
+        for name, a in todo:
+            offset = editor.directions[name].offset(G.n_style, G.style_dim)
+            rows = {k: success_by_scale(G, clf, offset, a, w, bases[k], scales, res) for k, w in sets.items()}
+            mean = [sum(r[j] for r in rows.values()) / len(rows) for j in range(len(scales))]
+            cells = "  ".join(f"{k}: " + " ".join(f"{100 * v:5.1f}" for v in r) for k, r in rows.items())
+            print(f"{name:>14}  {cells}  | mean best at ×{scales[max(range(len(scales)), key=mean.__getitem__)]:g}")
+
+
+if __name__ == "__main__":
+    main()
