@@ -6,7 +6,8 @@
 A slider's strength (`anycost directions set --scale`) is the W distance it moves at value 1. This
 prints, per slider and per multiple of its present strength, the share of faces whose edit at ±1
 succeeds by `model_quality.py`'s criterion (the intended classifier score moves ≥ 0.3 towards the
-side with room while every other moves < 0.1), on two sets of its own:
+side with room while every other moves < 0.1), scored as its editor section scores (renders at the
+classifier's input size), on two sets of its own:
 
   * random samples of the model (seed 777; the quality report's samples use seed 20000);
   * held-out synthetic faces taken the way the editor takes a user's (alignment with the model's
