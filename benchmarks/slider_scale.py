@@ -1,7 +1,7 @@
 """How edit success of each named slider changes with its strength, on faces the quality report never uses.
 
     python benchmarks/slider_scale.py [--model anycost-demo] [--samples 128] [--editor-faces 48]
-        [--scales 0.8,1,1.2,1.4] [--attributes eyeglasses,...] [--refine-steps 100]
+        [--faces synth|FOLDER] [--scales 0.8,1,1.2,1.4] [--attributes eyeglasses,...] [--refine-steps 100]
 
 A slider's strength (`anycost directions set --scale`) is the W distance it moves at value 1. This
 prints, per slider and per multiple of its present strength, the share of faces whose edit at ±1
@@ -12,7 +12,9 @@ classifier's input size), on two sets of its own:
   * random samples of the model (seed 777; the quality report's samples use seed 20000);
   * held-out synthetic faces taken the way the editor takes a user's (alignment with the model's
     framing, encoder, refinement with the model's projection settings), from dataset index
-    2·10⁹ + 30,000 (the quality report's faces start at 2·10⁹ and 2·10⁹ + 10,000).
+    2·10⁹ + 30,000 (the quality report's faces start at 2·10⁹ and 2·10⁹ + 10,000); or, with
+    ``--faces FOLDER``, the first images of a folder (for a model of other faces: photographs kept
+    apart from everything the model and its directions were fitted on).
 
 So a strength can be chosen here and the result checked by `model_quality.py` on other faces.
 """
@@ -26,7 +28,7 @@ import torch
 
 from anycost.data.synth_faces import render_index
 from anycost.directions.boundaries import render_resolution, score_latents
-from anycost.directions.refine import attribute_directions, room_sign
+from anycost.directions.refine import attribute_directions, measure_effect
 from anycost.editing.session import Editor
 from anycost.io.modelfile import read_model
 from anycost.registry import DEFAULT_MODEL, resolve_model
@@ -38,21 +40,24 @@ SAMPLE_SEED = 777
 def success_by_scale(G, clf, offset: torch.Tensor, attribute: int, w: torch.Tensor, base: torch.Tensor,
                      scales: list[float], res: int) -> list[float]:
     """Share of ``w`` whose edit at ±1 with ``scale × offset`` succeeds, per scale."""
-    t = room_sign(base[:, attribute])
-    out = []
-    for k in scales:
-        moved = score_latents(G, clf, w + k * t[:, None, None] * offset, res=res) - base
-        own = t * moved[:, attribute]
-        others = torch.cat([moved[:, :attribute], moved[:, attribute + 1:]], 1).abs()
-        out.append(float(((own >= 0.3) & (others < 0.1).all(1)).float().mean()))
-    return out
+    return [measure_effect(G, clf, k * offset, attribute, w, base, res).success for k in scales]
+
+
+def editor_faces(spec: str, n: int) -> list:
+    """``n`` face images (uint8 arrays or paths) for the editor: held-out drawings or a folder's first files."""
+    if spec == "synth":
+        return [render_index(0, FACES_START + i, 256)[0] for i in range(n)]
+    from anycost.training.image_folder import list_images
+
+    return list_images(spec)[:n]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--samples", type=int, default=128)
-    ap.add_argument("--editor-faces", type=int, default=48)
+    ap.add_argument("--editor-faces", type=int, default=48, help="faces taken through the editor (0: samples only)")
+    ap.add_argument("--faces", default="synth", help="'synth' (held-out drawings) or a folder of face images")
     ap.add_argument("--scales", default="0.8,1,1.2,1.4")
     ap.add_argument("--attributes", help="comma-separated sliders (default: every one naming a classifier score)")
     ap.add_argument("--refine-steps", type=int, default=100)
@@ -71,18 +76,24 @@ def main() -> None:
     todo = attribute_directions(editor.directions, clf)
     if args.attributes:
         wanted = args.attributes.split(",")
+        unknown = sorted(set(wanted) - {n for n, _ in todo})
+        if unknown:
+            raise SystemExit(f"no slider naming a classifier score is called {', '.join(unknown)} "
+                             f"(there are: {', '.join(n for n, _ in todo)})")
         todo = [(n, a) for n, a in todo if n in wanted]
     sets = {f"samples ({args.samples})": G.styles_from_seed(SAMPLE_SEED, n=args.samples, truncation=0.8)}
     if args.editor_faces > 0:
         t0 = time.perf_counter()
-        ws = []
-        for i in range(args.editor_faces):
-            s = editor.open(render_index(0, FACES_START + i, 256)[0])
+        ws, found = [], 0
+        for face in editor_faces(args.faces, args.editor_faces):
+            s = editor.open(face)
+            found += bool(s.alignment.face_found)
             s.set_latent(s.w_encoder)
             ws.append(s.project(args.refine_steps, encoder_reg=editor.projection.encoder_reg).w_plus)
-        print(f"{args.editor_faces} faces through the editor ({args.refine_steps} refinement steps at encoder_reg "
-              f"{editor.projection.encoder_reg:g}) in {time.perf_counter() - t0:.0f} s")
-        sets[f"editor ({args.editor_faces})"] = torch.cat(ws)
+        print(f"{len(ws)} faces through the editor (a face found in {found}, the others centre-cropped; "
+              f"{args.refine_steps} refinement steps at encoder_reg {editor.projection.encoder_reg:g}) "
+              f"in {time.perf_counter() - t0:.0f} s")
+        sets[f"editor ({len(ws)})"] = torch.cat(ws)
     print(f"success (%) at ±1 per multiple of each slider's present strength: {', '.join(map(str, scales))}")
     with torch.inference_mode():
         bases = {k: score_latents(G, clf, w, res=res) for k, w in sets.items()}
