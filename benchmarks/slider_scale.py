@@ -29,6 +29,7 @@ import torch
 from anycost.data.synth_faces import render_index
 from anycost.directions.boundaries import render_resolution, score_latents
 from anycost.directions.refine import attribute_directions, measure_effect
+from anycost.editing.projection_tuning import refined_latents
 from anycost.editing.session import Editor
 from anycost.io.modelfile import read_model
 from anycost.registry import DEFAULT_MODEL, resolve_model
@@ -84,16 +85,13 @@ def main() -> None:
     sets = {f"samples ({args.samples})": G.styles_from_seed(SAMPLE_SEED, n=args.samples, truncation=0.8)}
     if args.editor_faces > 0:
         t0 = time.perf_counter()
-        ws, found = [], 0
-        for face in editor_faces(args.faces, args.editor_faces):
-            s = editor.open(face)
-            found += bool(s.alignment.face_found)
-            s.set_latent(s.w_encoder)
-            ws.append(s.project(args.refine_steps, encoder_reg=editor.projection.encoder_reg).w_plus)
-        print(f"{len(ws)} faces through the editor (a face found in {found}, the others centre-cropped; "
+        sessions = [editor.open(face) for face in editor_faces(args.faces, args.editor_faces)]
+        found = sum(bool(s.alignment.face_found) for s in sessions)
+        w, _ = refined_latents(sessions, steps=args.refine_steps, encoder_reg=editor.projection.encoder_reg)
+        print(f"{len(sessions)} faces through the editor (a face found in {found}, the others centre-cropped; "
               f"{args.refine_steps} refinement steps at encoder_reg {editor.projection.encoder_reg:g}) "
               f"in {time.perf_counter() - t0:.0f} s")
-        sets[f"editor ({len(ws)})"] = torch.cat(ws)
+        sets[f"editor ({len(sessions)})"] = w
     print(f"success (%) at ±1 per multiple of each slider's present strength: {', '.join(map(str, scales))}")
     with torch.inference_mode():
         bases = {k: score_latents(G, clf, w, res=res) for k, w in sets.items()}

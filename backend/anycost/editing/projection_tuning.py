@@ -71,6 +71,17 @@ class SweepPoint:
                 "success": {k: round(v, 4) for k, v in self.success.items()}}
 
 
+def refined_latents(sessions, *, steps: int, encoder_reg: float) -> tuple[torch.Tensor, list[float]]:
+    """Each open session refined from its encoder answer as the editor refines it: (W+ of all, PSNR of each)."""
+    ws, psnrs = [], []
+    for s in sessions:
+        s.set_latent(s.w_encoder)
+        last = s.project(steps, encoder_reg=encoder_reg)
+        ws.append(last.w_plus)
+        psnrs.append(last.psnr)
+    return torch.cat(ws), psnrs
+
+
 def sweep(editor, clf, images: Sequence[np.ndarray], values: Sequence[float], *, steps: int,
           align: bool = True, progress: Callable[[str], None] | None = None) -> list[SweepPoint]:
     """Project every image once per ``encoder_reg`` in ``values`` and score the edits of each."""
@@ -93,13 +104,7 @@ def sweep(editor, clf, images: Sequence[np.ndarray], values: Sequence[float], *,
     res = render_resolution(G, clf.config.input_size)
     points = []
     for v in values:
-        ws, psnrs = [], []
-        for s in sessions:
-            s.set_latent(s.w_encoder)
-            last = s.project(steps, encoder_reg=float(v))
-            ws.append(last.w_plus)
-            psnrs.append(last.psnr)
-        w = torch.cat(ws)
+        w, psnrs = refined_latents(sessions, steps=steps, encoder_reg=float(v))
         with torch.inference_mode():
             base = score_latents(G, clf, w, res=res)
             success = {name: measure_effect(G, clf, editor.directions[name].offset(G.n_style, G.style_dim).to(w),
