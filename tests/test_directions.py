@@ -639,6 +639,15 @@ def test_refine_align_takes_faces_as_the_editor_does(tmp_path, capsys):
     assert "no face found in 1 of 3 images: left out" in capsys.readouterr().out
     for crop, img in zip(crops, faces[:2], strict=True):
         assert torch.equal(crop[None], editor.open(img).target.cpu()), "the editor's own aligned crop"
+    # --refine-unfound centre: the image without a face gets the editor's own centred crop instead
+    kept = _to_input([blank, faces[0]], editor.generator.resolution, Framing.from_info(editor.info),
+                     keep_unfound=True)
+    assert "no face found in 1 of 2 images: centre-cropped, as an editor crops them" in capsys.readouterr().out
+    for crop, img in zip(kept, [blank, faces[0]], strict=True):
+        assert torch.equal(crop[None], editor.open(img).target.cpu())
+    assert main(["fit-directions", "--model", "anycost-demo", "--refine", "--attributes", "smile", "--refine-on",
+                 "synth", "--refine-unfound", "centre", "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "pass --refine-align too" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
 
     folder = tmp_path / "faces"
     folder.mkdir()

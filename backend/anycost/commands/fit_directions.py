@@ -84,7 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--refine-align", action="store_true",
                    help="take the faces as a user's are taken: find each face and align it with the model's framing "
                         "before encoding (synthetic faces are drawn at 256 px for it; images in FOLDER may be any "
-                        "size); faces where none is found are left out")
+                        "size); faces where none is found are left out (see --refine-unfound)")
+    r.add_argument("--refine-unfound", choices=("skip", "centre"), default="skip",
+                   help="with --refine-align, images where no face is found: left out (skip, default) or "
+                        "centre-cropped as an editor crops them (centre), so the pool holds every kind of "
+                        "crop a user's edit starts from")
     p.add_argument("--layers", default=None, help="style slots the directions act on, e.g. 0-7 (default all)")
     p.add_argument("--scale", type=float, default=None,
                    help="W distance at slider 1 (default: measured / 2 std of w along the direction)")
@@ -144,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--refine-steps, --refine-polish and --refine-project-steps must be ≥ 0")
         if args.refine_faces is not None and args.refine_faces < 2:
             raise InputError("--refine-faces must be at least 2")
+        if args.refine_unfound != "skip" and not args.refine_align:
+            raise InputError("--refine-unfound says what --refine-align does with images where no face is found; "
+                             "pass --refine-align too")
         if args.refine_steps + args.refine_polish < 1:
             raise InputError("--refine-steps and --refine-polish are both 0: nothing to optimise")
         settings = RefineSettings(steps=args.refine_steps, batch=args.refine_batch, pool=args.refine_pool,
@@ -214,6 +221,7 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
                              f"--refine-holdout ({held_n}) + 1")
     mf = open_model(Path(source))
     align = args.refine_align
+    keep = args.refine_unfound == "centre"
     framing = Framing.from_info(mf.info)  # None: the FFHQ crop
     encoder = mf.encoder(device)
     if encoder is None:
@@ -233,7 +241,7 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
 
         def faces(n: int, start: int) -> torch.Tensor:
             imgs, _ = render_batch(args.seed, n, ALIGN_SOURCE_SIZE if align else G.resolution, start=start)
-            return _to_input(imgs, G.resolution, framing if align else False)
+            return _to_input(imgs, G.resolution, framing if align else False, keep_unfound=keep)
 
         print(f"encoding {pool_n} + {held_n} synthetic faces{' (aligned)' if align else ''}")
         # held-out faces from the index range training never draws from
@@ -248,7 +256,7 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
     from ..editing.region import Region
 
     def read(part: list[Path]) -> torch.Tensor:  # one image in memory at a time: photos may be large
-        return _to_input((Region.from_file(q) for q in part), G.resolution, framing)
+        return _to_input((Region.from_file(q) for q in part), G.resolution, framing, keep_unfound=keep)
 
     return encode(read(paths[:-held_n])), encode(read(paths[-held_n:]))
 
@@ -257,10 +265,12 @@ def _projected(args: argparse.Namespace, faces_from: str, source, G, device):
 ALIGN_SOURCE_SIZE = 256
 
 
-def _to_input(images: Iterable, size: int, framing: Framing | None | Literal[False]) -> torch.Tensor:
+def _to_input(images: Iterable, size: int, framing: Framing | None | Literal[False], *,
+              keep_unfound: bool = False) -> torch.Tensor:
     """uint8 RGB images (or ``Region``s) → (N, 3, size, size) model input. False: taken as they are (they must
     be ``size`` square). Otherwise each face is found and aligned as an editor aligns it, with ``framing``
-    (None: the FFHQ crop), and images without one are left out."""
+    (None: the FFHQ crop); images without one are left out, or with ``keep_unfound`` given the centred
+    square crop an editor falls back to."""
     import numpy as np
 
     from ..imageio import images_to_tensor
@@ -270,15 +280,17 @@ def _to_input(images: Iterable, size: int, framing: Framing | None | Literal[Fal
     from ..editing.align import align_face
     from ..editing.region import Region
 
-    crops, seen = [], 0
+    crops, seen, missed = [], 0, 0
     for img in images:
         seen += 1
         region = img if isinstance(img, Region) else Region.from_array(img)
         a = align_face(region, size, framing=framing)
-        if a.face_found:
+        if a.face_found or keep_unfound:
             crops.append(a.image)
-    if len(crops) < seen:
-        print(f"no face found in {seen - len(crops)} of {seen} images: left out")
+        missed += not a.face_found
+    if missed:
+        print(f"no face found in {missed} of {seen} images: "
+              f"{'centre-cropped, as an editor crops them' if keep_unfound else 'left out'}")
     if len(crops) < 2:
         raise InputError("--refine-align found a face in fewer than 2 images; check that face alignment works "
                          "(`pip install 'anycost[align]'`) and that the images hold faces")
