@@ -1,7 +1,8 @@
 """How edit success of each named slider changes with its strength, on faces the quality report never uses.
 
     python benchmarks/slider_scale.py [--model anycost-demo] [--samples 128] [--editor-faces 48]
-        [--faces synth|FOLDER] [--scales 0.8,1,1.2,1.4] [--attributes eyeglasses,...] [--refine-steps 100]
+        [--faces synth|FOLDER] [--first-face 2000030000] [--scales 0.8,1,1.2,1.4] [--attributes eyeglasses,...]
+        [--refine-steps 100]
 
 A slider's strength (`anycost directions set --scale`) is the W distance it moves at value 1. This
 prints, per slider and per multiple of its present strength, the share of faces whose edit at ±1
@@ -12,7 +13,8 @@ classifier's input size), on two sets of its own:
   * random samples of the model (seed 777; the quality report's samples use seed 20000);
   * held-out synthetic faces taken the way the editor takes a user's (alignment with the model's
     framing, encoder, refinement with the model's projection settings), from dataset index
-    2·10⁹ + 30,000 (the quality report's faces start at 2·10⁹ and 2·10⁹ + 10,000); or, with
+    2·10⁹ + 30,000 (the quality report's faces start at 2·10⁹ and 2·10⁹ + 10,000; ``--first-face``
+    draws another set, e.g. 2·10⁹ + 40,000 for a fresh one); or, with
     ``--faces FOLDER``, the first images of a folder (for a model of other faces: photographs kept
     apart from everything the model and its directions were fitted on).
 
@@ -44,10 +46,11 @@ def success_by_scale(G, clf, offset: torch.Tensor, attribute: int, w: torch.Tens
     return [measure_effect(G, clf, k * offset, attribute, w, base, res).success for k in scales]
 
 
-def editor_faces(spec: str, n: int) -> list:
-    """``n`` face images (uint8 arrays or paths) for the editor: held-out drawings or a folder's first files."""
+def editor_faces(spec: str, n: int, first: int = FACES_START) -> list:
+    """``n`` face images (uint8 arrays or paths) for the editor: held-out drawings from dataset index ``first``
+    on, or a folder's first files."""
     if spec == "synth":
-        return [render_index(0, FACES_START + i, 256)[0] for i in range(n)]
+        return [render_index(0, first + i, 256)[0] for i in range(n)]
     from anycost.training.image_folder import list_images
 
     return list_images(spec)[:n]
@@ -59,6 +62,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--editor-faces", type=int, default=48, help="faces taken through the editor (0: samples only)")
     ap.add_argument("--faces", default="synth", help="'synth' (held-out drawings) or a folder of face images")
+    ap.add_argument("--first-face", type=int, default=FACES_START,
+                    help="dataset index of the first held-out drawing (default 2·10⁹ + 30,000); keep clear of the "
+                         "quality report's faces (2·10⁹ to 2·10⁹ + 10,000 + its --editor-faces) and of anything "
+                         "below 2·10⁹, which training and tuning draw from")
     ap.add_argument("--scales", default="0.8,1,1.2,1.4")
     ap.add_argument("--attributes", help="comma-separated sliders (default: every one naming a classifier score)")
     ap.add_argument("--refine-steps", type=int, default=100)
@@ -85,7 +92,7 @@ def main() -> None:
     sets = {f"samples ({args.samples})": G.styles_from_seed(SAMPLE_SEED, n=args.samples, truncation=0.8)}
     if args.editor_faces > 0:
         t0 = time.perf_counter()
-        sessions = [editor.open(face) for face in editor_faces(args.faces, args.editor_faces)]
+        sessions = [editor.open(face) for face in editor_faces(args.faces, args.editor_faces, args.first_face)]
         found = sum(bool(s.alignment.face_found) for s in sessions)
         w, _ = refined_latents(sessions, steps=args.refine_steps, encoder_reg=editor.projection.encoder_reg)
         print(f"{len(sessions)} faces through the editor (a face found in {found}, the others centre-cropped; "
