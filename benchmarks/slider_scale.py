@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--editor-faces", type=int, default=48, help="faces taken through the editor (0: samples only)")
     ap.add_argument("--faces", default="synth", help="'synth' (held-out drawings) or a folder of face images")
-    ap.add_argument("--first-face", type=int, default=FACES_START,
+    ap.add_argument("--first-face", type=int, default=None,
                     help="dataset index of the first held-out drawing (default 2·10⁹ + 30,000); keep clear of the "
                          "quality report's faces (2·10⁹ to 2·10⁹ + 10,000 + its --editor-faces) and of anything "
                          "below 2·10⁹, which training and tuning draw from")
@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--refine-steps", type=int, default=100)
     args = ap.parse_args()
     scales = [float(s) for s in args.scales.split(",")]
+    if args.first_face is not None and args.faces != "synth":
+        raise SystemExit("--first-face picks held-out drawings; a folder's faces are its first files")
+    first = FACES_START if args.first_face is None else args.first_face
     path = resolve_model(args.model)
     from anycost.training.classifier import classifier_from_component
 
@@ -92,7 +95,7 @@ def main() -> None:
     sets = {f"samples ({args.samples})": G.styles_from_seed(SAMPLE_SEED, n=args.samples, truncation=0.8)}
     if args.editor_faces > 0:
         t0 = time.perf_counter()
-        sessions = [editor.open(face) for face in editor_faces(args.faces, args.editor_faces, args.first_face)]
+        sessions = [editor.open(face) for face in editor_faces(args.faces, args.editor_faces, first)]
         found = sum(bool(s.alignment.face_found) for s in sessions)
         w, _ = refined_latents(sessions, steps=args.refine_steps, encoder_reg=editor.projection.encoder_reg)
         print(f"{len(sessions)} faces through the editor (a face found in {found}, the others centre-cropped; "
