@@ -292,6 +292,8 @@ def _to_input(images: Iterable, size: int, framing: Framing | None | Literal[Fal
         print(f"no face found in {missed} of {seen} images: "
               f"{'centre-cropped, as an editor crops them' if keep_unfound else 'left out'}")
     if len(crops) < 2:
+        if keep_unfound:
+            raise InputError(f"--refine-align was given {seen} image(s) here; it needs at least 2")
         raise InputError("--refine-align found a face in fewer than 2 images; check that face alignment works "
                          "(`pip install 'anycost[align]'`) and that the images hold faces")
     return images_to_tensor(np.stack(crops))
