@@ -44,6 +44,7 @@ from anycost.data.synth_faces import (
 )
 from anycost.directions import directions_in_model
 from anycost.directions.refine import room_sign
+from anycost.directions.regional import blend, render_sliders
 from anycost.editing.project import Projector, psnr
 from anycost.editing.projection_tuning import projection_overrides, settings_for_model
 from anycost.imageio import images_to_tensor, make_grid, save_image_atomic, tensor_to_uint8
@@ -118,14 +119,18 @@ def success(moved: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
 def edits(G, clf, dirs, w: torch.Tensor, what: str, out: Path | None) -> None:
     print(f"\n== edit success on {len(w)} {what} (classifier scores; slider ±1 towards the side with room) ==")
     attrs = list(clf.attributes)
-    base = clf.predict(G.synthesize(w))
+    plain = G.synthesize(w)
+    base = clf.predict(plain)
     grid_rows = []
     for name in dirs:
         if name in attrs:
             i = attrs.index(name)
             t = room_sign(base[:, i])  # a face with glasses cannot gain more glasses
             off = dirs[name].offset(G.n_style, G.style_dim, 1.0)
-            moved = clf.predict(G.synthesize(w + t[:, None, None] * off)) - base
+            edited = G.synthesize(w + t[:, None, None] * off)
+            if dirs[name].region is not None:  # as the editor renders it: the edit kept inside its region
+                edited = blend(plain, edited, [dirs[name].region])
+            moved = clf.predict(edited) - base
             ok = success(moved, t, i)
             others = [j for j in range(len(attrs)) if j != i]
             worst = moved[:, others].abs().max(dim=1).values
@@ -134,10 +139,10 @@ def edits(G, clf, dirs, w: torch.Tensor, what: str, out: Path | None) -> None:
                   f"median {worst.median():.3f}, max {worst.max():.3f} "
                   f"(mostly {attrs[others[int(moved[:, others].abs().mean(0).argmax())]]})")
         else:
-            moved = clf.predict(G.synthesize(dirs.apply(w, {name: 1.0}))) - base
+            moved = clf.predict(render_sliders(G, dirs, w, {name: 1.0})) - base
             top = moved.abs().mean(0).argmax().item()
             print(f"{name:>14}: (not an attribute) moves {attrs[top]} most, mean |Δ| {moved.abs().mean(0)[top]:.3f}")
-        row = [G.synthesize(dirs.apply(w[:1], {name: v})) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+        row = [render_sliders(G, dirs, w[:1], {name: v}) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
         grid_rows.append(tensor_to_uint8(torch.cat(row)))
     print("goal: ≥ 70 % per attribute direction (or ≥ 85 % of the classifier's ceiling below)")
     if out and grid_rows:

@@ -41,9 +41,9 @@ SAMPLE_SEED = 777
 
 
 def success_by_scale(G, clf, offset: torch.Tensor, attribute: int, w: torch.Tensor, base: torch.Tensor,
-                     scales: list[float], res: int) -> list[float]:
-    """Share of ``w`` whose edit at ±1 with ``scale × offset`` succeeds, per scale."""
-    return [measure_effect(G, clf, k * offset, attribute, w, base, res).success for k in scales]
+                     scales: list[float], res: int, region: torch.Tensor | None = None) -> list[float]:
+    """Share of ``w`` whose edit at ±1 with ``scale × offset`` succeeds, per scale (inside ``region`` if any)."""
+    return [measure_effect(G, clf, k * offset, attribute, w, base, res, region).success for k in scales]
 
 
 def editor_faces(spec: str, n: int, first: int = FACES_START) -> list:
@@ -106,8 +106,10 @@ def main() -> None:
     with torch.inference_mode():
         bases = {k: score_latents(G, clf, w, res=res) for k, w in sets.items()}
         for name, a in todo:
-            offset = editor.directions[name].offset(G.n_style, G.style_dim)
-            rows = {k: success_by_scale(G, clf, offset, a, w, bases[k], scales, res) for k, w in sets.items()}
+            d = editor.directions[name]
+            offset = d.offset(G.n_style, G.style_dim)
+            rows = {k: success_by_scale(G, clf, offset, a, w, bases[k], scales, res, d.region)
+                    for k, w in sets.items()}
             mean = [sum(r[j] for r in rows.values()) / len(rows) for j in range(len(scales))]
             cells = "  ".join(f"{k}: " + " ".join(f"{100 * v:5.1f}" for v in r) for k, r in rows.items())
             print(f"{name:>14}  {cells}  | mean best at ×{scales[max(range(len(scales)), key=mean.__getitem__)]:g}")

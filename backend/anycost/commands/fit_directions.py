@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 scale = d.scale
             new.add(Direction(d.name, vec, layers if layers is not None else d.layers, scale, d.slider_range,
-                              d.source, d.info, d.hidden))
+                              d.source, d.info, d.hidden, d.region))
     elif args.refine:
         from ..directions.refine import RefineSettings, refine_directions
 

@@ -3,6 +3,10 @@
 A slider value ``v`` moves a W+ latent by ``v · scale · vector`` on the direction's style
 slots (all slots when ``layers`` is None). ``vector`` is either one ``style_dim`` vector
 (the same offset on every chosen slot) or a full ``(n_style, style_dim)`` offset.
+
+A direction may carry a ``region``: a small 2-D map in [0, 1] over the model's output frame. Its
+edit is then kept only inside that map and the rest of the image stays as it was
+(``directions.regional``), so that e.g. hair length leaves the eyes and mouth alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,23 @@ from ..errors import InputError
 
 SOURCES = ("labels", "sefa", "pca", "official", "file")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+
+
+# a region map is small: it says where an attribute lives, at about the classifier's resolution
+MAX_REGION_SIDE = 256
+
+
+def check_region(name: str, region: object) -> torch.Tensor:
+    """A direction's region as a float32 (h, w) map in [0, 1], or InputError saying what is wrong."""
+    r = torch.as_tensor(region).detach().to("cpu", torch.float32)
+    if r.ndim != 2 or min(r.shape) < 2 or max(r.shape) > MAX_REGION_SIDE:
+        raise InputError(f"direction {name!r}: region must be a 2-D map of 2..{MAX_REGION_SIDE} pixels a side, "
+                         f"got shape {tuple(r.shape)}")
+    if not torch.isfinite(r).all() or float(r.min()) < 0 or float(r.max()) > 1:
+        raise InputError(f"direction {name!r}: region values must lie in [0, 1]")
+    if float(r.max()) == 0:
+        raise InputError(f"direction {name!r}: region is empty (all zero): its edit would never show")
+    return r.contiguous()
 
 
 def check_name(name: str) -> str:
@@ -40,6 +61,7 @@ class Direction:
     source: str = "file"
     info: dict = field(default_factory=dict)  # provenance and measurements (JSON-serialisable)
     hidden: bool = False  # kept in the model but left out of the sliders a dialog shows
+    region: torch.Tensor | None = None  # (h, w) in [0, 1] over the output frame; None = the whole image
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -66,6 +88,8 @@ class Direction:
             raise InputError(f"direction {self.name!r}: source must be one of {SOURCES}, got {self.source!r}")
         if not isinstance(self.hidden, bool):
             raise InputError(f"direction {self.name!r}: hidden must be true or false, got {self.hidden!r}")
+        if self.region is not None:
+            self.region = check_region(self.name, self.region)
 
     @property
     def style_dim(self) -> int:
@@ -117,14 +141,15 @@ class Direction:
         return spec
 
     @classmethod
-    def from_config(cls, name: str, vector: torch.Tensor, cfg: Mapping) -> Direction:
+    def from_config(cls, name: str, vector: torch.Tensor, cfg: Mapping,
+                    region: torch.Tensor | None = None) -> Direction:
         known = {"layers", "scale", "slider_range", "source", "info", "hidden"}
         unknown = set(cfg) - known
         if unknown:
             raise InputError(f"direction {name!r}: unknown settings {sorted(unknown)}")
         return cls(name=name, vector=vector, layers=cfg.get("layers"), scale=cfg.get("scale", 1.0),
                    slider_range=tuple(cfg.get("slider_range", (-1.0, 1.0))), source=cfg.get("source", "file"),
-                   info=dict(cfg.get("info") or {}), hidden=cfg.get("hidden", False))
+                   info=dict(cfg.get("info") or {}), hidden=cfg.get("hidden", False), region=region)
 
 
 class DirectionSet(Mapping[str, Direction]):

@@ -44,6 +44,7 @@ from ..errors import InputError
 from ..models.generator import Generator
 from .boundaries import render_resolution, sample_w, score_latents
 from .direction import Direction, DirectionSet
+from .regional import score_regional
 
 
 @dataclass
@@ -89,15 +90,19 @@ def room_sign(scores: torch.Tensor) -> torch.Tensor:
 
 
 def measure_effect(G: Generator, clf, offset: torch.Tensor, attribute: int, w_plus: torch.Tensor,
-                   base: torch.Tensor, res: int) -> EditEffect:
-    """Success share, own change and largest other change of a W+ offset at slider ±1."""
+                   base: torch.Tensor, res: int, region: torch.Tensor | None = None) -> EditEffect:
+    """Success share, own change and largest other change of a W+ offset at slider ±1 (its edit kept
+    inside ``region`` when given, as the editor renders a regional direction)."""
     t = room_sign(base[:, attribute])
-    edited = score_latents(G, clf, w_plus + t[:, None, None] * offset, res=res)
+    moved_w = w_plus + t[:, None, None] * offset
+    edited = (score_latents(G, clf, moved_w, res=res) if region is None
+              else score_regional(G, clf, w_plus, moved_w, region, res=res))
     moved = edited - base
     own = t * moved[:, attribute]
     others = torch.cat([moved[:, :attribute], moved[:, attribute + 1:]], 1).abs()
     ok = (own >= 0.3) & (others < 0.1).all(1)
-    return EditEffect(float(ok.float().mean()), float(own.mean()), float(others.max(1).values.mean()))
+    worst = others.max(1).values if others.shape[1] else torch.zeros_like(own)  # a one-attribute classifier
+    return EditEffect(float(ok.float().mean()), float(own.mean()), float(worst.mean()))
 
 
 # the polish stage's thresholds, a little inside the success criterion's 0.3 / 0.1 so that a sample it
@@ -223,7 +228,8 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
             d = directions[name]
             t0 = time.perf_counter()
             start = d.offset(G.n_style, G.style_dim).to(held.device)
-            before = measure_effect(G, clf, start, a, held, held_base, res)
+            # judged as the editor renders it (inside its region, if it has one); the polish itself is global
+            before = measure_effect(G, clf, start, a, held, held_base, res, d.region)
             V = start.clone().requires_grad_(True)
             unit = start.norm(dim=1).mean().clamp_min(1e-3)
             start_white = whitened_length(start, whiten_f).clamp_min(1e-6)
@@ -249,7 +255,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                 loss.backward()
                 opt.step()
             V = V.detach()
-            after = measure_effect(G, clf, V, a, held, held_base, res)
+            after = measure_effect(G, clf, V, a, held, held_base, res, d.region)
             drift = whitened_norm(V, whiten) / whitened_norm(start, whiten)
             if drift > s.max_drift or not _better(after, before):
                 V, after = start, before  # never worse than the boundary it started from
@@ -258,7 +264,7 @@ def refine_directions(G: Generator, clf, directions: DirectionSet, *, names: Seq
                                           "drift": round(drift, 3), "on": on,
                                           "before": before.as_dict(),
                                           "after": after.as_dict()}}
-            out.add(Direction(d.name, V.cpu(), None, 1.0, d.slider_range, d.source, info, d.hidden))
+            out.add(Direction(d.name, V.cpu(), None, 1.0, d.slider_range, d.source, info, d.hidden, d.region))
             say(f"{name}: success {100 * before.success:.0f} % → {100 * after.success:.0f} %, own "
                 f"{before.own:+.2f} → {after.own:+.2f}, other max {before.other_max:.2f} → {after.other_max:.2f} "
                 f"({time.perf_counter() - t0:.0f} s)")

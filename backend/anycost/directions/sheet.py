@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..imageio import make_grid, tensor_to_uint8
 from ..models.generator import Generator
 from .direction import Direction, DirectionSet
+from .regional import blend
 
 PAD = 2  # between faces (make_grid's padding)
 LINE = 14  # height of one text line; Pillow's default font is 11-12 px high
@@ -73,7 +74,8 @@ def slider_values(direction: Direction, steps: int) -> list[float]:
 
 def _describe(d: Direction) -> str:
     slots = "all slots" if d.layers is None else "slots " + ",".join(map(str, d.layers))
-    return f"{d.name}  ({d.source}, {slots}{', hidden' if d.hidden else ''})"
+    marks = "".join(m for m, on in ((", regional", d.region is not None), (", hidden", d.hidden)) if on)
+    return f"{d.name}  ({d.source}, {slots}{marks})"
 
 
 @torch.inference_mode()
@@ -114,8 +116,13 @@ def render_sheet(G: Generator, directions: DirectionSet, *, names: Sequence[str]
         values = slider_values(d, steps)
         offsets = torch.stack([d.offset(G.n_style, G.style_dim, v) for v in values]).to(device, base.dtype)
         # one seed's strip per batch: rows of the block, and memory bounded by one strip
-        imgs = np.concatenate([tensor_to_uint8(G.synthesize(w[None] + offsets, noise="const", **kwargs))
-                               for w in base])
+        strips = []
+        for w in base:
+            strip = G.synthesize(w[None] + offsets, noise="const", **kwargs)
+            if d.region is not None:  # as the editor shows it: the edit kept inside the direction's region
+                strip = blend(G.synthesize(w[None], noise="const", **kwargs), strip, [d.region])
+            strips.append(tensor_to_uint8(strip))
+        imgs = np.concatenate(strips)
         tile = imgs.shape[1]
         blocks.append(make_grid(imgs, cols=steps, pad=PAD))
     assert tile is not None

@@ -2,7 +2,8 @@
 
 - Model-file component ``directions``: config ``{"version": 1, "directions": [{"name": …,
   settings…}, …]}`` (a list, so the order sliders appear in is kept) plus one tensor per
-  direction (key = name).
+  direction (key = name) and, for a direction with a region, its map (key = ``name.region``; a
+  direction name has no dot, so the keys cannot collide).
 - Standalone ``.safetensors``: one tensor per direction, settings as JSON in the header
   metadata (``anycost.directions``); a plain safetensors file without it is read with defaults.
 - Standalone ``.npy``: one direction (``(D,)``, ``(1, D)`` or ``(n_style, D)``) named after the file.
@@ -28,6 +29,7 @@ from .direction import Direction, DirectionSet
 COMPONENT = "directions"
 COMPONENT_VERSION = 1
 _META_KEY = "anycost.directions"
+_REGION_SUFFIX = ".region"
 # The smallest style vector a direction file may hold (the project's smallest generators use 32).
 MIN_STYLE_DIM = 8
 
@@ -36,8 +38,14 @@ def to_component(directions: Iterable[Direction]) -> Component:
     dirs = list(directions.values()) if isinstance(directions, DirectionSet) else list(directions)
     return Component(
         config={"version": COMPONENT_VERSION, "directions": [{"name": d.name, **d.config()} for d in dirs]},
-        tensors={d.name: d.vector.contiguous().clone() for d in dirs},
+        tensors={**{d.name: d.vector.contiguous().clone() for d in dirs},
+                 **{region_key(d.name): d.region.contiguous().clone() for d in dirs if d.region is not None}},
     )
+
+
+def region_key(name: str) -> str:
+    """The tensor key of a direction's region map."""
+    return f"{name}{_REGION_SUFFIX}"
 
 
 def from_component(comp: Component, where: str = "model file") -> DirectionSet:
@@ -58,7 +66,8 @@ def from_component(comp: Component, where: str = "model file") -> DirectionSet:
         try:
             if name in out:
                 raise InputError(f"duplicate direction name {name!r}")
-            out.add(Direction.from_config(name, comp.tensors[name], {k: v for k, v in s.items() if k != "name"}))
+            out.add(Direction.from_config(name, comp.tensors[name], {k: v for k, v in s.items() if k != "name"},
+                                          region=comp.tensors.get(region_key(name))))
         except InputError as e:
             raise ModelFileError(f"{where}: {e}") from e
     return out

@@ -107,8 +107,9 @@ def sweep(editor, clf, images: Sequence[np.ndarray], values: Sequence[float], *,
         w, psnrs = refined_latents(sessions, steps=steps, encoder_reg=float(v))
         with torch.inference_mode():
             base = score_latents(G, clf, w, res=res)
-            success = {name: measure_effect(G, clf, editor.directions[name].offset(G.n_style, G.style_dim).to(w),
-                                            a, w, base, res).success for name, a in todo}
+            dirs = editor.directions
+            success = {name: measure_effect(G, clf, dirs[name].offset(G.n_style, G.style_dim).to(w),
+                                            a, w, base, res, dirs[name].region).success for name, a in todo}
         p = SweepPoint(float(v), float(np.mean(psnrs)), float(np.min(psnrs)), success)
         points.append(p)
         say(f"encoder_reg {v:g}: PSNR mean {p.psnr:.2f} dB (min {p.psnr_min:.2f}), edit successes summed "

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
+from ..directions.regional import render_sliders
 from ..errors import InputError
 from ..fsutil import atomic_write
 from ..imageio import images_to_tensor
@@ -340,6 +341,7 @@ class EditSession:
         self.sliders: dict[str, float] = {}
         self.last_projection: ProjectionStep | None = None
         self._references: dict[str, torch.Tensor] = {}  # unedited renders per cost, for colour matching
+        self._under: tuple[tuple, torch.Tensor] | None = None  # last render under the regional sliders
 
     @property
     def notice(self) -> str | None:
@@ -385,6 +387,7 @@ class EditSession:
                                                         cancel=cancel, settings=settings):
             self.w_base = step.w_plus
             self._references.clear()
+            self._under = None
             self.last_projection = step
             yield step
 
@@ -398,6 +401,7 @@ class EditSession:
     def set_latent(self, w_plus: torch.Tensor | np.ndarray) -> None:
         self.w_base = self.editor.check_latent(w_plus).to(self.editor.device)
         self._references.clear()
+        self._under = None
 
     def save_latent(self, path: str | os.PathLike) -> Path:
         """Save the projected latent (without slider edits) as .npy, atomically."""
@@ -434,8 +438,23 @@ class EditSession:
         """The edited aligned crop at ``cost``: (1, 3, r, r) in [-1, 1]. ``cancel`` may abandon it between
         layers (``RenderCancelled``); ``dtype`` bfloat16 renders a preview in it (``Editor.preview_dtype``)."""
         c = self.editor.cost(cost)
-        return self.editor.generator.synthesize(self.latent(sliders), noise="const", cancel=cancel, dtype=dtype,
-                                                **c.render_kwargs())
+        values = self.sliders if sliders is None else sliders
+        kw = {"noise": "const", "cancel": cancel, "dtype": dtype, **c.render_kwargs()}
+        G, dirs = self.editor.generator, self.editor.directions
+        if not any(v and name in dirs and dirs[name].region is not None for name, v in values.items()):
+            return G.synthesize(self.latent(values), **kw)
+
+        def under(plain: dict[str, float]) -> torch.Tensor:
+            # the render without the regional sliders: the unedited one, or the last one for these sliders
+            # (dragging a regional slider then costs one render, not two)
+            if not plain:
+                return self.reference(c, dtype=dtype)
+            key = (c.label(), str(dtype), tuple(sorted(plain.items())))
+            if self._under is None or self._under[0] != key:
+                self._under = (key, G.synthesize(self.latent(plain), **kw))
+            return self._under[1]
+
+        return render_sliders(G, dirs, self.w_base, values, base=under, **kw)
 
     def reference(self, cost: str | Cost | None = "full", *, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The unedited render at ``cost`` (cached): colour matching is fitted on it, so that
