@@ -40,7 +40,7 @@ from anycost.editing.paste import paste_back
 from anycost.editing.preview_choice import DEFAULT_PREVIEW_BUDGET_MS, pick_preview_cost
 from anycost.editing.project import ProjectionSettings, Projector
 from anycost.editing.region import Region
-from anycost.imageio import images_to_tensor
+from anycost.imageio import images_to_tensor, tensor_to_uint8
 from anycost.io.modelfile import read_model, save_model
 from anycost.models.encoder import Encoder, EncoderConfig
 
@@ -126,6 +126,36 @@ def bench_renders(G, w: torch.Tensor, budget_ms: float, device: torch.device) ->
     print(f"full render:                {full_ms:8.1f} ms")
 
 
+def bench_slider_renders(path: Path, budget_ms: float, device: torch.device) -> None:
+    """A slider drag's render at the preview cost: a whole-image slider, a regional one (its edit kept inside its
+    region, blended over a cached base), and each while the other kind is set."""
+    from anycost.editing.session import Editor
+
+    editor = Editor(path, device=device, use_lpips=False)
+    dirs = editor.directions
+    regional = next((n for n, d in dirs.items() if d.region is not None and not d.hidden), None)
+    whole = next((n for n, d in dirs.items() if d.region is None and not d.hidden), None)
+    if regional is None or whole is None:
+        return
+    G = editor.generator
+    session = editor.open(tensor_to_uint8(G.synthesize(G.styles_from_seed(0, truncation=0.7)))[0], align=False)
+    cost = pick_preview_cost(G, budget_ms)
+    step = iter(range(10 ** 6))
+
+    def drag(name: str, fixed: dict[str, float]) -> Callable[[], object]:
+        # a new value every call, as a drag sends: nothing is served from a cache of the same values
+        return lambda: session.render(cost, sliders={**fixed, name: 0.2 + 0.6 * (next(step) % 7) / 6})
+
+    with torch.inference_mode():
+        rows = [(f"{whole} (whole image)", timed(drag(whole, {}), device, 7)),
+                (f"{regional} (regional)", timed(drag(regional, {}), device, 7)),
+                (f"{regional} with {whole} set", timed(drag(regional, {whole: 0.5}), device, 7)),
+                (f"{whole} with {regional} set", timed(drag(whole, {regional: 0.5}), device, 7))]
+    print(f"slider drag, one preview render each ({cost.label()}; median ms):")
+    for label, ms in rows:
+        print(f"  {label:<36} {ms:8.1f} ms  ({ms / rows[0][1]:.2f}x)")
+
+
 def bench_model(label: str, G, E, faces: int, steps: int, goal_db: float, budget_ms: float, use_lpips: bool,
                 device: torch.device, per_step: bool = True) -> None:
     G = G.to(device).eval()
@@ -206,6 +236,8 @@ def main() -> None:
         else:
             G, E = anycost.load_generator(path), None
         bench_model(f"model {path.name}", G, E, args.faces, args.steps, args.goal_db, args.budget_ms, lp, device)
+        if is_safetensors(path):
+            bench_slider_renders(Path(path), args.budget_ms, device)
     except ModelNotFoundError as e:
         print(f"(no trained model benchmarked: {e})")
 
