@@ -244,6 +244,13 @@ def test_editor_renders_regional_sliders_over_the_unedited_face(demo_editor, mon
             both = real(session.latent({"smile": 0.6, "hair_length": v}), noise="const")
         assert torch.allclose(out, smile_only + m * (both - smile_only), atol=1e-5)
         assert len(calls) == (2 if v == 0.2 else 1), (v, len(calls))
+    # a draft cost alternating with the full one keeps a base of its own
+    counts = []
+    for cost, v in (("64", 0.3), ("full", 0.4), ("64", 0.6), ("full", 0.7)):
+        calls.clear()
+        session.render(cost, sliders={"smile": 0.6, "hair_length": v})
+        counts.append(len(calls))
+    assert counts == [2, 1, 1, 1]
     session.set_latent(G.styles_from_seed(8, truncation=0.7))
     calls.clear()
     session.render("full", sliders={"smile": 0.6, "hair_length": 0.8})

@@ -341,7 +341,8 @@ class EditSession:
         self.sliders: dict[str, float] = {}
         self.last_projection: ProjectionStep | None = None
         self._references: dict[str, torch.Tensor] = {}  # unedited renders per cost, for colour matching
-        self._under: tuple[tuple, torch.Tensor] | None = None  # last render under the regional sliders
+        # per cost, the last render under the regional sliders (a draft and a preview cost may alternate)
+        self._under: dict[str, tuple[tuple, torch.Tensor]] = {}
 
     @property
     def notice(self) -> str | None:
@@ -387,7 +388,7 @@ class EditSession:
                                                         cancel=cancel, settings=settings):
             self.w_base = step.w_plus
             self._references.clear()
-            self._under = None
+            self._under.clear()
             self.last_projection = step
             yield step
 
@@ -401,7 +402,7 @@ class EditSession:
     def set_latent(self, w_plus: torch.Tensor | np.ndarray) -> None:
         self.w_base = self.editor.check_latent(w_plus).to(self.editor.device)
         self._references.clear()
-        self._under = None
+        self._under.clear()
 
     def save_latent(self, path: str | os.PathLike) -> Path:
         """Save the projected latent (without slider edits) as .npy, atomically."""
@@ -449,10 +450,11 @@ class EditSession:
             # (dragging a regional slider then costs one render, not two)
             if not plain:
                 return self.reference(c, dtype=dtype)
-            key = (c.label(), str(dtype), tuple(sorted(plain.items())))
-            if self._under is None or self._under[0] != key:
-                self._under = (key, G.synthesize(self.latent(plain), **kw))
-            return self._under[1]
+            key, values_key = f"{c.label()}/{dtype}", tuple(sorted(plain.items()))
+            hit = self._under.get(key)
+            if hit is None or hit[0] != values_key:
+                hit = self._under[key] = (values_key, G.synthesize(self.latent(plain), **kw))
+            return hit[1]
 
         return render_sliders(G, dirs, self.w_base, values, base=under, **kw)
 
