@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from .common import add_device, resolve_device
 
+MODEL_TO_CHANGE = "the model file to change (a project .safetensors model; see 'anycost convert')"
 NO_DIRECTIONS = ("no edit directions (it can still generate and project; `anycost fit-directions` adds "
                  "sliders, `anycost edit --directions FILE` brings them from a file)")
 
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "the model (scripts may still set them by name) but the plug-ins' dialogs "
                                        "leave them out.")
     e.add_argument("--model", default=argparse.SUPPRESS,
-                   help="the model file to change (a project .safetensors model; see 'anycost convert')")
+                   help=MODEL_TO_CHANGE)
     e.add_argument("name", metavar="NAME", help="the direction to change")
     e.add_argument("--rename", default=None, metavar="NEW", help="new name (lowercase letters, digits, '_', '-')")
     e.add_argument("--range", default=None, metavar="LO,HI",
@@ -80,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "place (hair, glasses); not a head turn, whose composite would leave a "
                                        "ghost of the old outline. --clear removes the regions again.")
     r.add_argument("--model", default=argparse.SUPPRESS,
-                   help="the model file to change (a project .safetensors model; see 'anycost convert')")
+                   help=MODEL_TO_CHANGE)
     r.add_argument("names", metavar="NAMES", help="comma-separated directions")
     r.add_argument("--clear", action="store_true", help="remove their regions: edits act on the whole image again")
     # defaults (None here) are the library's, named in the help without importing torch at start-up

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..directions import DirectionSet, directions_in_model, load_directions_file, load_official_boundaries
-from ..directions.regional import render_sliders
+from ..directions.regional import render_sliders, split_sliders
 from ..errors import InputError
 from ..fsutil import atomic_write
 from ..imageio import images_to_tensor
@@ -442,7 +442,7 @@ class EditSession:
         values = self.sliders if sliders is None else sliders
         kw = {"noise": "const", "cancel": cancel, "dtype": dtype, **c.render_kwargs()}
         G, dirs = self.editor.generator, self.editor.directions
-        if not any(v and name in dirs and dirs[name].region is not None for name, v in values.items()):
+        if not split_sliders(dirs, values)[1]:  # no regional slider set: one plain render
             return G.synthesize(self.latent(values), **kw)
 
         def under(plain: dict[str, float]) -> torch.Tensor:
